@@ -1,0 +1,83 @@
+// Pixel conversions between the camera, the model and the host.
+//
+// RGB565 -> RGB888 replicates the high bits into the low ones:
+//   r8 = (r5 << 3) | (r5 >> 2), g8 = (g6 << 2) | (g6 >> 4), b8 = (b5 << 3) | (b5 >> 2).
+// RGB888 -> model input (int8), all arithmetic in IEEE float32, in this order:
+//   q = clamp(round((p / 255.0f) / kInputScale) + kInputZeroPoint, -128, 127)
+// model output (int8) -> RGB888:
+//   p = clamp(round((float)(q - kOutputZeroPoint) * kOutputScale * 255.0f), 0, 255)
+// round() rounds half away from zero (like std::lround). Both directions are 256-entry
+// tables computed at compile time, so host and device agree bit for bit.
+#pragma once
+
+#include <stdint.h>
+
+#include "model_settings.h"
+
+namespace tinymirnet {
+
+struct Rgb888 {
+  uint8_t r;
+  uint8_t g;
+  uint8_t b;
+};
+
+constexpr Rgb888 rgb565_to_rgb888(uint16_t pixel) {
+  const unsigned r5 = (pixel >> 11) & 0x1Fu;
+  const unsigned g6 = (pixel >> 5) & 0x3Fu;
+  const unsigned b5 = pixel & 0x1Fu;
+  return Rgb888{static_cast<uint8_t>((r5 << 3) | (r5 >> 2)),
+                static_cast<uint8_t>((g6 << 2) | (g6 >> 4)),
+                static_cast<uint8_t>((b5 << 3) | (b5 >> 2))};
+}
+
+// Rounds half away from zero, exactly, for |value| < 2^31 (a constexpr std::lround):
+// the truncation and the fractional part value - trunc(value) are both exact in float.
+constexpr int32_t round_half_away_from_zero(float value) {
+  const int32_t truncated = static_cast<int32_t>(value);
+  const float fraction = value - static_cast<float>(truncated);
+  if (fraction >= 0.5f) return truncated + 1;
+  if (fraction <= -0.5f) return truncated - 1;
+  return truncated;
+}
+
+constexpr int32_t clamp_int(int32_t value, int32_t low, int32_t high) {
+  return value < low ? low : (value > high ? high : value);
+}
+
+struct InputQuantizationTable {
+  int8_t values[256];  // indexed by the 8-bit pixel value
+};
+
+struct OutputDequantizationTable {
+  uint8_t values[256];  // indexed by the int8 model output + 128
+};
+
+constexpr InputQuantizationTable make_input_table(float scale, int32_t zero_point) {
+  InputQuantizationTable table{};
+  for (int pixel = 0; pixel < 256; ++pixel) {
+    const float real = static_cast<float>(pixel) / 255.0f;
+    const int32_t q = round_half_away_from_zero(real / scale) + zero_point;
+    table.values[pixel] = static_cast<int8_t>(clamp_int(q, -128, 127));
+  }
+  return table;
+}
+
+constexpr OutputDequantizationTable make_output_table(float scale, int32_t zero_point) {
+  OutputDequantizationTable table{};
+  for (int q = -128; q < 128; ++q) {
+    const float real = static_cast<float>(q - zero_point) * scale;
+    const int32_t pixel = round_half_away_from_zero(real * 255.0f);
+    table.values[q + 128] = static_cast<uint8_t>(clamp_int(pixel, 0, 255));
+  }
+  return table;
+}
+
+extern const InputQuantizationTable kInputTable;
+extern const OutputDequantizationTable kOutputTable;
+
+inline int8_t quantize_input(uint8_t pixel) { return kInputTable.values[pixel]; }
+
+inline uint8_t dequantize_output(int8_t q) { return kOutputTable.values[q + 128]; }
+
+}  // namespace tinymirnet

@@ -1,0 +1,62 @@
+// The narrow platform interface of the core. The Arduino sketch, the host unit tests and the
+// host simulator each implement these four ports; the core never touches hardware directly.
+// Sizes come from model_settings.h. The destructors are protected and non-virtual: ports are
+// never deleted through these interfaces (and there is no heap to delete them from).
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+namespace tinymirnet {
+
+enum class Status : uint8_t { kOk = 0, kError = 1 };
+
+// The byte stream to the host (USB CDC serial on the board).
+class Link {
+ public:
+  // Copies up to `capacity` already received bytes into `buffer` without waiting.
+  // Returns how many were copied (0 when none are available).
+  virtual size_t read(uint8_t* buffer, size_t capacity) = 0;
+  // Sends `size` bytes, blocking until the transport has taken them. Returns bytes sent.
+  virtual size_t write(const uint8_t* data, size_t size) = 0;
+
+ protected:
+  ~Link() = default;
+};
+
+class Camera {
+ public:
+  virtual Status begin() = 0;
+  // Captures one kFrameWidth x kFrameHeight frame, row-major, as RGB565 values in native
+  // uint16 order (bits 15-11 red, 10-5 green, 4-0 blue). The OV7675 sends the high byte of
+  // each pixel first, so its adapter swaps the two bytes of every pixel it reads.
+  virtual Status capture(uint16_t* pixels) = 0;
+
+ protected:
+  ~Camera() = default;
+};
+
+class Model {
+ public:
+  virtual Status begin() = 0;
+  // Runs the model on one tile. `input` and `output` are kModelInputSize x kModelInputSize x
+  // kChannels int8 values, row-major HWC, quantized as in model_settings.h.
+  virtual Status invoke(const int8_t* input, int8_t* output) = 0;
+  // Tensor arena bytes the interpreter actually uses (0 if unknown).
+  virtual size_t arena_used_bytes() const = 0;
+
+ protected:
+  ~Model() = default;
+};
+
+class Clock {
+ public:
+  // Free-running microseconds; wraps after about 71.6 minutes. Compare times only through
+  // unsigned differences (now - then).
+  virtual uint32_t micros() = 0;
+
+ protected:
+  ~Clock() = default;
+};
+
+}  // namespace tinymirnet

@@ -1,0 +1,50 @@
+#include "tiler.h"
+
+#include "pixels.h"
+
+namespace tinymirnet {
+namespace {
+
+int clamp_coordinate(int value, int size) {
+  return value < 0 ? 0 : (value >= size ? size - 1 : value);
+}
+
+int min_int(int a, int b) { return a < b ? a : b; }
+
+}  // namespace
+
+TileRect tile_rect(int index) {
+  TileRect tile;
+  tile.index = index;
+  tile.x = (index % kTilesX) * kTileSize;
+  tile.y = (index / kTilesX) * kTileSize;
+  tile.width = min_int(kTileSize, kFrameWidth - tile.x);
+  tile.height = min_int(kTileSize, kFrameHeight - tile.y);
+  return tile;
+}
+
+void extract_model_input(const uint16_t* frame, const TileRect& tile, int8_t* input) {
+  int8_t* out = input;
+  for (int row = 0; row < kModelInputSize; ++row) {
+    const int source_y = clamp_coordinate(tile.y - kHalo + row, kFrameHeight);
+    const uint16_t* source_row = frame + static_cast<size_t>(source_y) * kFrameWidth;
+    for (int column = 0; column < kModelInputSize; ++column) {
+      const int source_x = clamp_coordinate(tile.x - kHalo + column, kFrameWidth);
+      const Rgb888 pixel = rgb565_to_rgb888(source_row[source_x]);
+      *out++ = quantize_input(pixel.r);
+      *out++ = quantize_input(pixel.g);
+      *out++ = quantize_input(pixel.b);
+    }
+  }
+}
+
+void crop_model_output(const int8_t* output, const TileRect& tile, uint8_t* rgb) {
+  uint8_t* out = rgb;
+  for (int row = 0; row < tile.height; ++row) {
+    const int8_t* in =
+        output + (static_cast<size_t>(kHalo + row) * kModelInputSize + kHalo) * kChannels;
+    for (int i = 0; i < tile.width * kChannels; ++i) *out++ = dequantize_output(in[i]);
+  }
+}
+
+}  // namespace tinymirnet

@@ -1,0 +1,112 @@
+// In-memory ports for the device tests: a link with a byte queue in each direction, a camera
+// that produces a fixed pattern, a model that copies or inverts its input, a manual clock.
+#pragma once
+
+#include <string.h>
+
+#include "ports.h"
+#include "tiler.h"
+
+namespace fakes {
+
+// A pixel value that differs between nearby positions, so misplaced pixels show up.
+inline uint16_t pattern_pixel(int x, int y) {
+  return static_cast<uint16_t>(((static_cast<uint32_t>(x) * 2654435761u) ^
+                                (static_cast<uint32_t>(y) * 40503u)) >> 7);
+}
+
+class FakeLink final : public tinymirnet::Link {
+ public:
+  // Host side: queue bytes for the device.
+  void host_send(const uint8_t* data, size_t size) {
+    if (inbound_read_ == inbound_size_) inbound_read_ = inbound_size_ = 0;
+    memcpy(inbound_ + inbound_size_, data, size);
+    inbound_size_ += size;
+  }
+  size_t inbound_pending() const { return inbound_size_ - inbound_read_; }
+
+  // Host side: what the device sent.
+  const uint8_t* sent() const { return outbound_; }
+  size_t sent_size() const { return outbound_size_; }
+
+  size_t read(uint8_t* buffer, size_t capacity) override {
+    const size_t count = inbound_pending() < capacity ? inbound_pending() : capacity;
+    memcpy(buffer, inbound_ + inbound_read_, count);
+    inbound_read_ += count;
+    return count;
+  }
+
+  size_t write(const uint8_t* data, size_t size) override {
+    memcpy(outbound_ + outbound_size_, data, size);
+    outbound_size_ += size;
+    return size;
+  }
+
+ private:
+  uint8_t inbound_[16384] = {};
+  size_t inbound_size_ = 0;
+  size_t inbound_read_ = 0;
+  uint8_t outbound_[262144] = {};  // a whole capture: raw frame plus all tiles
+  size_t outbound_size_ = 0;
+};
+
+class FakeCamera final : public tinymirnet::Camera {
+ public:
+  bool fail_begin = false;
+  bool fail_capture = false;
+  int captures = 0;
+
+  tinymirnet::Status begin() override {
+    return fail_begin ? tinymirnet::Status::kError : tinymirnet::Status::kOk;
+  }
+
+  tinymirnet::Status capture(uint16_t* pixels) override {
+    if (fail_capture) return tinymirnet::Status::kError;
+    ++captures;
+    for (int y = 0; y < tinymirnet::kFrameHeight; ++y) {
+      for (int x = 0; x < tinymirnet::kFrameWidth; ++x) {
+        pixels[y * tinymirnet::kFrameWidth + x] = pattern_pixel(x, y);
+      }
+    }
+    return tinymirnet::Status::kOk;
+  }
+};
+
+class FakeModel final : public tinymirnet::Model {
+ public:
+  enum class Mode { kCopy, kInvert };
+  Mode mode = Mode::kCopy;
+  bool fail_begin = false;
+  int fail_on_invoke = -1;  // 0-based invoke number that fails, -1 for none
+  int invokes = 0;
+
+  tinymirnet::Status begin() override {
+    return fail_begin ? tinymirnet::Status::kError : tinymirnet::Status::kOk;
+  }
+
+  tinymirnet::Status invoke(const int8_t* input, int8_t* output) override {
+    if (invokes++ == fail_on_invoke) return tinymirnet::Status::kError;
+    for (size_t i = 0; i < tinymirnet::kModelTensorBytes; ++i) output[i] = apply(input[i]);
+    return tinymirnet::Status::kOk;
+  }
+
+  int8_t apply(int8_t value) const {
+    return mode == Mode::kCopy ? value : static_cast<int8_t>(~value);
+  }
+
+  size_t arena_used_bytes() const override { return 12345; }
+};
+
+// Advances by a few microseconds on every read, so durations are never zero.
+class FakeClock final : public tinymirnet::Clock {
+ public:
+  uint32_t now_us = 1000;
+
+  uint32_t micros() override {
+    now_us += 3;
+    return now_us;
+  }
+  void advance(uint32_t us) { now_us += us; }
+};
+
+}  // namespace fakes

@@ -1,0 +1,600 @@
+// Dispatcher flows through fake ports: the test plays the host, encoding commands into the
+// fake link and decoding the device's replies with the same codec.
+#include <string.h>
+
+#include <new>
+
+#include "crc32.h"
+#include "device.h"
+#include "fake_ports.h"
+#include "pixels.h"
+#include "protocol.h"
+#include "test_framework.h"
+
+using namespace tinymirnet;
+using namespace tinymirnet::protocol;
+using fakes::FakeModel;
+
+namespace {
+
+constexpr size_t kImageBytes = kFramePixels * 3;
+constexpr size_t kChunkData = kMaxPayload - kUploadChunkHeaderBytes;
+
+struct Message {
+  uint8_t type;
+  uint16_t seq;
+  size_t size;
+  uint8_t payload[kMaxPayload];
+};
+
+uint16_t read_u16(const uint8_t* in) { return static_cast<uint16_t>(in[0] | (in[1] << 8)); }
+
+uint32_t read_u32(const uint8_t* in) {
+  return read_u16(in) | (static_cast<uint32_t>(read_u16(in + 2)) << 16);
+}
+
+// The device under test with its fake ports, and the host side of the link.
+class Bench {
+ public:
+  fakes::FakeLink link;
+  fakes::FakeCamera camera;
+  fakes::FakeModel model;
+  fakes::FakeClock clock;
+  Device device{link, camera, model, clock, "test-1.0"};
+
+  Bench() : decoder_(payload_, sizeof(payload_)) {}
+
+  void send(uint8_t type, uint16_t seq, const uint8_t* payload = nullptr, size_t size = 0) {
+    uint8_t frame[kMaxFrameBytes];
+    send_bytes(frame, encode_frame(type, seq, payload, size, frame, sizeof(frame)));
+  }
+
+  void send_bytes(const uint8_t* data, size_t size) { link.host_send(data, size); }
+
+  // Polls until the device has read everything and finished its job (bounded).
+  void run_until_idle() {
+    for (int i = 0; i < 10000 && (device.busy() || link.inbound_pending() > 0); ++i) {
+      device.poll();
+    }
+    device.poll();
+  }
+
+  // Decodes the next message the device sent; false when there is none.
+  bool next(Message* message) {
+    while (read_position_ < link.sent_size()) {
+      const FrameDecoder::Event event = decoder_.feed(link.sent()[read_position_++]);
+      if (event == FrameDecoder::Event::kFrame) {
+        message->type = decoder_.header().type;
+        message->seq = decoder_.header().seq;
+        message->size = decoder_.payload_size();
+        memcpy(message->payload, decoder_.payload(), message->size);
+        return true;
+      }
+      if (event != FrameDecoder::Event::kNone) return false;  // a corrupt reply: fail below
+    }
+    return false;
+  }
+
+  bool nothing_more() {
+    Message message;
+    return !next(&message);
+  }
+
+ private:
+  uint8_t payload_[kMaxPayload];
+  FrameDecoder decoder_;
+  size_t read_position_ = 0;
+};
+
+// Each test gets a fresh bench, constructed in static storage (it is too big for a stack).
+alignas(Bench) unsigned char g_bench_storage[sizeof(Bench)];
+Bench* g_bench = nullptr;
+
+Bench& new_bench() {
+  if (g_bench != nullptr) g_bench->~Bench();
+  g_bench = new (g_bench_storage) Bench();
+  return *g_bench;
+}
+
+Bench& started_bench() {
+  Bench& bench = new_bench();
+  bench.device.begin();
+  return bench;
+}
+
+// Reads the next message and checks its type and seq.
+bool expect(Bench& bench, uint8_t type, uint16_t seq, Message* message) {
+  if (!CHECK(bench.next(message))) return false;
+  const bool type_ok = CHECK_EQ(message->type, type);
+  const bool seq_ok = CHECK_EQ(message->seq, seq);
+  return type_ok && seq_ok;
+}
+
+void expect_ack(Bench& bench, uint16_t seq, uint8_t command) {
+  Message message;
+  if (expect(bench, kAck, seq, &message)) {
+    CHECK_EQ(message.size, 1u);
+    CHECK_EQ(message.payload[0], command);
+  }
+}
+
+void expect_error(Bench& bench, uint16_t seq, uint16_t code) {
+  Message message;
+  if (expect(bench, kError, seq, &message)) {
+    CHECK(message.size > 2);  // code and some text
+    CHECK_EQ(read_u16(message.payload), code);
+  }
+}
+
+void command(Bench& bench, uint8_t type, uint16_t seq, const uint8_t* payload = nullptr,
+             size_t size = 0) {
+  bench.send(type, seq, payload, size);
+  bench.run_until_idle();
+}
+
+void hello_expect_info(Bench& bench, uint16_t seq) {
+  command(bench, kHello, seq);
+  Message message;
+  expect(bench, kInfo, seq, &message);
+}
+
+void upload_frame(Bench& bench, uint16_t* seq, const uint16_t* frame) {
+  const uint8_t enhance[] = {kPixelFormatRgb565, uint8_t(kFrameWidth), uint8_t(kFrameWidth >> 8),
+                             uint8_t(kFrameHeight), uint8_t(kFrameHeight >> 8)};
+  command(bench, kEnhance, *seq, enhance, sizeof(enhance));
+  expect_ack(bench, (*seq)++, kEnhance);
+  const uint8_t* bytes = reinterpret_cast<const uint8_t*>(frame);
+  uint8_t chunk[kMaxPayload];
+  for (uint32_t offset = 0; offset < kFrameBufferBytes; offset += kChunkData) {
+    const size_t size = kFrameBufferBytes - offset < kChunkData ? kFrameBufferBytes - offset
+                                                                : kChunkData;
+    PayloadWriter writer(chunk, sizeof(chunk));
+    writer.u32(offset);
+    writer.bytes(bytes + offset, size);
+    command(bench, kUploadChunk, *seq, chunk, writer.size());
+    expect_ack(bench, (*seq)++, kUploadChunk);
+  }
+}
+
+struct StreamOutcome {
+  int tiles = 0;
+  bool done = false;
+  uint16_t done_tile_count = 0;
+  uint32_t done_inference_us = 0;
+  uint32_t tile_inference_us = 0;  // sum over the TILE messages
+  uint16_t error_code = 0;
+  bool raw_frame_complete = false;
+};
+
+uint8_t g_image[kImageBytes];
+uint16_t g_raw_frame[kFramePixels];
+uint16_t g_pattern_frame[kFramePixels];
+uint8_t g_expected[kImageBytes];
+
+void stitch_tile(const Message& message) {
+  const int x = read_u16(message.payload + 2), y = read_u16(message.payload + 4);
+  const int width = read_u16(message.payload + 6), height = read_u16(message.payload + 8);
+  const uint8_t* rgb = message.payload + kTileHeaderBytes;
+  for (int row = 0; row < height; ++row) {
+    memcpy(g_image + ((y + row) * kFrameWidth + x) * 3, rgb + row * width * 3, width * 3);
+  }
+}
+
+// Reads stream messages (FRAME_CHUNK, TILE) until DONE or ERROR, reassembling both images.
+StreamOutcome read_stream(Bench& bench, uint16_t seq) {
+  StreamOutcome outcome;
+  memset(g_image, 0, sizeof(g_image));
+  uint32_t raw_received = 0;
+  Message message;
+  while (bench.next(&message)) {
+    CHECK_EQ(message.seq, seq);
+    if (message.type == kFrameChunk) {
+      const uint32_t offset = read_u32(message.payload);
+      CHECK_EQ(read_u32(message.payload + 4), kFrameBufferBytes);
+      CHECK_EQ(offset, raw_received);  // in order, no gaps
+      const size_t size = message.size - kFrameChunkHeaderBytes;
+      memcpy(reinterpret_cast<uint8_t*>(g_raw_frame) + offset,
+             message.payload + kFrameChunkHeaderBytes, size);
+      raw_received += static_cast<uint32_t>(size);
+    } else if (message.type == kTile) {
+      CHECK_EQ(read_u16(message.payload), outcome.tiles);  // row-major order
+      CHECK_EQ(message.size, kTileHeaderBytes + read_u16(message.payload + 6) *
+                                                    read_u16(message.payload + 8) * 3u);
+      outcome.tile_inference_us += read_u32(message.payload + 10);
+      stitch_tile(message);
+      ++outcome.tiles;
+    } else if (message.type == kDone) {
+      CHECK_EQ(message.size, kDoneBytes);
+      outcome.done = true;
+      outcome.done_tile_count = read_u16(message.payload);
+      outcome.done_inference_us = read_u32(message.payload + 2);
+      break;
+    } else if (message.type == kError) {
+      outcome.error_code = read_u16(message.payload);
+      break;
+    } else {
+      CHECK_EQ(message.type, -1);  // unexpected message type
+    }
+  }
+  outcome.raw_frame_complete = raw_received == kFrameBufferBytes;
+  return outcome;
+}
+
+void fill_pattern_frame() {
+  for (int y = 0; y < kFrameHeight; ++y) {
+    for (int x = 0; x < kFrameWidth; ++x) {
+      g_pattern_frame[y * kFrameWidth + x] = fakes::pattern_pixel(x, y);
+    }
+  }
+}
+
+// What the device should return for a frame: every channel through the input table, the
+// fake model and the output table.
+void compute_expected_image(const uint16_t* frame, const FakeModel& model) {
+  for (size_t i = 0; i < kFramePixels; ++i) {
+    const Rgb888 rgb = rgb565_to_rgb888(frame[i]);
+    const uint8_t channels[3] = {rgb.r, rgb.g, rgb.b};
+    for (int c = 0; c < 3; ++c) {
+      g_expected[i * 3 + c] = dequantize_output(model.apply(quantize_input(channels[c])));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+
+void check_hello_returns_info() {
+  Bench& bench = started_bench();
+  command(bench, kHello, 0x4242);
+  Message info;
+  if (!expect(bench, kInfo, 0x4242, &info)) return;
+  CHECK(info.size > kInfoFixedBytes);
+  PayloadReader reader(info.payload, info.size);
+  CHECK_EQ(reader.u8(), kVersion);
+  CHECK_EQ(reader.u8(), kStatusCameraReady | kStatusModelReady);
+  CHECK_EQ(reader.u16(), kMaxPayload);
+  CHECK_EQ(reader.u16(), kTileSize);
+  CHECK_EQ(reader.u16(), kHalo);
+  CHECK_EQ(reader.u16(), kModelInputSize);
+  CHECK_EQ(reader.u16(), kFrameWidth);
+  CHECK_EQ(reader.u16(), kFrameHeight);
+  CHECK_EQ(reader.u16(), kTileCount);
+  const uint32_t input_scale_bits = reader.u32();
+  float input_scale;
+  memcpy(&input_scale, &input_scale_bits, 4);
+  CHECK(input_scale == kInputScale);
+  CHECK_EQ(static_cast<int32_t>(reader.u32()), kInputZeroPoint);
+  reader.u32();  // output scale
+  CHECK_EQ(static_cast<int32_t>(reader.u32()), kOutputZeroPoint);
+  CHECK_EQ(reader.u32(), kArenaSize);
+  CHECK_EQ(reader.u32(), 12345u);  // FakeModel::arena_used_bytes
+  CHECK_EQ(reader.u32(), kModelBytes);
+  CHECK_EQ(reader.remaining(), 32u + strlen("test-1.0"));
+  CHECK(memcmp(info.payload + kInfoFixedBytes, "test-1.0", 8) == 0);
+  CHECK(bench.nothing_more());
+}
+
+void check_upload_and_run_streams_tiles() {
+  Bench& bench = started_bench();
+  fill_pattern_frame();
+  uint16_t seq = 100;
+  upload_frame(bench, &seq, g_pattern_frame);
+  command(bench, kRun, seq);
+  expect_ack(bench, seq, kRun);
+  const StreamOutcome outcome = read_stream(bench, seq);
+  CHECK_EQ(outcome.tiles, kTileCount);
+  CHECK(outcome.done);
+  CHECK_EQ(outcome.done_tile_count, kTileCount);
+  CHECK_EQ(outcome.done_inference_us, outcome.tile_inference_us);
+  CHECK(outcome.tile_inference_us > 0);
+  CHECK_EQ(bench.model.invokes, kTileCount);
+  compute_expected_image(g_pattern_frame, bench.model);
+  CHECK(memcmp(g_image, g_expected, kImageBytes) == 0);
+}
+
+void check_capture_streams_frame_then_tiles() {
+  Bench& bench = started_bench();
+  bench.model.mode = FakeModel::Mode::kInvert;
+  const uint8_t flags = kCaptureSendFrame | kCaptureEnhance;
+  command(bench, kCapture, 7, &flags, 1);
+  expect_ack(bench, 7, kCapture);
+  const StreamOutcome outcome = read_stream(bench, 7);
+  fill_pattern_frame();
+  CHECK(outcome.raw_frame_complete);
+  CHECK(memcmp(g_raw_frame, g_pattern_frame, kFrameBufferBytes) == 0);
+  CHECK_EQ(outcome.tiles, kTileCount);
+  CHECK(outcome.done);
+  compute_expected_image(g_pattern_frame, bench.model);
+  CHECK(memcmp(g_image, g_expected, kImageBytes) == 0);
+  CHECK_EQ(bench.camera.captures, 1);
+}
+
+void check_capture_raw_only_then_read_frame_and_run_tile() {
+  Bench& bench = started_bench();
+  const uint8_t flags = kCaptureSendFrame;
+  command(bench, kCapture, 1, &flags, 1);
+  expect_ack(bench, 1, kCapture);
+  StreamOutcome outcome = read_stream(bench, 1);
+  CHECK(outcome.raw_frame_complete);
+  CHECK(outcome.done);
+  CHECK_EQ(outcome.done_tile_count, 0);
+  CHECK_EQ(bench.model.invokes, 0);
+
+  // READ_FRAME returns any part of the frame buffer again.
+  const uint8_t read_request[] = {0x10, 0x00, 0x00, 0x00, 0x20, 0x00};  // 32 bytes at 16
+  command(bench, kReadFrame, 2, read_request, sizeof(read_request));
+  Message chunk;
+  if (expect(bench, kFrameChunk, 2, &chunk)) {
+    CHECK_EQ(read_u32(chunk.payload), 16u);
+    CHECK_EQ(chunk.size, kFrameChunkHeaderBytes + 32);
+    fill_pattern_frame();
+    CHECK(memcmp(chunk.payload + kFrameChunkHeaderBytes,
+                 reinterpret_cast<uint8_t*>(g_pattern_frame) + 16, 32) == 0);
+  }
+  const uint8_t past_end[] = {0xFF, 0x95, 0x00, 0x00, 0x02, 0x00};  // 2 bytes at 38399
+  command(bench, kReadFrame, 3, past_end, sizeof(past_end));
+  expect_error(bench, 3, kErrorBadArgument);
+
+  // RUN_TILE enhances one tile of the frame buffer.
+  const uint8_t tile_request[] = {kTileCount - 1, 0};
+  command(bench, kRunTile, 4, tile_request, sizeof(tile_request));
+  Message tile;
+  if (expect(bench, kTile, 4, &tile)) {
+    memset(g_image, 0, sizeof(g_image));
+    stitch_tile(tile);
+    compute_expected_image(g_pattern_frame, bench.model);
+    const TileRect rect = tile_rect(kTileCount - 1);
+    const size_t start = (rect.y * kFrameWidth + rect.x) * 3;
+    CHECK(memcmp(g_image + start, g_expected + start, rect.width * 3) == 0);
+  }
+  const uint8_t bad_tile[] = {kTileCount, 0};
+  command(bench, kRunTile, 5, bad_tile, sizeof(bad_tile));
+  expect_error(bench, 5, kErrorBadArgument);
+  CHECK(bench.nothing_more());
+}
+
+void check_bad_commands_get_errors_and_device_recovers() {
+  Bench& bench = started_bench();
+  command(bench, 0x42, 1);
+  expect_error(bench, 1, kErrorUnknownType);
+  const uint8_t extra[] = {1, 2};
+  command(bench, kHello, 2, extra, 1);
+  expect_error(bench, 2, kErrorBadLength);
+  command(bench, kCapture, 3, extra, 2);
+  expect_error(bench, 3, kErrorBadLength);
+  const uint8_t unknown_flags = 0x80;
+  command(bench, kCapture, 4, &unknown_flags, 1);
+  expect_error(bench, 4, kErrorBadArgument);
+  command(bench, kRun, 5);
+  expect_error(bench, 5, kErrorNoFrame);
+  command(bench, kUploadChunk, 6, extra, 2);
+  expect_error(bench, 6, kErrorBadLength);
+  const uint8_t chunk[] = {0, 0, 0, 0, 9};
+  command(bench, kUploadChunk, 7, chunk, sizeof(chunk));
+  expect_error(bench, 7, kErrorNoUpload);
+  const uint8_t wrong_size[] = {kPixelFormatRgb565, 64, 0, 64, 0};
+  command(bench, kEnhance, 8, wrong_size, sizeof(wrong_size));
+  expect_error(bench, 8, kErrorBadArgument);
+  const uint8_t rgb888[] = {1, uint8_t(kFrameWidth), uint8_t(kFrameWidth >> 8),
+                            uint8_t(kFrameHeight), uint8_t(kFrameHeight >> 8)};
+  command(bench, kEnhance, 9, rgb888, sizeof(rgb888));
+  expect_error(bench, 9, kErrorBadArgument);
+  hello_expect_info(bench, 10);
+  CHECK(bench.nothing_more());
+}
+
+void check_upload_gap_is_refused() {
+  Bench& bench = started_bench();
+  const uint8_t enhance[] = {kPixelFormatRgb565, uint8_t(kFrameWidth), uint8_t(kFrameWidth >> 8),
+                             uint8_t(kFrameHeight), uint8_t(kFrameHeight >> 8)};
+  command(bench, kEnhance, 1, enhance, sizeof(enhance));
+  expect_ack(bench, 1, kEnhance);
+  const uint8_t gap_chunk[] = {0x10, 0, 0, 0, 1, 2, 3, 4};  // offset 16, nothing received yet
+  command(bench, kUploadChunk, 2, gap_chunk, sizeof(gap_chunk));
+  expect_error(bench, 2, kErrorBadArgument);
+  command(bench, kRun, 3);
+  expect_error(bench, 3, kErrorNoFrame);
+}
+
+// A frame with another version but a valid header check is answered, not ignored.
+void check_unsupported_version() {
+  Bench& bench = started_bench();
+  uint8_t frame[kFramingBytes];
+  encode_frame(kHello, 5, nullptr, 0, frame, sizeof(frame));
+  frame[2] = 2;
+  const uint32_t check = crc32(frame, 8);
+  frame[8] = static_cast<uint8_t>(check);
+  frame[9] = static_cast<uint8_t>(check >> 8);
+  bench.send_bytes(frame, sizeof(frame));
+  bench.run_until_idle();
+  expect_error(bench, 5, kErrorBadVersion);
+}
+
+void check_corrupted_command_gets_nak_and_retransmission_works() {
+  Bench& bench = started_bench();
+  const uint8_t flags = kCaptureEnhance;
+  uint8_t frame[kFramingBytes + 1];
+  encode_frame(kCapture, 33, &flags, 1, frame, sizeof(frame));
+  frame[kHeaderBytes] ^= 0x40;  // payload byte
+  bench.send_bytes(frame, sizeof(frame));
+  bench.run_until_idle();
+  Message nak;
+  if (expect(bench, kNak, 33, &nak)) CHECK_EQ(nak.payload[0], kCapture);
+  CHECK(!bench.device.busy());
+  command(bench, kCapture, 33, &flags, 1);
+  expect_ack(bench, 33, kCapture);
+  const StreamOutcome outcome = read_stream(bench, 33);
+  CHECK_EQ(outcome.tiles, kTileCount);
+  CHECK(outcome.done);
+}
+
+// A retransmitted command (its ACK was lost) is acknowledged again but runs only once.
+void check_retransmitted_command_runs_once() {
+  Bench& bench = started_bench();
+  const uint8_t flags = kCaptureEnhance;
+  bench.send(kCapture, 9, &flags, 1);
+  bench.send(kCapture, 9, &flags, 1);
+  bench.run_until_idle();
+  expect_ack(bench, 9, kCapture);
+  expect_ack(bench, 9, kCapture);
+  const StreamOutcome outcome = read_stream(bench, 9);
+  CHECK_EQ(outcome.tiles, kTileCount);
+  CHECK(bench.nothing_more());
+  CHECK_EQ(bench.camera.captures, 1);
+  CHECK_EQ(bench.model.invokes, kTileCount);
+}
+
+void check_busy_and_hello_aborts_job() {
+  Bench& bench = started_bench();
+  const uint8_t flags = kCaptureEnhance;
+  bench.send(kCapture, 1, &flags, 1);
+  for (int i = 0; i < 3; ++i) bench.device.poll();  // ACK and capture, tile 0, tile 1
+  CHECK(bench.device.busy());
+  bench.send(kCapture, 2, &flags, 1);
+  bench.device.poll();  // refuses the command, then runs tile 2
+  bench.send(kHello, 3);
+  bench.run_until_idle();
+  CHECK(!bench.device.busy());
+  expect_ack(bench, 1, kCapture);
+  Message message;
+  expect(bench, kTile, 1, &message);
+  expect(bench, kTile, 1, &message);
+  expect_error(bench, 2, kErrorBusy);
+  expect(bench, kTile, 1, &message);
+  expect(bench, kInfo, 3, &message);
+  CHECK(bench.nothing_more());  // no more tiles and no DONE after the abort
+  command(bench, kRun, 4);  // the captured frame is still there
+  expect_ack(bench, 4, kRun);
+  CHECK_EQ(read_stream(bench, 4).tiles, kTileCount);
+}
+
+void check_camera_failures() {
+  Bench& bench = new_bench();
+  bench.camera.fail_begin = true;
+  bench.device.begin();
+  CHECK_EQ(bench.device.status_flags(), kStatusModelReady);
+  const uint8_t flags = kCaptureSendFrame | kCaptureEnhance;
+  command(bench, kCapture, 1, &flags, 1);
+  expect_ack(bench, 1, kCapture);
+  expect_error(bench, 1, kErrorCameraFailed);
+  command(bench, kRun, 2);
+  expect_error(bench, 2, kErrorNoFrame);
+
+  bench.camera.fail_begin = false;  // begin() is retried on the next capture...
+  bench.camera.fail_capture = true;  // ...but the capture itself fails
+  command(bench, kCapture, 3, &flags, 1);
+  expect_ack(bench, 3, kCapture);
+  expect_error(bench, 3, kErrorCameraFailed);
+  CHECK_EQ(bench.device.status_flags(), kStatusCameraReady | kStatusModelReady);
+
+  bench.camera.fail_capture = false;
+  command(bench, kCapture, 4, &flags, 1);
+  expect_ack(bench, 4, kCapture);
+  CHECK(read_stream(bench, 4).done);
+}
+
+void check_model_failures() {
+  Bench& bench = started_bench();
+  bench.model.fail_on_invoke = 3;
+  const uint8_t flags = kCaptureEnhance;
+  command(bench, kCapture, 1, &flags, 1);
+  expect_ack(bench, 1, kCapture);
+  const StreamOutcome failed = read_stream(bench, 1);
+  CHECK_EQ(failed.tiles, 3);
+  CHECK_EQ(failed.error_code, kErrorModelFailed);
+  CHECK(!bench.device.busy());
+  command(bench, kRun, 2);
+  expect_ack(bench, 2, kRun);
+  CHECK_EQ(read_stream(bench, 2).tiles, kTileCount);
+
+  Bench& no_model = new_bench();
+  no_model.model.fail_begin = true;
+  no_model.device.begin();
+  command(no_model, kCapture, 1, &flags, 1);
+  expect_error(no_model, 1, kErrorModelFailed);
+  const uint8_t raw_only = kCaptureSendFrame;
+  command(no_model, kCapture, 2, &raw_only, 1);
+  expect_ack(no_model, 2, kCapture);
+  CHECK(read_stream(no_model, 2).raw_frame_complete);
+}
+
+// The host vanishes in the middle of an upload, leaving half a frame in the decoder. After
+// the inter-byte timeout the device accepts a new session and a new upload.
+void check_recovery_after_truncated_upload() {
+  Bench& bench = started_bench();
+  const uint8_t enhance[] = {kPixelFormatRgb565, uint8_t(kFrameWidth), uint8_t(kFrameWidth >> 8),
+                             uint8_t(kFrameHeight), uint8_t(kFrameHeight >> 8)};
+  command(bench, kEnhance, 1, enhance, sizeof(enhance));
+  expect_ack(bench, 1, kEnhance);
+  uint8_t chunk[kMaxPayload] = {};
+  command(bench, kUploadChunk, 2, chunk, kMaxPayload);
+  expect_ack(bench, 2, kUploadChunk);
+  uint8_t frame[kMaxFrameBytes];
+  const size_t frame_size = encode_frame(kUploadChunk, 3, chunk, kMaxPayload, frame,
+                                         sizeof(frame));
+  bench.send_bytes(frame, frame_size / 2);
+  bench.run_until_idle();
+  CHECK(bench.nothing_more());
+
+  bench.clock.advance(kFrameGapTimeoutUs + 1);
+  bench.device.poll();
+  CHECK_EQ(bench.device.link_stats().resets, 1u);
+  hello_expect_info(bench, 500);
+  command(bench, kRun, 501);
+  expect_error(bench, 501, kErrorNoFrame);
+  fill_pattern_frame();
+  uint16_t seq = 502;
+  upload_frame(bench, &seq, g_pattern_frame);
+  command(bench, kRun, seq);
+  expect_ack(bench, seq, kRun);
+  CHECK_EQ(read_stream(bench, seq).tiles, kTileCount);
+  CHECK(bench.nothing_more());
+}
+
+void check_garbage_and_oversize_frames() {
+  Bench& bench = started_bench();
+  const uint8_t garbage[] = {0x00, 0xA5, 0x5A, 0x01, 0x02, 0x03, 0xFF, 0xA5, 0x13};
+  bench.send_bytes(garbage, sizeof(garbage));
+  hello_expect_info(bench, 1);
+
+  // A valid header announcing more than kMaxPayload: refused, then skipped.
+  uint8_t header[kHeaderBytes] = {kSync0, kSync1, kVersion, kUploadChunk, 2, 0};
+  header[6] = static_cast<uint8_t>((kMaxPayload + 1) & 0xFF);
+  header[7] = static_cast<uint8_t>((kMaxPayload + 1) >> 8);
+  const uint32_t check = crc32(header, 8);
+  header[8] = static_cast<uint8_t>(check);
+  header[9] = static_cast<uint8_t>(check >> 8);
+  bench.send_bytes(header, sizeof(header));
+  static uint8_t filler[kMaxPayload + 1 + kTrailerBytes];
+  bench.send_bytes(filler, sizeof(filler));
+  bench.run_until_idle();
+  expect_error(bench, 2, kErrorPayloadTooLarge);
+  hello_expect_info(bench, 3);
+  CHECK(bench.nothing_more());
+}
+
+void check_buffer_sizes() {
+  CHECK_EQ(kFrameBufferBytes, static_cast<size_t>(kFrameWidth) * kFrameHeight * 2);
+  CHECK(sizeof(Device) >= kDeviceBufferBytes);
+  CHECK(sizeof(Device) <= kDeviceBufferBytes + 256);  // the buffers are nearly everything
+  CHECK(kMaxPayload >= kTilePayloadMaxBytes);
+}
+
+}  // namespace
+
+void device_tests() {
+  check_hello_returns_info();
+  check_upload_and_run_streams_tiles();
+  check_capture_streams_frame_then_tiles();
+  check_capture_raw_only_then_read_frame_and_run_tile();
+  check_bad_commands_get_errors_and_device_recovers();
+  check_upload_gap_is_refused();
+  check_unsupported_version();
+  check_corrupted_command_gets_nak_and_retransmission_works();
+  check_retransmitted_command_runs_once();
+  check_busy_and_hello_aborts_job();
+  check_camera_failures();
+  check_model_failures();
+  check_recovery_after_truncated_upload();
+  check_garbage_and_oversize_frames();
+  check_buffer_sizes();
+}

@@ -1,0 +1,107 @@
+// RGB565 bit replication and the int8 quantization tables against their formulas.
+#include <math.h>
+
+#include "pixels.h"
+#include "test_framework.h"
+
+using namespace tinymirnet;
+
+namespace {
+
+void check_rgb565_known_values() {
+  const Rgb888 white = rgb565_to_rgb888(0xFFFF);
+  CHECK(white.r == 255 && white.g == 255 && white.b == 255);
+  const Rgb888 black = rgb565_to_rgb888(0x0000);
+  CHECK(black.r == 0 && black.g == 0 && black.b == 0);
+  const Rgb888 red = rgb565_to_rgb888(0xF800);
+  CHECK(red.r == 255 && red.g == 0 && red.b == 0);
+  const Rgb888 green = rgb565_to_rgb888(0x07E0);
+  CHECK(green.r == 0 && green.g == 255 && green.b == 0);
+  const Rgb888 blue = rgb565_to_rgb888(0x001F);
+  CHECK(blue.r == 0 && blue.g == 0 && blue.b == 255);
+  // r5 = 16, g6 = 32, b5 = 1: 0x80 | 0x04, 0x80 | 0x02, 0x08 | 0x00.
+  const Rgb888 mixed = rgb565_to_rgb888((16 << 11) | (32 << 5) | 1);
+  CHECK(mixed.r == 0x84 && mixed.g == 0x82 && mixed.b == 0x08);
+}
+
+// Every 5- and 6-bit level maps to the level scaled to 0..255, rounded (what bit
+// replication approximates within one step), and all 65536 pixels follow the formula.
+void check_rgb565_bit_replication() {
+  bool all_match = true;
+  for (uint32_t pixel = 0; pixel < 65536; ++pixel) {
+    const uint32_t r5 = pixel >> 11, g6 = (pixel >> 5) & 63, b5 = pixel & 31;
+    const Rgb888 rgb = rgb565_to_rgb888(static_cast<uint16_t>(pixel));
+    all_match = all_match && rgb.r == ((r5 << 3) | (r5 >> 2)) &&
+                rgb.g == ((g6 << 2) | (g6 >> 4)) && rgb.b == ((b5 << 3) | (b5 >> 2));
+  }
+  CHECK(all_match);
+  bool close_to_scaled = true;
+  for (uint32_t level = 0; level < 32; ++level) {
+    const int scaled = static_cast<int>(lroundf(level * 255.0f / 31.0f));
+    const int replicated = rgb565_to_rgb888(static_cast<uint16_t>(level)).b;
+    close_to_scaled = close_to_scaled && replicated - scaled <= 1 && scaled - replicated <= 1;
+  }
+  CHECK(close_to_scaled);
+}
+
+void check_rounding_matches_lround() {
+  const float samples[] = {0.0f,   0.5f,  1.5f,   2.5f,   -0.5f,       -1.5f,      -2.5f,
+                           0.49999997f,  -0.49999997f, 1.4999999f, 254.5f,  127.49999f,
+                           8388607.5f,   -8388607.5f,  16777215.0f, 3.75f,   -3.25f};
+  bool all_match = true;
+  for (float sample : samples) {
+    all_match = all_match && round_half_away_from_zero(sample) == lroundf(sample);
+  }
+  for (int i = -20000; i <= 20000; ++i) {
+    const float sample = static_cast<float>(i) * 0.0625f + 0.001f * static_cast<float>(i % 7);
+    all_match = all_match && round_half_away_from_zero(sample) == lroundf(sample);
+  }
+  CHECK(all_match);
+}
+
+// The compile-time tables equal the documented formula evaluated at run time with lroundf.
+void check_tables_match_formulas() {
+  bool input_matches = true;
+  for (int pixel = 0; pixel < 256; ++pixel) {
+    volatile float real = static_cast<float>(pixel) / 255.0f;  // force run-time float math
+    long q = lroundf(real / kInputScale) + kInputZeroPoint;
+    q = q < -128 ? -128 : (q > 127 ? 127 : q);
+    input_matches = input_matches && quantize_input(static_cast<uint8_t>(pixel)) == q;
+  }
+  CHECK(input_matches);
+  bool output_matches = true;
+  for (int q = -128; q < 128; ++q) {
+    volatile float real = static_cast<float>(q - kOutputZeroPoint) * kOutputScale;
+    long pixel = lroundf(real * 255.0f);
+    pixel = pixel < 0 ? 0 : (pixel > 255 ? 255 : pixel);
+    output_matches = output_matches && dequantize_output(static_cast<int8_t>(q)) == pixel;
+  }
+  CHECK(output_matches);
+  CHECK(quantize_input(0) <= quantize_input(255));
+  CHECK(dequantize_output(-128) <= dequantize_output(127));
+}
+
+// With equal input and output quantization at least as fine as 1/255, a pixel survives the
+// round trip through the tables within one step (catches sign or offset mistakes).
+void check_identity_round_trip() {
+  if (kInputScale != kOutputScale || kInputZeroPoint != kOutputZeroPoint ||
+      kInputScale * 255.0f > 1.0001f) {
+    return;
+  }
+  bool within_one = true;
+  for (int pixel = 0; pixel < 256; ++pixel) {
+    const int back = dequantize_output(quantize_input(static_cast<uint8_t>(pixel)));
+    within_one = within_one && back - pixel <= 1 && pixel - back <= 1;
+  }
+  CHECK(within_one);
+}
+
+}  // namespace
+
+void pixel_tests() {
+  check_rgb565_known_values();
+  check_rgb565_bit_replication();
+  check_rounding_matches_lround();
+  check_tables_match_formulas();
+  check_identity_round_trip();
+}
