@@ -1,0 +1,1 @@
+"""tinymirnet.host: the serial client, the virtual board and the `tinymirnet` command line."""

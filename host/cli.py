@@ -1,0 +1,156 @@
+"""The `tinymirnet` command line: one subcommand per step of the pipeline."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def cmd_train(args) -> int:
+    from tinymirnet.model.network import MirnetConfig
+    from tinymirnet.model.train import TrainConfig, train
+    from dataclasses import asdict
+    cfg = None
+    if not args.resume or args.epochs:
+        model_cfg = MirnetConfig(channels=args.channels, growth=args.growth,
+                                 num_rrg=args.rrg, num_mrb=args.mrb)
+        cfg = TrainConfig(data=str(args.data), epochs=args.epochs or 200, batch=args.batch,
+                          crop=args.crop, steps_per_epoch=args.steps, lr=args.lr,
+                          schedule=args.schedule, val_percent=args.val_percent,
+                          exclude=args.exclude, seed=args.seed, model=asdict(model_cfg))
+    train(args.out, cfg, resume=args.resume)
+    return 0
+
+
+def _load_enhancer(weights):
+    from tinymirnet.model.inference import FloatEnhancer, load_model
+    model, cfg = load_model(weights)
+    return FloatEnhancer(model), model, cfg
+
+
+def cmd_eval(args) -> int:
+    from tinymirnet.model.evaluate import baseline_methods, evaluate, network_methods
+    from tinymirnet.model.network import MirnetConfig, count_params, macs_per_pixel
+    from tinymirnet.model.tiling import load_tiling
+    tiling = load_tiling()
+    enhancer, model, cfg = _load_enhancer(args.weights)
+    methods = {**baseline_methods(), **network_methods(enhancer, tiling.tile, tiling.halo)}
+    meta = {"weights": str(args.weights), "model": cfg.__dict__, "params": count_params(model),
+            "macs_per_pixel": round(macs_per_pixel(cfg), 1), "tile": tiling.tile, "halo": tiling.halo}
+    if args.int8:
+        from tinymirnet.quantize.tflm import int8_method
+        methods["tiny_mirnet_int8_tiled"] = int8_method(args.int8, tiling.tile, tiling.halo)
+        meta["int8_model"] = str(args.int8)
+    grid = args.grid or args.report.with_suffix(".png")
+    evaluate(args.data, methods, report=args.report, grid=grid,
+             grid_method="tiny_mirnet_float_full", meta=meta, limit=args.limit)
+    print(f"wrote {args.report} and {grid}")
+    return 0
+
+
+def _output_path(src: Path, out_dir: Path) -> Path:
+    """`<stem>_enhanced.png`: never the input's own name, so an input is never overwritten."""
+    return out_dir / f"{src.stem}_enhanced.png"
+
+
+def cmd_enhance(args) -> int:
+    from PIL import Image
+    from tinymirnet.model.data import DataError, read_rgb, to_float, to_uint8
+    from tinymirnet.model.files import atomic_save_image
+    if not args.images and not args.sample:
+        print("error: give IMAGE files or --sample", file=sys.stderr)
+        return 2
+    enhancer, _, _ = _load_enhancer(args.weights)
+    failures = 0
+    jobs = [(Path(p), None) for p in args.images]
+    if args.sample:
+        from tinymirnet.model.samples import sample_photo, synthesize_low_light
+        low = synthesize_low_light(sample_photo(args.sample))
+        atomic_save_image(Image.fromarray(low), args.out / f"sample_{args.sample}_low.png")
+        jobs.append((args.out / f"sample_{args.sample}_low.png", low))
+    for src, img in jobs:
+        try:
+            img = read_rgb(src) if img is None else img
+            out = to_uint8(enhancer.full_frame(to_float(img)))
+            dst = atomic_save_image(Image.fromarray(out), _output_path(src, args.out))
+            print(f"{src} -> {dst}")
+        except DataError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failures += 1
+    return 1 if failures else 0
+
+
+def cmd_quantize(args) -> int:
+    from tinymirnet.quantize.budget import BudgetError
+    from tinymirnet.quantize.pipeline import run_quantize
+    try:
+        r = run_quantize(args.data, args.weights, sparsity=args.sparsity, finetune_steps=args.steps,
+                         eval_limit=args.limit)
+    except BudgetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    q = r["quality"]
+    print(f"int8 tiled PSNR {q['tiny_mirnet_int8_tiled']['psnr']:.2f} dB "
+          f"(float tiled {q['tiny_mirnet_float_tiled']['psnr']:.2f} dB); arena {r['tflm']['arena_bytes']:,} B; "
+          f"flatbuffer {r['sizes']['flatbuffer_bytes']:,} B; RAM headroom {r['ram']['headroom']:,} B")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tinymirnet", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train the float network on LoL")
+    t.add_argument("--data", type=Path, help="LoL root (with our485/) or a folder with low/ and high/")
+    t.add_argument("--out", type=Path, default=Path("runs/train"), help="run directory")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument("--epochs", type=int, default=0, help="total epochs (default 200)")
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--crop", type=int, default=128)
+    t.add_argument("--steps", type=int, default=0, help="steps per epoch (0: one pass)")
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--schedule", choices=["cosine", "plateau"], default="cosine")
+    t.add_argument("--val-percent", type=float, default=10.0)
+    t.add_argument("--exclude", nargs="*", default=[], help="pair stems to leave out")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--channels", type=int, default=8)
+    t.add_argument("--growth", type=float, default=1.0)
+    t.add_argument("--rrg", type=int, default=1)
+    t.add_argument("--mrb", type=int, default=1)
+    t.set_defaults(func=cmd_train)
+
+    from tinymirnet.model.paths import DEFAULT_WEIGHTS
+    e = sub.add_parser("eval", help="PSNR/SSIM of the network and baselines on eval15")
+    e.add_argument("--data", type=Path, required=True, help="LoL root (with eval15/) or a folder with low/ and high/")
+    e.add_argument("--report", type=Path, default=Path("eval_report.json"))
+    e.add_argument("--grid", type=Path, default=None, help="comparison grid PNG (default: beside the report)")
+    e.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    e.add_argument("--int8", type=Path, default=None, help="also run this int8 .tflite tile by tile on TFLM")
+    e.add_argument("--limit", type=int, default=None, help="only the first N pairs")
+    e.set_defaults(func=cmd_eval)
+
+    q = sub.add_parser("quantize", help="prune, int8-convert, verify on TFLM, check budgets, export the C array")
+    q.add_argument("--data", type=Path, required=True, help="LoL root (training split for fine-tuning/calibration, eval15 for the report)")
+    q.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    q.add_argument("--sparsity", type=float, default=0.5)
+    q.add_argument("--steps", type=int, default=400, help="pruning fine-tune steps")
+    q.add_argument("--limit", type=int, default=None, help="evaluate on the first N eval15 pairs only")
+    q.set_defaults(func=cmd_quantize)
+
+    n = sub.add_parser("enhance", help="enhance image files with the float network")
+    n.add_argument("images", nargs="*", type=Path)
+    n.add_argument("--out", type=Path, default=Path("enhanced"), help="output folder")
+    n.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    n.add_argument("--sample", nargs="?", const="coffee", default=None,
+                   help="also enhance a low-light frame synthesized from a bundled sample photo")
+    n.set_defaults(func=cmd_enhance)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""`tinymirnet eval`: PSNR and SSIM per image and mean for the network and the baselines, all
+computed in one run on the same images, printed as a table and written as JSON, plus a
+comparison grid PNG (input | autocontrast | tiny MIRNet | ground truth)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .data import find_pairs, load_pair, resolve_split, to_float
+from .files import atomic_write_json
+from .metrics import psnr, ssim
+from .plots import comparison_grid
+
+GAMMA = 1 / 2.2  # the gamma-curve baseline: out = in ** (1/2.2)
+
+Method = Callable[[np.ndarray], np.ndarray]  # uint8 HxWx3 low-light -> float HxWx3 in [0, 1]
+
+
+def baseline_methods() -> dict[str, Method]:
+    return {
+        "input": to_float,
+        "autocontrast": lambda lo: to_float(np.asarray(ImageOps.autocontrast(Image.fromarray(lo)))),
+        "histogram_equalization": lambda lo: to_float(np.asarray(ImageOps.equalize(Image.fromarray(lo)))),
+        "gamma": lambda lo: to_float(lo) ** GAMMA,
+    }
+
+
+def network_methods(enhancer, tile: int, halo: int) -> dict[str, Method]:
+    """The float network on the whole frame and tile by tile (tile + halo as on the board)."""
+    return {
+        "tiny_mirnet_float_full": lambda lo: np.clip(enhancer.full_frame(to_float(lo)), 0, 1),
+        "tiny_mirnet_float_tiled": lambda lo: np.clip(enhancer.tiled(to_float(lo), tile, halo), 0, 1),
+    }
+
+
+def evaluate(data_dir: str | Path, methods: dict[str, Method], report: Path | None = None,
+             grid: Path | None = None, grid_method: str | None = None, meta: dict | None = None,
+             limit: int | None = None, log=print) -> dict:
+    pairs = find_pairs(resolve_split(data_dir, "eval"))[:limit]
+    results = {name: {"psnr": 0.0, "ssim": 0.0, "seconds": 0.0, "images": []} for name in methods}
+    grid_rows = []
+    for pair in pairs:
+        low, high = load_pair(pair)
+        ref = to_float(high)
+        outputs = {}
+        for name, method in methods.items():
+            t0 = time.perf_counter()
+            out = np.asarray(method(low), dtype=np.float32)
+            results[name]["seconds"] += time.perf_counter() - t0
+            if out.shape != ref.shape:
+                raise ValueError(f"method {name} returned {out.shape} for {pair.low} ({ref.shape})")
+            # Scores are taken on the 8-bit image a user would save.
+            out8 = np.clip(np.round(out * 255.0), 0, 255) / 255.0
+            results[name]["images"].append({"name": pair.stem, "psnr": psnr(out8, ref), "ssim": ssim(out8, ref)})
+            outputs[name] = out8
+        log(f"  {pair.stem:>6}: " + "  ".join(f"{n} {results[n]['images'][-1]['psnr']:.2f}" for n in methods))
+        if grid_method and len(grid_rows) < 5:
+            grid_rows.append([low, _u8(outputs["autocontrast"]), _u8(outputs[grid_method]), high])
+    for r in results.values():
+        r["psnr"] = float(np.mean([i["psnr"] for i in r["images"]]))
+        r["ssim"] = float(np.mean([i["ssim"] for i in r["images"]]))
+        r["seconds_per_image"] = r.pop("seconds") / len(pairs)
+    # Keyed by method; "meta" (the one key that is not a method) says what was measured.
+    summary = {**results, "meta": {"dataset": str(resolve_split(data_dir, "eval")), "images": len(pairs),
+                                   **(meta or {})}}
+    if "tiny_mirnet_float_full" in results and "tiny_mirnet_float_tiled" in results:
+        summary["meta"]["tiling_loss_db"] = (results["tiny_mirnet_float_full"]["psnr"]
+                                             - results["tiny_mirnet_float_tiled"]["psnr"])
+    log(format_table(results))
+    if report:
+        atomic_write_json(report, summary)
+    if grid and grid_rows:
+        comparison_grid(grid, grid_rows, ["input", "autocontrast", grid_method.replace("_", " "), "ground truth"])
+    return summary
+
+
+def _u8(img: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
+
+
+def format_table(results: dict) -> str:
+    lines = [f"{'method':<28} {'PSNR (dB)':>10} {'SSIM':>7} {'s/image':>8}", "-" * 56]
+    for name, r in results.items():
+        lines.append(f"{name:<28} {r['psnr']:>10.2f} {r['ssim']:>7.4f} {r['seconds_per_image']:>8.2f}")
+    return "\n".join(lines)

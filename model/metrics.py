@@ -1,0 +1,27 @@
+"""Loss and image-quality metrics on float images in [0, 1] (max value 1, not 255)."""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+CHARBONNIER_EPS = 1e-3
+
+
+def charbonnier_loss(y_true, y_pred, eps: float = CHARBONNIER_EPS):
+    """mean(sqrt((y_pred - y_true)^2 + eps^2)), the MIRNet training loss."""
+    diff = tf.cast(y_pred, tf.float32) - tf.cast(y_true, tf.float32)
+    return tf.reduce_mean(tf.sqrt(diff * diff + eps * eps))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two images in [0, 1]: 10 log10(1 / MSE)."""
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM of two HxWx3 images in [0, 1] (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5,
+    K1 0.01, K2 0.03, mean over channels), as tf.image.ssim computes it."""
+    ta = tf.convert_to_tensor(np.asarray(a, np.float32)[None])
+    tb = tf.convert_to_tensor(np.asarray(b, np.float32)[None])
+    return float(tf.image.ssim(ta, tb, max_val=1.0)[0])

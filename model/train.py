@@ -1,0 +1,250 @@
+"""`tinymirnet train`: Adam + Charbonnier on random LoL crops, validation PSNR every epoch,
+a checkpoint every epoch and --resume, a CSV log and a PNG of the curves.
+
+A run directory holds everything: config.json (the run's settings), ckpt/ (the latest
+checkpoint: weights, optimizer and epoch), state.json (schedule state and best score),
+log.csv, curves.png and best.weights.h5 + best.json (the weights with the best validation
+PSNR, ready for `tinymirnet eval` / `export`).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from .data import crop_dataset, find_pairs, load_pairs, resolve_split, split_train_val, to_float
+from .files import atomic_write_json, atomic_write_text
+from .inference import FloatEnhancer
+from .metrics import charbonnier_loss, psnr
+from .network import MirnetConfig, build_mirnet, count_params, macs_per_pixel
+from .plots import plot_curves
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    epochs: int = 200
+    batch: int = 8
+    crop: int = 128
+    steps_per_epoch: int = 0  # 0: one pass over the training pairs (len // batch)
+    lr: float = 2e-3
+    min_lr: float = 1e-5
+    schedule: str = "cosine"  # "cosine" (linear warm-up + cosine) or "plateau"
+    warmup_epochs: int = 3
+    plateau_patience: int = 8
+    plateau_factor: float = 0.5
+    val_percent: float = 10.0
+    exclude: list[str] = field(default_factory=list)
+    seed: int = 0
+    model: dict = field(default_factory=lambda: asdict(MirnetConfig()))
+
+
+class LearningRate:
+    """The per-epoch learning rate of either schedule; its state lives in state.json."""
+
+    def __init__(self, cfg: TrainConfig, state: dict):
+        self.cfg = cfg
+        self.lr = state.get("lr", cfg.lr)
+        self.best = state.get("plateau_best", -math.inf)
+        self.wait = state.get("plateau_wait", 0)
+
+    def for_epoch(self, epoch: int) -> float:
+        c = self.cfg
+        if c.schedule == "plateau":
+            return self.lr
+        if epoch < c.warmup_epochs:
+            return c.lr * (epoch + 1) / (c.warmup_epochs + 1)
+        t = (epoch - c.warmup_epochs) / max(1, c.epochs - c.warmup_epochs)
+        return c.min_lr + 0.5 * (c.lr - c.min_lr) * (1 + math.cos(math.pi * min(1.0, t)))
+
+    def after_epoch(self, val_psnr: float) -> None:
+        if self.cfg.schedule != "plateau":
+            return
+        if val_psnr > self.best + 1e-4:
+            self.best, self.wait = val_psnr, 0
+        else:
+            self.wait += 1
+            if self.wait >= self.cfg.plateau_patience:
+                self.lr = max(self.cfg.min_lr, self.lr * self.cfg.plateau_factor)
+                self.wait = 0
+
+    def state(self) -> dict:
+        return {"lr": self.lr, "plateau_best": self.best, "plateau_wait": self.wait}
+
+
+class ProgressBar:
+    """A one-line text progress bar on stderr."""
+
+    def __init__(self, total: int, label: str, stream=sys.stderr):
+        self.total, self.label, self.stream = total, label, stream
+        self.start = time.monotonic()
+
+    def update(self, done: int, info: str = "") -> None:
+        elapsed = time.monotonic() - self.start
+        eta = elapsed / done * (self.total - done) if done else 0.0
+        filled = int(24 * done / self.total)
+        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (24 - filled)}] {done}/{self.total} "
+                          f"{info} {elapsed:.0f}s<{eta:.0f}s ")
+        self.stream.flush()
+
+    def close(self, info: str = "") -> None:
+        self.update(self.total, info)
+        self.stream.write("\n")
+
+
+# Validation runs on a centre crop of each validation image (a quarter of a LoL frame) to keep
+# an epoch short on two cores; the benchmark (eval15) always uses whole frames.
+VAL_CROP = (200, 300)
+
+
+def center_crop(images: list[np.ndarray], size: tuple[int, int]) -> list[np.ndarray]:
+    out = []
+    for im in images:
+        h, w = im.shape[:2]
+        ch, cw = min(size[0], h), min(size[1], w)
+        y, x = (h - ch) // 2, (w - cw) // 2
+        out.append(im[y:y + ch, x:x + cw])
+    return out
+
+
+LOG_FIELDS = ["epoch", "lr", "train_loss", "train_psnr", "val_loss", "val_psnr", "seconds"]
+
+
+def _read_log(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open() as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _write_log(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, LOG_FIELDS)
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (int(r[k]) if k == "epoch" else f"{r[k]:.6g}") for k in LOG_FIELDS})
+    atomic_write_text(path, buf.getvalue())
+
+
+def _plot(run_dir: Path, rows: list[dict]) -> None:
+    epochs = [int(r["epoch"]) for r in rows]
+    plot_curves(run_dir / "curves.png", epochs, {
+        "Charbonnier loss": {"train": [r["train_loss"] for r in rows],
+                             "validation": [r["val_loss"] for r in rows]},
+        "PSNR (dB)": {"train crops": [r["train_psnr"] for r in rows],
+                      "validation": [r["val_psnr"] for r in rows]},
+    })
+
+
+def save_weights_atomic(model, path: Path) -> None:
+    tmp = path.with_name(f".tmp-{path.name}")  # keeps the .weights.h5 suffix keras wants
+    model.save_weights(str(tmp))
+    tmp.replace(path)
+
+
+def evaluate_images(enhancer: FloatEnhancer, lows, highs) -> tuple[float, float]:
+    """Mean Charbonnier loss and mean PSNR over whole images."""
+    losses, scores = [], []
+    for lo, hi in zip(lows, highs):
+        out = enhancer.full_frame(to_float(lo))
+        ref = to_float(hi)
+        losses.append(float(charbonnier_loss(ref, out)))
+        scores.append(psnr(out, ref))
+    return float(np.mean(losses)), float(np.mean(scores))
+
+
+def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = False,
+          max_epochs_this_call: int | None = None, log=print) -> dict:
+    """Trains (or, with resume, continues) the run in run_dir. Returns the final state."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if resume:
+        if not cfg_path.is_file():
+            raise FileNotFoundError(f"{run_dir}: nothing to resume (no config.json)")
+        saved = TrainConfig(**json.loads(cfg_path.read_text()))
+        if cfg is not None:  # a resumed run may be extended, nothing else changes
+            saved.epochs = cfg.epochs
+        cfg = saved
+    elif cfg is None:
+        raise ValueError("a new run needs a TrainConfig")
+    elif (run_dir / "ckpt").exists():
+        raise FileExistsError(f"{run_dir}: a run is already there; use --resume or another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(cfg_path, asdict(cfg))
+
+    model_cfg = MirnetConfig.from_dict(cfg.model)
+    split = resolve_split(cfg.data, "train")
+    train_pairs, val_pairs = split_train_val(find_pairs(split, tuple(cfg.exclude)), cfg.val_percent)
+    log(f"data: {split} -> {len(train_pairs)} training pairs, {len(val_pairs)} validation pairs")
+    train_low, train_high = load_pairs(train_pairs)
+    val_low, val_high = (center_crop(list(a), VAL_CROP) for a in load_pairs(val_pairs))
+
+    model = build_mirnet(model_cfg)
+    log(f"model: {model_cfg} -> {count_params(model)} parameters, "
+        f"{macs_per_pixel(model_cfg):.0f} MACs per pixel")
+    optimizer = keras.optimizers.Adam(learning_rate=cfg.lr)
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
+    manager = tf.train.CheckpointManager(ckpt, str(run_dir / "ckpt"), max_to_keep=2)
+    state_path = run_dir / "state.json"
+    state = json.loads(state_path.read_text()) if resume and state_path.is_file() else {}
+    if resume and manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint).expect_partial()
+        log(f"resumed from {manager.latest_checkpoint} (epoch {int(epoch_var.numpy())} done)")
+    rows = [r for r in _read_log(run_dir / "log.csv") if r["epoch"] <= int(epoch_var.numpy())]
+    schedule = LearningRate(cfg, state)
+    best = state.get("best_val_psnr", -math.inf)
+    enhancer = FloatEnhancer(model)
+
+    @tf.function(jit_compile=True, reduce_retracing=True)
+    def train_step(lo, hi):
+        with tf.GradientTape() as tape:
+            out = model(lo, training=True)
+            loss = charbonnier_loss(hi, out)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        mse = tf.reduce_mean(tf.square(out - hi), axis=[1, 2, 3])
+        return loss, tf.reduce_mean(10.0 * tf.math.log(1.0 / tf.maximum(mse, 1e-10)) / math.log(10.0))
+
+    steps = cfg.steps_per_epoch or max(1, len(train_pairs) // cfg.batch)
+    first = int(epoch_var.numpy())
+    last = cfg.epochs if max_epochs_this_call is None else min(cfg.epochs, first + max_epochs_this_call)
+    for epoch in range(first, last):
+        t0 = time.monotonic()
+        lr = schedule.for_epoch(epoch)
+        optimizer.learning_rate.assign(lr)
+        data = crop_dataset(train_low, train_high, cfg.crop, cfg.batch, steps, seed=cfg.seed * 100003 + epoch)
+        bar = ProgressBar(steps, f"epoch {epoch + 1}/{cfg.epochs}")
+        losses, scores = [], []
+        for k, (lo, hi) in enumerate(data):
+            loss, score = train_step(lo, hi)
+            losses.append(float(loss))
+            scores.append(float(score))
+            bar.update(k + 1, f"loss {np.mean(losses):.4f} psnr {np.mean(scores):.2f}")
+        val_loss, val_psnr = evaluate_images(enhancer, val_low, val_high) if val_low else (math.nan, math.nan)
+        bar.close(f"loss {np.mean(losses):.4f} val psnr {val_psnr:.2f} lr {lr:.2e}")
+        schedule.after_epoch(val_psnr)
+        epoch_var.assign(epoch + 1)
+        if val_psnr > best:
+            best = val_psnr
+            save_weights_atomic(model, run_dir / "best.weights.h5")
+            atomic_write_text(run_dir / "best.json", model_cfg.to_json() + "\n")
+        rows.append({"epoch": epoch + 1, "lr": lr, "train_loss": float(np.mean(losses)),
+                     "train_psnr": float(np.mean(scores)), "val_loss": val_loss,
+                     "val_psnr": val_psnr, "seconds": time.monotonic() - t0})
+        # The checkpoint is complete on disk before the state that points past it is written.
+        manager.save(checkpoint_number=epoch + 1)
+        state = {**schedule.state(), "epoch": epoch + 1, "best_val_psnr": best}
+        atomic_write_json(state_path, state)
+        _write_log(run_dir / "log.csv", rows)
+        _plot(run_dir, rows)
+    return state

@@ -1,0 +1,69 @@
+"""The Nano 33 BLE Sense budgets and the RAM table.
+
+Budgets (host figures, measured with the real TFLM kernels):
+  * TFLM arena <= 128 KiB,
+  * flatbuffer <= 300 KB (it lives in flash next to Mbed OS and the sketch),
+  * everything in RAM (arena + camera frame + tile I/O + protocol buffers + the Mbed OS /
+    Arduino baseline) <= 256 KB.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ARENA_BUDGET = 128 * 1024
+FLATBUFFER_BUDGET = 300_000
+RAM_BYTES = 256 * 1024
+# Headroom added to the measured arena in the firmware: CMSIS-NN kernels ask for scratch
+# buffers the reference kernels do not, and the board's TFLM version may differ a little.
+ARENA_MARGIN = 4 * 1024
+# Static RAM of Mbed OS + the Arduino core + USB CDC + stacks for an empty sketch on the Nano
+# 33 BLE. Figure used: 60 KiB, the project's working estimate; it is not measured here (the
+# nordicnrf52 platform cannot be downloaded on this machine): replace it with the .bss+.data
+# of the first real build (`pio run -v` prints "RAM: used ...").
+MBED_BASELINE_BYTES = 60 * 1024
+
+
+class BudgetError(Exception):
+    """A budget is broken; the message names the budget and both figures."""
+
+
+@dataclass(frozen=True)
+class Measured:
+    flatbuffer_bytes: int
+    arena_bytes: int
+
+
+def budget_violations(m: Measured) -> list[str]:
+    problems = []
+    if m.arena_bytes > ARENA_BUDGET:
+        problems.append(f"TFLM arena budget broken: {m.arena_bytes:,} B needed > {ARENA_BUDGET:,} B (128 KiB)")
+    if m.flatbuffer_bytes > FLATBUFFER_BUDGET:
+        problems.append(f"flatbuffer budget broken: {m.flatbuffer_bytes:,} B > {FLATBUFFER_BUDGET:,} B (300 KB)")
+    return problems
+
+
+def check_budgets(m: Measured) -> None:
+    problems = budget_violations(m)
+    if problems:
+        raise BudgetError("; ".join(problems))
+
+
+def firmware_buffers(frame_w: int, frame_h: int, tile: int, max_payload: int) -> dict[str, int]:
+    """Static buffers of the firmware core besides the arena (the int8 model input and output
+    tensors are inside the arena): the RGB565 camera frame, one RGB888 output tile, and one
+    receive plus one transmit protocol frame."""
+    frame_overhead = 16  # header + CRCs of one protocol frame
+    return {
+        "camera frame (RGB565)": frame_w * frame_h * 2,
+        "tile output (RGB888)": tile * tile * 3,
+        "protocol rx + tx frames": 2 * (max_payload + frame_overhead),
+    }
+
+
+def ram_table(arena_bytes: int, buffers: dict[str, int]) -> dict:
+    rows = {"TFLM arena (measured + margin)": arena_bytes + ARENA_MARGIN, **buffers,
+            "Mbed OS + Arduino baseline (estimate)": MBED_BASELINE_BYTES}
+    total = sum(rows.values())
+    if total > RAM_BYTES:
+        raise BudgetError(f"RAM budget broken: {total:,} B needed > {RAM_BYTES:,} B (256 KB)")
+    return {"rows": rows, "total": total, "ram": RAM_BYTES, "headroom": RAM_BYTES - total}

@@ -1,0 +1,194 @@
+"""`tinymirnet quantize`: float weights -> pruned -> int8 -> C array + headers, verified on the
+real TFLM kernels, with budgets checked and a JSON + markdown report.
+
+Regenerates every shipped artifact from the float weights in one command:
+  quantize/artifacts/tiny_mirnet_int8.tflite, tiny_mirnet_pruned.weights.h5,
+  quantize_report.json, quantize_report.md; firmware/lib/tinymirnet_model/*.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from tinymirnet.model.data import (crop_dataset, find_pairs, load_pairs, resolve_split, split_train_val,
+                                   to_float)
+from tinymirnet.model.evaluate import evaluate
+from tinymirnet.model.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from tinymirnet.model.inference import FloatEnhancer, load_model
+from tinymirnet.model.network import conv_macs, count_params
+from tinymirnet.model.tiling import TilingConfig, iter_tiles, load_tiling, tile_grid
+
+from .budget import Measured, budget_violations, check_budgets, firmware_buffers, ram_table
+from .convert import convert_int8, fixed_shape_model, representative_tiles
+from .export import ExportInfo, write_firmware_files
+from .prune import gzip_size, prune, sparsity_report
+from .tflm import ReferenceModel, TflmModel, int8_method, op_names, quantize_pixels
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+FIRMWARE_MODEL_DIR = Path(__file__).resolve().parent.parent / "firmware" / "lib" / "tinymirnet_model"
+INT8_NAME = "tiny_mirnet_int8.tflite"
+
+# Projection of device time: CMSIS-NN's paper (Lai, Suda, Chandra 2018, arXiv:1801.06601)
+# runs a 12.3 M-MAC CIFAR-10 CNN in 99.1 ms on a 216 MHz Cortex-M7, 0.57 MAC per cycle. The
+# Cortex-M4 has the same 2x16-bit SMLAD but no dual issue: 0.5 MAC/cycle is taken, i.e.
+# 32 M-MAC/s at 64 MHz, for the convolutions only (the other ops are not counted).
+CMSIS_NN_MACS_PER_CYCLE = 0.5
+NANO_CLOCK_HZ = 64_000_000
+# Largest protocol payload the firmware buffers (one RGB888 tile + its header fits easily).
+MAX_PAYLOAD = 4096
+
+
+def verify_bit_exact(flatbuffer: bytes, tiles_u8: list[np.ndarray]) -> dict:
+    """TFLM output vs tf.lite.Interpreter's reference kernels, tile by tile."""
+    tflm, ref = TflmModel(flatbuffer), ReferenceModel(flatbuffer)
+    differing, max_diff = 0, 0
+    for t in tiles_u8:
+        x = quantize_pixels(t, tflm.input_quant)
+        a, b = tflm.invoke(x).astype(np.int16), ref.invoke(x).astype(np.int16)
+        differing += int(np.sum(a != b))
+        max_diff = max(max_diff, int(np.max(np.abs(a - b))))
+    return {"tiles": len(tiles_u8), "values_differing": differing, "max_abs_diff": max_diff,
+            "bit_exact": differing == 0}
+
+
+def eval_tiles(data_dir, tiling: TilingConfig, count: int = 64) -> list[np.ndarray]:
+    """Tile inputs (with halo) cut from eval15 low-light frames, spread over all images."""
+    pairs = find_pairs(resolve_split(data_dir, "eval"))
+    lows, _ = load_pairs(pairs)
+    tiles = [x for low in lows for _, x in iter_tiles(low, tiling.tile, tiling.halo)]
+    step = max(1, len(tiles) // count)
+    return tiles[::step][:count]
+
+
+def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps: int = 400,
+                 finetune_batch: int = 16, finetune_crop: int | None = None,
+                 out_dir: Path = ARTIFACTS, firmware_dir: Path = FIRMWARE_MODEL_DIR,
+                 eval_limit: int | None = None, log=print) -> dict:
+    t_start = time.monotonic()
+    tiling = load_tiling()
+    size = tiling.model_input
+    float_model, cfg = load_model(weights)
+    report: dict = {"weights": str(weights), "model": asdict(cfg), "tiling": asdict(tiling),
+                    "params": count_params(float_model)}
+
+    # 1. Pruning, fine-tuned on training crops (eval15 is never seen).
+    crop = finetune_crop or size
+    train_pairs, _ = split_train_val(find_pairs(resolve_split(data_dir, "train")))
+    lows, highs = load_pairs(train_pairs)
+    data = crop_dataset(lows, highs, crop, finetune_batch, finetune_steps, seed=1234).repeat()
+    log(f"pruning to {sparsity:.0%} sparsity: {finetune_steps} steps of {finetune_batch} {crop}x{crop} crops")
+    pruned = prune(float_model, data, finetune_steps, sparsity=sparsity)
+    del lows, highs
+    pruned_weights = out_dir / "tiny_mirnet_pruned.weights.h5"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".tmp-{pruned_weights.name}"
+    pruned.save_weights(str(tmp))
+    tmp.replace(pruned_weights)
+    atomic_write_text(out_dir / "tiny_mirnet_pruned.json", cfg.to_json() + "\n")
+
+    # 2. int8 conversion of the pruned model, float baseline converted too for the report.
+    calib = representative_tiles(data_dir, size)
+    log(f"converting to int8 at {size}x{size} with {len(calib)} calibration tiles")
+    flatbuffer = convert_int8(fixed_shape_model(pruned, cfg, size), calib)
+    dense_flatbuffer = convert_int8(fixed_shape_model(float_model, cfg, size), calib)
+    atomic_write_bytes(out_dir / INT8_NAME, flatbuffer)
+
+    # 3. Verification on the TFLM kernels.
+    tflm = TflmModel(flatbuffer)
+    arena = _arena_of(tflm)
+    exactness = verify_bit_exact(flatbuffer, eval_tiles(data_dir, tiling))
+    log(f"TFLM: arena {arena:,} B; bit-exact vs reference kernels: {exactness}")
+    measured = Measured(len(flatbuffer), arena)
+    report["sparsity"] = sparsity_report(pruned)
+    report["sizes"] = {
+        "flatbuffer_bytes": len(flatbuffer), "flatbuffer_gzip_bytes": gzip_size(flatbuffer),
+        "dense_flatbuffer_bytes": len(dense_flatbuffer), "dense_flatbuffer_gzip_bytes": gzip_size(dense_flatbuffer),
+        "note": "unstructured sparsity leaves the flatbuffer size and the device's work unchanged "
+                "(int8 weights are stored densely and TFLM multiplies the zeros); only the "
+                "compressed (gzip) size shrinks"}
+    report["tflm"] = {"arena_bytes": arena, "ops": op_names(flatbuffer),
+                      "input_quant": asdict(tflm.input_quant), "output_quant": asdict(tflm.output_quant),
+                      "reference_check": exactness}
+
+    # 4. Budgets and the RAM table.
+    report["budgets"] = {"problems": budget_violations(measured)}
+    buffers = firmware_buffers(tiling.frame_width, tiling.frame_height, tiling.tile, MAX_PAYLOAD)
+    fixed = fixed_shape_model(pruned, cfg, size)
+    macs_tile = conv_macs(fixed)
+    tiles = len(tile_grid(tiling.frame_width, tiling.frame_height, tiling.tile))
+    macs_per_s = CMSIS_NN_MACS_PER_CYCLE * NANO_CLOCK_HZ
+    report["compute"] = {
+        "macs_per_tile": macs_tile, "tiles_per_frame": tiles, "macs_per_frame": macs_tile * tiles,
+        "macs_per_output_pixel": macs_tile * tiles / (tiling.frame_width * tiling.frame_height),
+        "projected_seconds_per_frame": macs_tile * tiles / macs_per_s,
+        "projection_basis": f"{CMSIS_NN_MACS_PER_CYCLE} MAC/cycle x {NANO_CLOCK_HZ / 1e6:.0f} MHz "
+                            "(CMSIS-NN, Lai et al. 2018, arXiv:1801.06601: 12.3 M-MAC CIFAR-10 CNN in "
+                            "99.1 ms on a 216 MHz Cortex-M7 = 0.57 MAC/cycle); convolutions only; a projection, "
+                            "not a measurement"}
+    check_budgets(measured)  # raises BudgetError naming the budget
+    report["ram"] = ram_table(arena, buffers)
+
+    # 5. The quality ladder on eval15, tile by tile like the board.
+    log("evaluating the ladder on eval15 (float / pruned float / int8 on TFLM, tiled)")
+    float_enh, pruned_enh = FloatEnhancer(float_model), FloatEnhancer(pruned)
+    methods = {
+        "tiny_mirnet_float_full": lambda lo: np.clip(float_enh.full_frame(to_float(lo)), 0, 1),
+        "tiny_mirnet_float_tiled": lambda lo: np.clip(float_enh.tiled(to_float(lo), tiling.tile, tiling.halo), 0, 1),
+        "tiny_mirnet_pruned_tiled": lambda lo: np.clip(pruned_enh.tiled(to_float(lo), tiling.tile, tiling.halo), 0, 1),
+        "tiny_mirnet_int8_tiled": int8_method(out_dir / INT8_NAME, tiling.tile, tiling.halo),
+    }
+    ladder = evaluate(data_dir, methods, limit=eval_limit, log=log)
+    report["quality"] = {k: {"psnr": v["psnr"], "ssim": v["ssim"]} for k, v in ladder.items() if k != "meta"}
+    q = report["quality"]
+    report["quality"]["int8_minus_float_tiled_db"] = q["tiny_mirnet_int8_tiled"]["psnr"] - q["tiny_mirnet_float_tiled"]["psnr"]
+    report["quality_per_image"] = {k: v["images"] for k, v in ladder.items() if k != "meta"}
+
+    # 6. Firmware files, written only once everything above has passed.
+    info = ExportInfo(flatbuffer, tiling, tflm.input_quant, tflm.output_quant, arena, op_names(flatbuffer))
+    report["export"] = {"sha256": info.sha256, "arena_size_in_firmware": info.arena_size,
+                        "files": [str(p.name) for p in write_firmware_files(info, firmware_dir)]}
+    report["seconds"] = round(time.monotonic() - t_start, 1)
+    atomic_write_json(out_dir / "quantize_report.json", report)
+    atomic_write_text(out_dir / "quantize_report.md", markdown_report(report))
+    return report
+
+
+def _arena_of(tflm: TflmModel) -> int:
+    tflm.invoke(np.zeros(tflm.input_shape, np.int8))
+    return tflm.arena_used_bytes()
+
+
+def markdown_report(r: dict) -> str:
+    s, q, c, ram = r["sizes"], r["quality"], r["compute"], r["ram"]
+    lines = [
+        "# tiny MIRNet for the Nano 33 BLE Sense: quantization report", "",
+        f"Model {r['model']['channels']} base channels, growth {r['model']['growth']}, "
+        f"{r['params']:,} parameters; tile {r['tiling']['tile']} + halo {r['tiling']['halo']} "
+        f"(input {r['tiling']['tile'] + 2 * r['tiling']['halo']}²), frame "
+        f"{r['tiling']['frame_width']}x{r['tiling']['frame_height']}. sha256 `{r['export']['sha256']}`.", "",
+        "## Quality on eval15 (15 pairs, PSNR in dB on [0,1], max 1)", "",
+        "| model | PSNR | SSIM |", "|---|---|---|",
+        *[f"| {k} | {v['psnr']:.2f} | {v['ssim']:.4f} |" for k, v in q.items() if isinstance(v, dict)],
+        "", f"int8 tiled minus float tiled: {q['int8_minus_float_tiled_db']:+.2f} dB.", "",
+        "## Pruning", "",
+        f"Conv-weight sparsity reached: {r['sparsity']['overall']:.1%} of {r['sparsity']['conv_weights']:,} weights.",
+        f"Flatbuffer {s['flatbuffer_bytes']:,} B pruned vs {s['dense_flatbuffer_bytes']:,} B dense (unchanged); "
+        f"gzip {s['flatbuffer_gzip_bytes']:,} B pruned vs {s['dense_flatbuffer_gzip_bytes']:,} B dense.",
+        f"{s['note']}.", "",
+        "## TFLM (host, real kernels)", "",
+        f"Arena {r['tflm']['arena_bytes']:,} B (budget 131,072 B); flatbuffer {s['flatbuffer_bytes']:,} B (budget 300,000 B).",
+        f"Ops: {', '.join(r['tflm']['ops'])}.",
+        f"TFLM vs reference kernels on {r['tflm']['reference_check']['tiles']} eval15 tiles: "
+        f"{r['tflm']['reference_check']['values_differing']} values differ (bit exact: {r['tflm']['reference_check']['bit_exact']}).", "",
+        "## RAM on the Nano (256 KB)", "", "| item | bytes |", "|---|---|",
+        *[f"| {k} | {v:,} |" for k, v in ram["rows"].items()],
+        f"| **total** | **{ram['total']:,}** |", f"| headroom | {ram['headroom']:,} |", "",
+        "## Compute", "",
+        f"{c['macs_per_tile']:,} MACs per tile, {c['tiles_per_frame']} tiles, {c['macs_per_frame']:,} MACs per frame.",
+        f"Projected device time per frame: **{c['projected_seconds_per_frame']:.1f} s** — a projection: {c['projection_basis']}.",
+        "",
+    ]
+    return "\n".join(lines)

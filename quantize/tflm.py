@@ -1,0 +1,155 @@
+"""Running an int8 model on the host with the real TensorFlow Lite Micro kernels (the
+`tflite_micro` runtime), measuring its arena, and checking it against TFLite's reference
+kernels."""
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+_ARENA_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
+PROBE_ARENA = 1024 * 1024  # large enough for any model this project builds
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    scale: float
+    zero_point: int
+
+
+class TflmModel:
+    """One int8 model in a TFLM interpreter: int8 tiles in, int8 tiles out."""
+
+    def __init__(self, flatbuffer: bytes, arena_size: int = PROBE_ARENA):
+        from tflite_micro import runtime
+        self.flatbuffer = flatbuffer
+        self.interpreter = runtime.Interpreter.from_bytes(flatbuffer, arena_size=arena_size)
+        inp = self.interpreter.get_input_details(0)
+        out = self.interpreter.get_output_details(0)
+        self.input_shape = tuple(inp["shape"])
+        self.input_quant = QuantParams(*_scale_zp(inp))
+        self.output_quant = QuantParams(*_scale_zp(out))
+
+    def invoke(self, tile: np.ndarray) -> np.ndarray:
+        self.interpreter.set_input(tile.reshape(self.input_shape).astype(np.int8), 0)
+        self.interpreter.invoke()
+        return self.interpreter.get_output(0)[0].copy()
+
+    def arena_used_bytes(self) -> int:
+        """The arena TFLM allocated, parsed from print_allocations() (it prints to the C
+        stderr, so the file descriptor is redirected, not sys.stderr)."""
+        return parse_arena_total(capture_fd_output(2, self.interpreter.print_allocations))
+
+
+def _scale_zp(details) -> tuple[float, int]:
+    q = details.get("quantization_parameters", {})
+    scales, zps = q.get("scales"), q.get("zero_points")
+    if scales is not None and len(scales):
+        return float(scales[0]), int(zps[0])
+    return tuple(details["quantization"])  # type: ignore[return-value]
+
+
+def parse_arena_total(text: str) -> int:
+    m = _ARENA_TOTAL.search(text)
+    if not m:
+        raise RuntimeError(f"no 'Arena allocation total' in TFLM's allocation report: {text[:200]!r}")
+    return int(m.group(1))
+
+
+def capture_fd_output(fd: int, fn) -> str:
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), fd)
+        try:
+            fn()
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+        tmp.seek(0)
+        return tmp.read().decode(errors="replace")
+
+
+def measure_arena(flatbuffer: bytes) -> int:
+    """Arena bytes TFLM needs for this model (allocated and run once on zeros)."""
+    m = TflmModel(flatbuffer)
+    m.invoke(np.zeros(m.input_shape, np.int8))
+    return m.arena_used_bytes()
+
+
+class ReferenceModel:
+    """The same model in tf.lite.Interpreter with the reference (non-XNNPACK) kernels."""
+
+    def __init__(self, flatbuffer: bytes):
+        import tensorflow as tf
+        self.interpreter = tf.lite.Interpreter(
+            model_content=flatbuffer,
+            experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
+        self.interpreter.allocate_tensors()
+        self.inp = self.interpreter.get_input_details()[0]
+        self.out = self.interpreter.get_output_details()[0]
+
+    def invoke(self, tile: np.ndarray) -> np.ndarray:
+        self.interpreter.set_tensor(self.inp["index"], tile.reshape(self.inp["shape"]).astype(np.int8))
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.out["index"])[0].copy()
+
+
+def op_names(flatbuffer: bytes) -> list[str]:
+    """The builtin operators the model uses, sorted, as TFLite names them (CONV_2D, ...)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    ops = set()
+    for code in model.operatorCodes:
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        ops.add(names[builtin])
+    return sorted(ops)
+
+
+# ----- pixels <-> int8, exactly as the firmware's lookup tables do it -----
+
+def quantize_pixels(pixels_u8: np.ndarray, q: QuantParams) -> np.ndarray:
+    """uint8 pixels -> int8 model input: round(p / 255 / scale) + zero_point, half away from
+    zero, clamped (the firmware's 256-entry table is built with the same formula)."""
+    real = np.arange(256, dtype=np.float32) / np.float32(255.0) / np.float32(q.scale)
+    table = np.clip(_round_half_away(real) + q.zero_point, -128, 127).astype(np.int8)
+    return table[pixels_u8]
+
+
+def dequantize_pixels(values_i8: np.ndarray, q: QuantParams) -> np.ndarray:
+    """int8 model output -> uint8 pixels: round((q - zero_point) * scale * 255), clamped."""
+    codes = np.arange(-128, 128, dtype=np.float32)
+    real = (codes - np.float32(q.zero_point)) * np.float32(q.scale) * np.float32(255.0)
+    table = np.clip(_round_half_away(real), 0, 255).astype(np.uint8)
+    return table[values_i8.astype(np.int16) + 128]
+
+
+def _round_half_away(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+def int8_tiled(model: TflmModel, low_u8: np.ndarray, tile: int, halo: int) -> np.ndarray:
+    """The board's pipeline on the host: uint8 frame -> int8 tiles -> TFLM -> uint8 frame."""
+    from tinymirnet.model.tiling import run_tiled
+    q_in = quantize_pixels(low_u8, model.input_quant)
+
+    def infer(batch):
+        return np.stack([model.invoke(t) for t in batch])
+
+    out_q = run_tiled(q_in, tile, halo, infer)
+    return dequantize_pixels(out_q, model.output_quant)
+
+
+def int8_method(tflite_path, tile: int, halo: int):
+    """An eval method: the int8 model tile by tile in the TFLM runtime."""
+    from pathlib import Path
+    model = TflmModel(Path(tflite_path).read_bytes())
+    size = model.input_shape[1]
+    if size != tile + 2 * halo:
+        raise ValueError(f"{tflite_path}: model input {size} != tile {tile} + 2 * halo {halo}")
+    return lambda low: int8_tiled(model, low, tile, halo).astype(np.float32) / 255.0

@@ -1,0 +1,60 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tinymirnet.host.cli import main
+from tinymirnet.model.network import MirnetConfig, build_mirnet
+
+
+@pytest.fixture
+def tiny_weights(tmp_path):
+    cfg = MirnetConfig(channels=4)
+    model = build_mirnet(cfg)
+    path = tmp_path / "tiny.weights.h5"
+    model.save_weights(str(path))
+    (tmp_path / "tiny.json").write_text(cfg.to_json())
+    return path
+
+
+def test_eval_writes_report_keyed_by_method_and_grid(lol_root, tiny_weights, tmp_path, capsys):
+    report = tmp_path / "out" / "eval.json"
+    assert main(["eval", "--data", str(lol_root), "--weights", str(tiny_weights), "--report", str(report)]) == 0
+    r = json.loads(report.read_text())
+    for method in ["input", "autocontrast", "histogram_equalization", "gamma",
+                   "tiny_mirnet_float_full", "tiny_mirnet_float_tiled"]:
+        assert set(r[method]) >= {"psnr", "ssim", "images"} and len(r[method]["images"]) == 3
+        assert 0 < r[method]["psnr"] < 60
+    assert r["meta"]["params"] > 0 and "tiling_loss_db" in r["meta"]
+    assert Image.open(report.with_suffix(".png")).size[0] > 400
+    assert "autocontrast" in capsys.readouterr().out
+
+
+def test_enhance_any_size_and_format_and_reports_bad_files(tmp_path, tiny_weights, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.full((23, 37), 40, np.uint8)).save(src / "gray.png")
+    Image.new("RGBA", (30, 17), (5, 6, 7, 128)).save(src / "rgba.png")
+    Image.fromarray(np.full((9, 11), 3000, np.uint16)).save(src / "deep.png")
+    (src / "broken.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "out"
+    files = sorted(src.iterdir())
+    before = {p: p.read_bytes() for p in files}
+    code = main(["enhance", *map(str, files), "--out", str(out), "--weights", str(tiny_weights)])
+    assert code == 1  # one file failed, the others were still processed
+    err = capsys.readouterr().err
+    assert "broken.jpg: not a readable image" in err and err.count("\n") == 1
+    assert Image.open(out / "gray_enhanced.png").size == (37, 23)
+    assert Image.open(out / "rgba_enhanced.png").size == (30, 17)
+    assert Image.open(out / "deep_enhanced.png").size == (11, 9)
+    assert all(p.read_bytes() == before[p] for p in files)  # inputs untouched
+
+
+def test_enhance_never_overwrites_its_input(tmp_path, tiny_weights):
+    img = tmp_path / "x_enhanced.png"
+    Image.new("RGB", (8, 8), (10, 10, 10)).save(img)
+    original = img.read_bytes()
+    assert main(["enhance", str(img), "--out", str(tmp_path), "--weights", str(tiny_weights)]) == 0
+    assert img.read_bytes() == original
+    assert (tmp_path / "x_enhanced_enhanced.png").exists()

@@ -1,0 +1,43 @@
+import csv
+import json
+
+import numpy as np
+
+from tinymirnet.model.network import MirnetConfig
+from tinymirnet.model.train import TrainConfig, train
+from dataclasses import asdict
+
+
+def small_config(data) -> TrainConfig:
+    return TrainConfig(data=str(data), epochs=2, batch=2, crop=32, steps_per_epoch=2, lr=1e-3,
+                       val_percent=30, model=asdict(MirnetConfig(channels=4)))
+
+
+def best_weights(run_dir):
+    from tinymirnet.model.inference import load_model
+    model, cfg = load_model(run_dir / "best.weights.h5")
+    assert cfg == MirnetConfig(channels=4)
+    return model.get_weights()
+
+
+def test_two_step_training_killed_and_resumed(lol_root, tmp_path):
+    run = tmp_path / "run"
+    # First call stops after one epoch, as a run killed during epoch 2 would have left it.
+    train(run, small_config(lol_root), max_epochs_this_call=1, log=lambda *_: None)
+    state = json.loads((run / "state.json").read_text())
+    assert state["epoch"] == 1
+    # A second start without --resume must refuse to overwrite the run.
+    try:
+        train(run, small_config(lol_root), log=lambda *_: None)
+        raise AssertionError("a new run over an existing one was accepted")
+    except FileExistsError:
+        pass
+    messages = []
+    train(run, None, resume=True, log=messages.append)
+    assert any("resumed from" in m and "epoch 1 done" in m for m in messages)
+    with (run / "log.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert json.loads((run / "state.json").read_text())["epoch"] == 2
+    assert (run / "curves.png").stat().st_size > 1000
+    assert all(np.isfinite(w).all() for w in best_weights(run))
