@@ -300,16 +300,14 @@ void Device::handle_read_frame(const FrameHeader& header, const uint8_t* payload
 }
 
 void Device::handle_run_tile(const FrameHeader& header, const uint8_t* payload) {
-  if (!check_length(header, 2) || !check_idle(header.seq) || !check_frame_ready(header.seq) ||
-      !check_model_ready(header.seq)) {
-    return;
-  }
+  if (!check_length(header, 2) || !check_idle(header.seq)) return;
   const uint16_t index = PayloadReader(payload, header.length).u16();
   if (index >= kTileCount) {
     send_error(header.seq, protocol::kErrorBadArgument, "tile index ", uint32_t{index},
                " out of range (", uint32_t{kTileCount}, " tiles)");
     return;
   }
+  if (!check_frame_ready(header.seq) || !check_model_ready(header.seq)) return;
   uint32_t invoke_us = 0;
   send_tile(header.seq, index, &invoke_us);
 }
