@@ -5,9 +5,11 @@ driven through ctypes with Python fake ports (camera pattern, copying model)."""
 from __future__ import annotations
 
 import ctypes
+import os
 import random
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -430,6 +432,47 @@ def test_payload_efficiency_of_tile_traffic(board):
     assert len(full_tile.payload) == 14 + info.tile_size ** 2 * 3
     assert len(full_tile.payload) / (len(full_tile.payload) + protocol.FRAMING_BYTES) >= 0.95
     assert pixel_bytes / wire_bytes >= 0.95  # all tiles, counting only pixels as payload
+
+
+def serve_over_pty(board: SimBoard, master: int, stop: threading.Event) -> None:
+    """Shuttles bytes between a pty master and the simulated device (a background thread)."""
+    os.set_blocking(master, False)
+    outgoing = b""
+    while not stop.is_set():
+        try:
+            board.write(os.read(master, 4096))
+        except BlockingIOError:
+            pass
+        board.pump()
+        outgoing += bytes(board.from_device)
+        board.from_device.clear()
+        try:
+            outgoing = outgoing[os.write(master, outgoing):] if outgoing else b""
+        except BlockingIOError:
+            pass
+        if not outgoing:
+            time.sleep(0.001)
+
+
+def test_connection_opens_a_real_serial_port(board):
+    pytest.importorskip("serial")
+    master, slave = os.openpty()
+    stop = threading.Event()
+    server = threading.Thread(target=serve_over_pty, args=(board, master, stop))
+    server.start()
+    try:
+        with protocol.Connection.open(os.ttyname(slave)) as link:
+            info = link.hello()
+            result = link.capture()
+        assert link.name == os.ttyname(slave)
+        assert np.array_equal(result.raw_rgb565, board.frame)
+        assert np.array_equal(result.enhanced.image,
+                              expected_identity_enhancement(board.frame, info))
+    finally:
+        stop.set()
+        server.join()
+        os.close(master)
+        os.close(slave)
 
 
 # --------------------------------------------------------------------------------------------
