@@ -96,6 +96,21 @@ def cmd_quantize(args) -> int:
     return 0
 
 
+def cmd_budget(args) -> int:
+    from tinymirnet.model.files import atomic_write_json, atomic_write_text
+    from tinymirnet.model.tiling import load_tiling
+    from tinymirnet.quantize.candidates import DEFAULT_CANDIDATES, budget_markdown, choose, measure_candidates
+    tiling = load_tiling()
+    rows = measure_candidates(DEFAULT_CANDIDATES, tiling.frame_width, tiling.frame_height,
+                              weights=args.weights if args.data else None, data_dir=args.data)
+    chosen = choose(rows)
+    atomic_write_json(args.report, {"frame": [tiling.frame_width, tiling.frame_height], "candidates": rows,
+                                    "chosen": chosen["label"] if chosen else None})
+    atomic_write_text(args.report.with_suffix(".md"), budget_markdown(rows, chosen))
+    print(f"wrote {args.report} and {args.report.with_suffix('.md')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tinymirnet", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -136,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--steps", type=int, default=400, help="pruning fine-tune steps")
     q.add_argument("--limit", type=int, default=None, help="evaluate on the first N eval15 pairs only")
     q.set_defaults(func=cmd_quantize)
+
+    b = sub.add_parser("budget", help="sweep network size x tiling candidates: flash, arena, MACs, int8 PSNR")
+    b.add_argument("--data", type=Path, default=None, help="LoL root: adds int8 tiled PSNR for trained candidates")
+    b.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    b.add_argument("--report", type=Path, default=Path("budget_report.json"))
+    b.set_defaults(func=cmd_budget)
 
     n = sub.add_parser("enhance", help="enhance image files with the float network")
     n.add_argument("images", nargs="*", type=Path)

@@ -12,11 +12,17 @@ from .tiling import run_tiled
 
 
 
+def config_path_for(weights: str | Path) -> Path:
+    """The network config saved beside a weights file: x.weights.h5 -> x.json."""
+    weights = Path(weights)
+    return weights.with_name(weights.name.split(".")[0] + ".json")
+
+
 def load_model(weights: str | Path = DEFAULT_WEIGHTS, config: str | Path | None = None,
                input_shape=(None, None, 3), batch_size=None):
     """Builds the network from its config (JSON beside the weights) and loads the weights."""
     weights = Path(weights)
-    config = Path(config) if config else weights.with_name(weights.name.split(".")[0] + ".json")
+    config = Path(config) if config else config_path_for(weights)
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: no such weights file")
     cfg = MirnetConfig.load(config) if config.is_file() else MirnetConfig()

@@ -48,15 +48,23 @@ def check_budgets(m: Measured) -> None:
         raise BudgetError("; ".join(problems))
 
 
-def firmware_buffers(frame_w: int, frame_h: int, tile: int, max_payload: int) -> dict[str, int]:
-    """Static buffers of the firmware core besides the arena (the int8 model input and output
-    tensors are inside the arena): the RGB565 camera frame, one RGB888 output tile, and one
-    receive plus one transmit protocol frame."""
-    frame_overhead = 16  # header + CRCs of one protocol frame
+# Protocol v1 (firmware/PROTOCOL.md): 14 bytes of framing, a 14-byte TILE header, and the
+# device's payload limit of max(one tile, 2048 bytes).
+FRAMING_BYTES = 14
+TILE_HEADER_BYTES = 14
+MIN_MAX_PAYLOAD = 2048
+
+
+def firmware_buffers(frame_w: int, frame_h: int, tile: int, model_input: int) -> dict[str, int]:
+    """Static buffers of the firmware core's Device besides the arena, with the same formulas
+    as firmware/lib/tinymirnet_core/device.h (a test compiles both and compares): the RGB565
+    camera frame, the int8 model input and output tiles, one receive payload and one transmit
+    frame."""
+    max_payload = max(TILE_HEADER_BYTES + tile * tile * 3, MIN_MAX_PAYLOAD)
     return {
         "camera frame (RGB565)": frame_w * frame_h * 2,
-        "tile output (RGB888)": tile * tile * 3,
-        "protocol rx + tx frames": 2 * (max_payload + frame_overhead),
+        "tile I/O (int8 input + output)": 2 * model_input * model_input * 3,
+        "protocol buffers (rx payload + tx frame)": max_payload + FRAMING_BYTES + max_payload,
     }
 
 

@@ -65,3 +65,79 @@ def measure_candidate(c: Candidate, frame_w: int, frame_h: int, float_model=None
             "params": count_params(fixed), "flatbuffer_bytes": m.flatbuffer_bytes, "arena_bytes": arena,
             "macs_per_tile": macs_tile, "tiles_per_frame": tiles, "macs_per_frame": macs_tile * tiles,
             "budget_problems": budget_violations(m), "fits": not budget_violations(m)}
+
+
+def int8_tiled_psnr(c: Candidate, weights, data_dir) -> dict:
+    """Quality of a candidate that has trained weights: the float weights converted to int8 at
+    the candidate's input size (LoL calibration tiles), run tile by tile on TFLM over eval15."""
+    import numpy as np
+    from tinymirnet.model.data import find_pairs, load_pair, resolve_split, to_float
+    from tinymirnet.model.inference import load_model
+    from tinymirnet.model.metrics import psnr
+    from .convert import fixed_shape_model, representative_tiles
+    from .tflm import TflmModel, int8_tiled
+    model, _ = load_model(weights)
+    flatbuffer = convert_int8(fixed_shape_model(model, c.model_config, c.input_size),
+                              representative_tiles(data_dir, c.input_size))
+    tflm = TflmModel(flatbuffer)
+    scores = []
+    for pair in find_pairs(resolve_split(data_dir, "eval")):
+        low, high = load_pair(pair)
+        scores.append(psnr(to_float(int8_tiled(tflm, low, c.tile, c.halo)), to_float(high)))
+    return {"int8_tiled_psnr": float(np.mean(scores)), "psnr_images": len(scores)}
+
+
+def _measure_in_child(args):
+    candidate, frame_w, frame_h, weights, data_dir = args
+    import faulthandler
+    faulthandler.enable()
+    row = measure_candidate(candidate, frame_w, frame_h)
+    if weights and data_dir and row["fits"]:
+        row.update(int8_tiled_psnr(candidate, weights, data_dir))
+    return row
+
+
+def measure_candidates(candidates, frame_w: int, frame_h: int, weights=None, data_dir=None,
+                       log=print) -> list[dict]:
+    """Measures each candidate in a fresh child process (a converter and a TFLM interpreter per
+    candidate, nothing left over between them). Candidates with the architecture of `weights`
+    that meet the budgets also get their int8 tiled PSNR on eval15 (data_dir)."""
+    import multiprocessing as mp
+    from tinymirnet.model.inference import config_path_for
+    trained = MirnetConfig.load(config_path_for(weights)) if weights else None
+    rows = []
+    ctx = mp.get_context("spawn")
+    for c in candidates:
+        own = weights if trained is not None and trained == c.model_config else None
+        with ctx.Pool(1) as pool:
+            row = pool.apply(_measure_in_child, ((c, frame_w, frame_h, own, data_dir),))
+        row.setdefault("int8_tiled_psnr", None)
+        log(f"  {row['label']:<24} params {row['params']:>6,}  flash {row['flatbuffer_bytes']:>7,} B  "
+            f"arena {row['arena_bytes']:>7,} B  {row['macs_per_frame'] / 1e6:>6.0f} M-MAC/frame  "
+            f"{'fits' if row['fits'] else 'over budget'}"
+            + (f"  int8 tiled {row['int8_tiled_psnr']:.2f} dB" if row["int8_tiled_psnr"] else ""))
+        rows.append(row)
+    return rows
+
+
+def budget_markdown(rows: list[dict], chosen: dict | None) -> str:
+    lines = ["# Budget sweep: network size x tiling on the Nano 33 BLE Sense", "",
+             "Each candidate converted to int8 and loaded in the TFLM runtime on the host. Budgets: "
+             "arena <= 131,072 B (128 KiB), flatbuffer <= 300,000 B. PSNR: int8 tiled on eval15 for "
+             "candidates with trained weights (float weights converted without pruning); "
+             "'-' = not trained.", "",
+             "| candidate | params | flatbuffer B | arena B | M-MAC/tile | tiles/frame | M-MAC/frame | fits | int8 tiled PSNR |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        q = f"{r['int8_tiled_psnr']:.2f}" if r.get("int8_tiled_psnr") else "-"
+        lines.append(f"| {r['label']} | {r['params']:,} | {r['flatbuffer_bytes']:,} | {r['arena_bytes']:,} | "
+                     f"{r['macs_per_tile'] / 1e6:.2f} | {r['tiles_per_frame']} | {r['macs_per_frame'] / 1e6:.0f} | "
+                     f"{'yes' if r['fits'] else 'no: ' + '; '.join(r['budget_problems'])} | {q} |")
+    if chosen:
+        lines += ["", f"Chosen (best int8 tiled PSNR within the budgets): **{chosen['label']}**."]
+    return "\n".join(lines) + "\n"
+
+
+def choose(rows: list[dict]) -> dict | None:
+    scored = [r for r in rows if r["fits"] and r.get("int8_tiled_psnr")]
+    return max(scored, key=lambda r: r["int8_tiled_psnr"]) if scored else None

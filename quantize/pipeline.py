@@ -37,8 +37,6 @@ INT8_NAME = "tiny_mirnet_int8.tflite"
 # 32 M-MAC/s at 64 MHz, for the convolutions only (the other ops are not counted).
 CMSIS_NN_MACS_PER_CYCLE = 0.5
 NANO_CLOCK_HZ = 64_000_000
-# Largest protocol payload the firmware buffers (one RGB888 tile + its header fits easily).
-MAX_PAYLOAD = 4096
 
 
 def verify_bit_exact(flatbuffer: bytes, tiles_u8: list[np.ndarray]) -> dict:
@@ -115,7 +113,7 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
 
     # 4. Budgets and the RAM table.
     report["budgets"] = {"problems": budget_violations(measured)}
-    buffers = firmware_buffers(tiling.frame_width, tiling.frame_height, tiling.tile, MAX_PAYLOAD)
+    buffers = firmware_buffers(tiling.frame_width, tiling.frame_height, tiling.tile, tiling.model_input)
     fixed = fixed_shape_model(pruned, cfg, size)
     macs_tile = conv_macs(fixed)
     tiles = len(tile_grid(tiling.frame_width, tiling.frame_height, tiling.tile))

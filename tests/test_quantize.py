@@ -1,0 +1,131 @@
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinymirnet.model.network import MirnetConfig, build_mirnet
+from tinymirnet.model.tiling import load_tiling
+from tinymirnet.quantize.budget import BudgetError, Measured, check_budgets, firmware_buffers, ram_table
+from tinymirnet.quantize.convert import convert_int8, synthetic_tiles
+from tinymirnet.quantize.export import (RESOLVER_METHODS, ExportInfo, model_data_files, parse_c_array,
+                                        write_firmware_files)
+from tinymirnet.quantize.pipeline import verify_bit_exact
+from tinymirnet.quantize.tflm import TflmModel, op_names, parse_arena_total
+
+ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard",
+             "-fno-exceptions", "-fno-rtti"]
+
+
+@pytest.fixture(scope="module")
+def int8_model():
+    """The default network (random weights) converted at the shipped tile size."""
+    size = load_tiling().model_input
+    model = build_mirnet(MirnetConfig(), input_shape=(size, size, 3), batch_size=1)
+    return convert_int8(model, synthetic_tiles(size))
+
+
+@pytest.fixture(scope="module")
+def export_info(int8_model):
+    tflm = TflmModel(int8_model)
+    tflm.invoke(np.zeros(tflm.input_shape, np.int8))
+    return ExportInfo(int8_model, load_tiling(), tflm.input_quant, tflm.output_quant,
+                      tflm.arena_used_bytes(), op_names(int8_model))
+
+
+def test_int8_io_and_every_op_has_a_tflm_registration(int8_model, export_info):
+    import tensorflow as tf
+    it = tf.lite.Interpreter(model_content=int8_model)
+    assert it.get_input_details()[0]["dtype"] == np.int8
+    assert it.get_output_details()[0]["dtype"] == np.int8
+    assert set(export_info.ops) <= set(RESOLVER_METHODS)
+    assert "CONV_2D" in export_info.ops
+    # Full input range calibrated: every 8-bit pixel gets its own int8 code.
+    assert export_info.input_quant.scale == pytest.approx(1 / 255, rel=1e-3)
+    assert export_info.input_quant.zero_point == -128
+    assert 50_000 < export_info.arena_measured < 200_000
+
+
+def test_tflm_equals_reference_kernels_bit_for_bit(int8_model):
+    rng = np.random.default_rng(0)
+    size = load_tiling().model_input
+    tiles = [rng.integers(0, 80, (size, size, 3), dtype=np.uint8) for _ in range(4)]
+    result = verify_bit_exact(int8_model, tiles)
+    assert result["bit_exact"], result
+
+
+def test_c_array_parses_back_to_identical_bytes(export_info):
+    source = model_data_files(export_info)["model_data.cc"]
+    assert "alignas(16) const unsigned char g_tiny_mirnet_model[]" in source
+    assert parse_c_array(source) == export_info.flatbuffer
+
+
+def _compile(compiler, flags, tmp_path, export_info):
+    write_firmware_files(export_info, tmp_path)
+    (tmp_path / "check.cc").write_text(f"""
+#include "model_settings.h"
+#include "model_data.h"
+static_assert(tinymirnet::kModelInputSize == {export_info.tiling.model_input}, "geometry");
+static_assert(sizeof(tinymirnet::kModelSha256) == 65, "sha256 hex");
+static_assert(tinymirnet::kArenaSize >= tinymirnet::kArenaMeasuredBytes, "arena margin");
+unsigned int model_length() {{ return g_tiny_mirnet_model_len; }}
+""")
+    for src in ("check.cc", "model_data.cc"):
+        subprocess.run([compiler, "-std=c++17", "-Wall", "-Wextra", "-Werror", *flags, "-c", src,
+                        "-o", f"{src}.o"], cwd=tmp_path, check=True, capture_output=True)
+
+
+def test_generated_headers_compile_with_host_gcc(tmp_path, export_info):
+    _compile("g++", [], tmp_path, export_info)
+
+
+def test_generated_headers_compile_for_cortex_m4(tmp_path, export_info):
+    if not shutil.which("arm-none-eabi-g++"):
+        pytest.skip("arm-none-eabi-g++ is not installed (.ci/run installs gcc-arm-none-eabi)")
+    _compile("arm-none-eabi-g++", ARM_FLAGS, tmp_path, export_info)
+
+
+def test_budget_check_names_the_broken_budget():
+    with pytest.raises(BudgetError, match="TFLM arena budget broken: 200,000 B"):
+        check_budgets(Measured(flatbuffer_bytes=100_000, arena_bytes=200_000))
+    with pytest.raises(BudgetError, match="flatbuffer budget broken"):
+        check_budgets(Measured(flatbuffer_bytes=400_000, arena_bytes=100_000))
+    check_budgets(Measured(flatbuffer_bytes=122_000, arena_bytes=116_000))
+    with pytest.raises(BudgetError, match="RAM budget broken"):
+        ram_table(180_000, firmware_buffers(160, 120, 20, 28))
+
+
+def test_ram_table_buffers_match_the_firmware_core(tmp_path):
+    """The RAM table's buffer sizes are the ones the C++ core really declares."""
+    t = load_tiling()
+    rows = list(firmware_buffers(t.frame_width, t.frame_height, t.tile, t.model_input).values())
+    root = Path(__file__).resolve().parent.parent / "firmware" / "lib"
+    (tmp_path / "sizes.cc").write_text(f"""
+#include "device.h"
+static_assert(tinymirnet::kFrameBufferBytes == {rows[0]}, "camera frame");
+static_assert(tinymirnet::kTileIoBytes == {rows[1]}, "tile I/O");
+static_assert(tinymirnet::kProtocolBufferBytes == {rows[2]}, "protocol buffers");
+""")
+    subprocess.run(["g++", "-std=c++17", "-fsyntax-only", f"-I{root / 'tinymirnet_core'}",
+                    f"-I{root / 'tinymirnet_model'}", "sizes.cc"], cwd=tmp_path, check=True)
+
+
+def test_arena_total_is_parsed_from_the_allocation_report():
+    text = "[RecordingMicroAllocator] Arena allocation total 116080 bytes\n[...] head 58048 bytes"
+    assert parse_arena_total(text) == 116080
+    with pytest.raises(RuntimeError):
+        parse_arena_total("nothing here")
+
+
+def test_pruning_reaches_the_requested_sparsity():
+    import tensorflow as tf
+    from tinymirnet.quantize.prune import prune, sparsity_report
+    model = build_mirnet(MirnetConfig(channels=4))
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 16, 16, 3)).astype(np.float32)
+    data = tf.data.Dataset.from_tensor_slices((x * 0.2, x)).batch(4).repeat()
+    pruned = prune(model, data, steps=20, sparsity=0.5)
+    report = sparsity_report(pruned)
+    assert report["overall"] == pytest.approx(0.5, abs=0.02)
+    assert all(v >= 0.45 for v in report["per_layer"].values())
