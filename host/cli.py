@@ -54,6 +54,9 @@ def _output_path(src: Path, out_dir: Path) -> Path:
 
 
 def cmd_enhance(args) -> int:
+    if getattr(args, "port", None):  # on a board (or the virtual board): host/device_cli.py
+        from tinymirnet.host.device_cli import cmd_enhance_on_device
+        return cmd_enhance_on_device(args)
     from PIL import Image
     from tinymirnet.model.data import DataError, read_rgb, to_float, to_uint8
     from tinymirnet.model.files import atomic_save_image
@@ -164,8 +167,47 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     n.add_argument("--sample", nargs="?", const="coffee", default=None,
                    help="also enhance a low-light frame synthesized from a bundled sample photo")
+    add_device_options(n, port_required=False)
     n.set_defaults(func=cmd_enhance)
+
+    # Device commands (host/device_cli.py, host/virtual_board.py, host/link_benchmark.py).
+    d = sub.add_parser("devices", help="list Arduino Nano 33 BLE boards found by USB VID/PID")
+    d.add_argument("--all", action="store_true", help="also list the other serial ports")
+    d.set_defaults(func=lambda a: _device_cli().cmd_devices(a))
+
+    c = sub.add_parser("capture", help="capture a frame on the board, enhance it there, score it "
+                                       "against the host's float and int8 pipelines")
+    add_device_options(c, port_required=True)
+    c.add_argument("--out", type=Path, default=None, help="output folder (default captures/<timestamp>)")
+    c.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="float reference weights")
+    c.add_argument("--camera-dir", type=Path, default=None, help="with --port sim: image files for the virtual camera")
+    c.set_defaults(func=lambda a: _device_cli().cmd_capture(a))
+
+    s = sub.add_parser("sim", help="run a virtual board (the firmware core on this machine) on a pseudo-terminal")
+    s.add_argument("--camera-dir", type=Path, default=None,
+                   help="image files the virtual camera cycles through (default: a synthetic low-light frame)")
+    s.set_defaults(func=lambda a: _device_cli().cmd_sim(a))
+
+    k = sub.add_parser("bench-link", help="link efficiency, throughput and time per frame on the virtual board")
+    k.add_argument("--report", type=Path, default=Path("host/reports/link_benchmark.json"))
+    k.add_argument("--frames", type=int, default=5, help="frames to measure (medians are reported)")
+    k.add_argument("--port", default="sim", help="sim (default) or a board's serial port")
+    k.set_defaults(func=_bench_link)
     return p
+
+
+def _device_cli():
+    from tinymirnet.host import device_cli
+    return device_cli
+
+
+def add_device_options(parser, *, port_required: bool) -> None:
+    _device_cli().add_device_options(parser, port_required=port_required)
+
+
+def _bench_link(args) -> int:
+    from tinymirnet.host.link_benchmark import cmd_bench_link
+    return cmd_bench_link(args)
 
 
 def main(argv=None) -> int:

@@ -48,3 +48,35 @@ def lol_root(tmp_path) -> Path:
     make_lol(tmp_path / "LOL", "our485", 12, seed=1)
     make_lol(tmp_path / "LOL", "eval15", 3, seed=2)
     return tmp_path / "LOL"
+
+
+# --------------------------------------------------------------------------------------------
+# Device tests (tests/test_virtual_board.py, tests/test_hil.py)
+
+
+@pytest.fixture(scope="session")
+def hil_port(request) -> str:
+    """The port the hardware-in-loop tests run against: `--port PORT` (a serial port, or
+    'sim' for the virtual board). `pytest -m hil` without --port skips them (there is no
+    board to guess); a run that did not select them with -m (plain `pytest`, CI) runs them
+    against the virtual board."""
+    port = request.config.getoption("--port")
+    if port:
+        return port
+    markexpr = (request.config.getoption("markexpr") or "").replace("not hil", "")
+    if "hil" in markexpr:
+        pytest.skip("give --port PORT (a serial port, or sim)")
+    return "sim"
+
+
+@pytest.fixture(scope="session")
+def small_float_weights(tmp_path_factory) -> Path:
+    """A small float network (channels=4, untrained) saved with its config: the float
+    reference of the device tests, which must not depend on the shipped weights."""
+    from tinymirnet.model.network import MirnetConfig, build_mirnet
+    folder = tmp_path_factory.mktemp("float_weights")
+    cfg = MirnetConfig(channels=4)
+    path = folder / "small.weights.h5"
+    build_mirnet(cfg).save_weights(str(path))
+    (folder / "small.json").write_text(cfg.to_json())
+    return path

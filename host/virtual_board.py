@@ -1,0 +1,504 @@
+"""A virtual board: the firmware core, compiled for this machine, behind a pseudo-terminal.
+
+The C++ core of the firmware (``firmware/lib/tinymirnet_core``, the same protocol dispatcher,
+tiler and pixel tables the Nano 33 BLE runs) is built as ``libtinymirnet_sim.so``
+(``make -C firmware/tests sim``, done here on demand when the library is missing or older
+than its sources) and driven through its C API (``firmware/sim/sim_api.h``) with ports
+backed by this machine:
+
+* link: the master side of a pty pair (raw mode, non-blocking); the slave side's name
+  (``/dev/pts/N``) is the "serial port" the host opens with pyserial, exactly as it opens
+  ``/dev/ttyACM0`` for a board;
+* model: the ``tflite_micro`` runtime running ``quantize/artifacts/tiny_mirnet_int8.tflite``
+  (the TFLM reference kernels: bit-exact with :func:`tinymirnet.quantize.tflm.int8_tiled`);
+* camera: image files cycled frame by frame (``camera_dir``), or by default a low-light frame
+  synthesized from scikit-image's ``coffee`` photograph; each resized to the frame by scaling
+  to cover and centre-cropping (:func:`tinymirnet.model.samples.resize_to`), then RGB565;
+* clock: ``time.monotonic_ns``.
+
+A thread runs ``tmn_sim_poll()`` in a loop (waiting on the pty when the device is idle).
+Each board loads its own copy of the library, so several boards can run in one process.
+At start a HELLO over the pty checks that the .tflite is the model compiled into the
+simulator (same sha256 and geometry); otherwise :class:`VirtualBoardError` says what to
+rebuild.
+
+Usage::
+
+    with VirtualBoard() as board:           # or: tinymirnet sim
+        link = Connection.open(board.port)  # any pyserial client works
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import select
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import tty
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .protocol import Connection, DeviceInfo, ProtocolError, rgb888_to_rgb565
+
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout (the package is installed -e)
+FIRMWARE_DIR = REPO_ROOT / "firmware"
+SIM_LIBRARY = FIRMWARE_DIR / "tests" / "build" / "libtinymirnet_sim.so"
+DEFAULT_MODEL = REPO_ROOT / "quantize" / "artifacts" / "tiny_mirnet_int8.tflite"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+FIRMWARE_VERSION = "virtual-board (host build of the firmware core)"
+
+
+class VirtualBoardError(RuntimeError):
+    """The virtual board cannot start (no checkout, build failure, model mismatch, ...)."""
+
+
+# --------------------------------------------------------------------------------------------
+# The simulator library
+
+_READ_FN = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint8),
+                            ctypes.c_size_t)
+_WRITE_FN = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint8),
+                             ctypes.c_size_t)
+_STATUS_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
+_CAPTURE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint16),
+                               ctypes.c_size_t)
+_INVOKE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int8),
+                              ctypes.POINTER(ctypes.c_int8), ctypes.c_size_t)
+_SIZE_FN = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_void_p)
+_CLOCK_FN = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p)
+
+
+class _SimPorts(ctypes.Structure):
+    _fields_ = [("user", ctypes.c_void_p), ("link_read", _READ_FN), ("link_write", _WRITE_FN),
+                ("camera_begin", _STATUS_FN), ("camera_capture", _CAPTURE_FN),
+                ("model_begin", _STATUS_FN), ("model_invoke", _INVOKE_FN),
+                ("model_arena_used_bytes", _SIZE_FN), ("clock_micros", _CLOCK_FN)]
+
+
+class _SimConfig(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint32) for name in (
+        "protocol_version", "frame_width", "frame_height", "tile_size", "halo",
+        "model_input_size", "tile_count", "max_payload", "frame_gap_timeout_us",
+        "frame_buffer_bytes", "tile_io_bytes", "protocol_buffer_bytes", "device_object_bytes")]
+
+
+def _sim_inputs() -> list[Path]:
+    """Every file the simulator library is built from (sources, headers, the Makefile)."""
+    dirs = [FIRMWARE_DIR / "lib" / "tinymirnet_core", FIRMWARE_DIR / "lib" / "tinymirnet_model",
+            FIRMWARE_DIR / "sim"]
+    files = [p for d in dirs if d.is_dir() for p in d.iterdir()
+             if p.suffix in (".cc", ".h", ".cpp", ".hpp")]
+    return files + [FIRMWARE_DIR / "tests" / "Makefile"]
+
+
+def ensure_sim_library(path: Path = SIM_LIBRARY) -> Path:
+    """The simulator library, built with `make -C firmware/tests sim` if it is missing or
+    older than any of its sources or headers."""
+    if not (FIRMWARE_DIR / "tests" / "Makefile").is_file():
+        raise VirtualBoardError(
+            f"the virtual board needs the repository checkout: {FIRMWARE_DIR} (the firmware "
+            f"sources) is not there; install tinymirnet from a git clone with `pip install -e .`")
+    inputs = _sim_inputs()
+    if path.is_file() and path.stat().st_mtime >= max(p.stat().st_mtime for p in inputs):
+        return path
+    try:
+        build = subprocess.run(["make", "-C", str(FIRMWARE_DIR / "tests"), "sim"],
+                               capture_output=True, text=True, timeout=600)
+    except FileNotFoundError:
+        raise VirtualBoardError("building the virtual board needs `make` and a C++17 compiler "
+                                "(g++): apt-get install build-essential") from None
+    if build.returncode != 0 or not path.is_file():
+        tail = (build.stdout + build.stderr).strip().splitlines()[-15:]
+        raise VirtualBoardError("`make -C firmware/tests sim` failed:\n" + "\n".join(tail))
+    return path
+
+
+def load_sim_library(path: Path | None = None) -> ctypes.CDLL:
+    """A private copy of the simulator library: the core keeps one static device per loaded
+    library, so each board loads its own copy (the copy is deleted once loaded)."""
+    source = ensure_sim_library() if path is None else Path(path)
+    tmp_dir = tempfile.mkdtemp(prefix="tinymirnet-sim-")
+    try:
+        copy = Path(tmp_dir) / source.name
+        shutil.copyfile(source, copy)
+        lib = ctypes.CDLL(str(copy))
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    lib.tmn_sim_create.argtypes = [ctypes.POINTER(_SimPorts), ctypes.c_char_p]
+    lib.tmn_sim_create.restype = ctypes.c_int
+    lib.tmn_sim_poll.restype = ctypes.c_int
+    lib.tmn_sim_get_config.argtypes = [ctypes.POINTER(_SimConfig)]
+    return lib
+
+
+def sim_config(lib: ctypes.CDLL) -> dict[str, int]:
+    config = _SimConfig()
+    lib.tmn_sim_get_config(ctypes.byref(config))
+    return {name: int(getattr(config, name)) for name, _ in _SimConfig._fields_}
+
+
+def sha256_file(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Camera
+
+
+class ImageCamera:
+    """RGB565 frames served in turn, one per capture (cycling)."""
+
+    def __init__(self, frames_rgb888: list[np.ndarray], sources: list[str]):
+        if not frames_rgb888:
+            raise VirtualBoardError("the virtual camera has no frames")
+        self.frames = [rgb888_to_rgb565(f) for f in frames_rgb888]
+        self.sources = sources
+        self.captures = 0
+        self.last_index: int | None = None
+
+    @classmethod
+    def synthetic(cls, width: int, height: int, sample: str = "coffee",
+                  seed: int = 0) -> ImageCamera:
+        """A low-light frame synthesized from a scikit-image sample photograph."""
+        from tinymirnet.model.samples import resize_to, sample_photo, synthesize_low_light
+        low = synthesize_low_light(resize_to(sample_photo(sample), width, height), seed=seed)
+        return cls([low], [f"synthetic low-light '{sample}' (scikit-image sample, seed {seed})"])
+
+    @classmethod
+    def from_dir(cls, folder: str | Path, width: int, height: int) -> ImageCamera:
+        """Every image file in `folder` (sorted by name), scaled to cover the frame and
+        centre-cropped."""
+        from tinymirnet.model.data import DataError, read_rgb
+        from tinymirnet.model.samples import resize_to
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise VirtualBoardError(f"--camera-dir {folder}: no such folder")
+        frames, sources, bad = [], [], []
+        for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            try:
+                frames.append(resize_to(read_rgb(path), width, height))
+                sources.append(str(path))
+            except DataError as e:
+                bad.append(str(e))
+        if not frames:
+            why = f" ({'; '.join(bad)})" if bad else ""
+            raise VirtualBoardError(f"--camera-dir {folder}: no readable image files "
+                                    f"({', '.join(IMAGE_SUFFIXES)}){why}")
+        return cls(frames, sources)
+
+    def next_frame(self) -> np.ndarray:
+        self.last_index = self.captures % len(self.frames)
+        self.captures += 1
+        return self.frames[self.last_index]
+
+    @property
+    def last_frame(self) -> np.ndarray | None:
+        return None if self.last_index is None else self.frames[self.last_index]
+
+
+# --------------------------------------------------------------------------------------------
+# The board
+
+
+@dataclass
+class BoardStats:
+    bytes_in: int = 0  # host -> device, read by the core
+    bytes_out: int = 0  # device -> host, taken from the core
+    bytes_dropped: int = 0  # device output lost (stalled board, or nobody reading)
+    invokes: int = 0
+    invoke_s: float = 0.0  # in the model port
+    write_s: float = 0.0  # in the link port, writing to the pty
+    capture_s: float = 0.0  # in the camera port
+    polls: int = 0
+
+
+class VirtualBoard:
+    """The firmware core on this machine, reachable as a serial port at :attr:`port`.
+
+    ``model_path``: the int8 .tflite the model port runs (default: the shipped one); it must
+    be the model compiled into the simulator unless ``verify=False``. ``camera_dir``: image
+    files for the camera (default: a synthetic low-light frame); ``frames``: RGB888 frames
+    instead. ``write_timeout``: how long a device write waits for a host that does not read
+    before the bytes are dropped (like a USB port nobody has open).
+    """
+
+    def __init__(self, model_path: str | Path | None = None, *,
+                 camera_dir: str | Path | None = None, frames: list[np.ndarray] | None = None,
+                 sim_library: str | Path | None = None, firmware_version: str = FIRMWARE_VERSION,
+                 verify: bool = True, write_timeout: float = 5.0):
+        self.model_path = Path(model_path) if model_path else DEFAULT_MODEL
+        self.camera_dir = camera_dir
+        self._frames = frames
+        self.sim_library = sim_library
+        self.firmware_version = firmware_version
+        self.verify = verify
+        self.write_timeout = write_timeout
+        self.stats = BoardStats()
+        self.port: str | None = None
+        self.info: DeviceInfo | None = None
+        self.config: dict[str, int] = {}
+        self.camera: ImageCamera | None = None
+        self.model_sha256 = ""
+        self._lib = None
+        self._model = None
+        self._model_error = ""
+        self._arena_used = 0
+        self._master = self._slave = -1
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._created = threading.Event()
+        self._create_error: BaseException | None = None
+        self._stall_at: int | None = None  # stop once bytes_out reaches this
+        self._stalled = threading.Event()
+
+    # Life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> VirtualBoard:
+        if self._thread is not None:
+            raise VirtualBoardError("virtual board already started")
+        if not self.model_path.is_file():
+            raise VirtualBoardError(f"{self.model_path}: no such model file (the int8 .tflite "
+                                    f"the virtual board runs)")
+        self._lib = load_sim_library(self.sim_library)
+        self.config = sim_config(self._lib)
+        width, height = self.config["frame_width"], self.config["frame_height"]
+        if self._frames is not None:
+            self.camera = ImageCamera([np.asarray(f, np.uint8) for f in self._frames],
+                                      [f"frame {i}" for i in range(len(self._frames))])
+        elif self.camera_dir is not None:
+            self.camera = ImageCamera.from_dir(self.camera_dir, width, height)
+        else:
+            self.camera = ImageCamera.synthetic(width, height)
+        flatbuffer = self.model_path.read_bytes()
+        self.model_sha256 = hashlib.sha256(flatbuffer).hexdigest()
+        self._load_model(flatbuffer)
+
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave)
+        os.set_blocking(self._master, False)
+        # This board keeps the slave open too: the pty then never hangs up between host
+        # sessions (whatever the device sends meanwhile waits, and a host flushes it on open).
+        self.port = os.ttyname(self._slave)
+        self._callbacks = _SimPorts(
+            None, _READ_FN(self._link_read), _WRITE_FN(self._link_write),
+            _STATUS_FN(lambda user: 0), _CAPTURE_FN(self._camera_capture),
+            _STATUS_FN(lambda user: 0 if self._model is not None else 1),
+            _INVOKE_FN(self._model_invoke), _SIZE_FN(lambda user: self._arena_used),
+            _CLOCK_FN(lambda user: (time.monotonic_ns() // 1000) & 0xFFFFFFFF))
+        self._thread = threading.Thread(target=self._run, name="virtual-board", daemon=True)
+        self._thread.start()
+        self._created.wait()
+        if self._create_error is not None:
+            self.stop()
+            raise VirtualBoardError(f"the simulator did not start: {self._create_error}")
+        try:
+            self.info = self._handshake()
+            self._check_model()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stops the device; a host still connected sees the port vanish (like unplugging)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        for fd in (self._master, self._slave):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._master = self._slave = -1
+
+    def __enter__(self) -> VirtualBoard:
+        return self.start() if self._thread is None else self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # Fault injection (tests) --------------------------------------------------------------
+
+    def stall_after(self, more_bytes: int = 0) -> None:
+        """The firmware hangs once it has sent `more_bytes` more bytes: the write that
+        crosses the mark is cut there (a truncated frame) and poll() is no longer called."""
+        self._stalled.clear()
+        self._stall_at = self.stats.bytes_out + more_bytes
+
+    def wait_stalled(self, timeout: float) -> bool:
+        return self._stalled.wait(timeout)
+
+    def resume(self) -> None:
+        """The hung firmware runs again from where it stopped."""
+        self._stall_at = None
+        self._stalled.clear()
+
+    # Start-up checks ----------------------------------------------------------------------
+
+    def _load_model(self, flatbuffer: bytes) -> None:
+        from tinymirnet.quantize.tflm import TflmModel
+        try:
+            self._model = TflmModel(flatbuffer)
+            size = self.config["model_input_size"]
+            self._model.invoke(np.zeros(self._model.input_shape, np.int8))
+            # Measured once here: TFLM prints its allocations to fd 2, which is redirected
+            # for that moment, so never from the poll thread.
+            self._arena_used = self._model.arena_used_bytes()
+        except Exception as e:  # the device then reports "model not ready"
+            self._model = None
+            self._model_error = f"{self.model_path}: TFLM could not load it ({e})"
+            return
+        shape = tuple(int(v) for v in self._model.input_shape)
+        if shape != (1, size, size, 3):
+            self._model_error = (f"{self.model_path}: model input {shape} does not fit the "
+                                 f"simulator's {size}x{size}x3 tiles")
+            self._model = None
+
+    def _handshake(self) -> DeviceInfo:
+        import serial
+        port = serial.Serial(self.port, baudrate=115200)
+        try:
+            port.reset_input_buffer()
+            return Connection(port, name=f"virtual board {self.port}", timeout=0.5,
+                              retries=4).hello()
+        except (ProtocolError, serial.SerialException) as e:
+            raise VirtualBoardError(f"the virtual board did not answer HELLO: {e}") from None
+        finally:
+            port.close()
+
+    def _check_model(self) -> None:
+        info = self.info
+        if not self.verify:
+            return
+        rebuild = ("regenerate firmware/lib/tinymirnet_model with `tinymirnet quantize` (export) "
+                   "for this model, then rebuild the simulator: make -C firmware/tests sim")
+        if info.model_sha256 != self.model_sha256:
+            raise VirtualBoardError(
+                f"{self.model_path} (sha256 {self.model_sha256}) is not the model compiled into "
+                f"the simulator (sha256 {info.model_sha256}, from "
+                f"firmware/lib/tinymirnet_model/model_settings.h); {rebuild}")
+        if self._model is None:
+            raise VirtualBoardError(self._model_error or f"{self.model_path}: model failed")
+        q_in, q_out = self._model.input_quant, self._model.output_quant
+        problems = []
+        if (np.float32(q_in.scale), q_in.zero_point) != (np.float32(info.input_scale),
+                                                         info.input_zero_point):
+            problems.append(f"input quantization {q_in.scale:.9g}/{q_in.zero_point} (model) vs "
+                            f"{info.input_scale:.9g}/{info.input_zero_point} (simulator)")
+        if (np.float32(q_out.scale), q_out.zero_point) != (np.float32(info.output_scale),
+                                                           info.output_zero_point):
+            problems.append(f"output quantization {q_out.scale:.9g}/{q_out.zero_point} (model) "
+                            f"vs {info.output_scale:.9g}/{info.output_zero_point} (simulator)")
+        if problems:
+            raise VirtualBoardError(f"{self.model_path} does not match the simulator build: "
+                                    f"{'; '.join(problems)}; {rebuild}")
+
+    # The poll thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        lib = self._lib
+        try:
+            if lib.tmn_sim_create(ctypes.byref(self._callbacks),
+                                  self.firmware_version.encode()) != 0:
+                raise VirtualBoardError("tmn_sim_create refused the ports")
+        except BaseException as e:
+            self._create_error = e
+            self._created.set()
+            return
+        self._created.set()
+        try:
+            while not self._stop.is_set():
+                if self._stall_at is not None and self.stats.bytes_out >= self._stall_at:
+                    self._stalled.set()
+                    time.sleep(0.005)
+                    continue
+                busy = lib.tmn_sim_poll()
+                self.stats.polls += 1
+                if busy != 1:  # idle: wait for the host's next bytes (or the frame gap timer)
+                    try:
+                        select.select([self._master], [], [], 0.002)
+                    except (OSError, ValueError):
+                        time.sleep(0.002)
+        finally:
+            lib.tmn_sim_destroy()
+
+    # Port callbacks (run inside tmn_sim_poll, on the poll thread) -------------------------
+
+    def _link_read(self, user, buffer, capacity):
+        try:
+            data = os.read(self._master, capacity)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError:  # EIO: no slave open (cannot happen while this board holds one)
+            return 0
+        ctypes.memmove(buffer, data, len(data))
+        self.stats.bytes_in += len(data)
+        return len(data)
+
+    def _link_write(self, user, data, size):
+        started = time.perf_counter()
+        chunk = ctypes.string_at(data, size)
+        if self._stall_at is not None:
+            allowed = max(0, self._stall_at - self.stats.bytes_out)
+            self.stats.bytes_dropped += max(0, size - allowed)
+            chunk = chunk[:allowed]
+        view = memoryview(chunk)
+        deadline = time.monotonic() + self.write_timeout
+        while view:
+            try:
+                view = view[os.write(self._master, view):]
+            except (BlockingIOError, InterruptedError):
+                if self._stop.is_set() or time.monotonic() > deadline:
+                    self.stats.bytes_dropped += len(view)
+                    break
+                try:
+                    select.select([], [self._master], [], 0.01)
+                except (OSError, ValueError):
+                    break
+            except OSError:  # the pty is gone (board stopping)
+                self.stats.bytes_dropped += len(view)
+                break
+        self.stats.bytes_out += size
+        self.stats.write_s += time.perf_counter() - started
+        return size
+
+    def _camera_capture(self, user, pixels, count):
+        started = time.perf_counter()
+        try:
+            frame = np.ascontiguousarray(self.camera.next_frame(), dtype=np.uint16)
+            if frame.size != count:
+                return 1
+            ctypes.memmove(pixels, frame.ctypes.data, count * 2)
+            return 0
+        except Exception:
+            return 1
+        finally:
+            self.stats.capture_s += time.perf_counter() - started
+
+    def _model_invoke(self, user, model_input, model_output, size):
+        if self._model is None:
+            return 1
+        started = time.perf_counter()
+        try:
+            tile = np.ctypeslib.as_array(model_input, shape=(size,)).copy()
+            out = np.ascontiguousarray(self._model.invoke(tile), dtype=np.int8)
+            if out.size != size:
+                return 1
+            ctypes.memmove(model_output, out.ctypes.data, size)
+            self.stats.invokes += 1
+            return 0
+        except Exception:
+            return 1
+        finally:
+            self.stats.invoke_s += time.perf_counter() - started

@@ -1,0 +1,365 @@
+"""The virtual board (host/virtual_board.py) and the device commands of the CLI
+(host/device_cli.py), end to end over real pseudo-terminals through pyserial: the firmware
+core compiled for the host, its model port running the shipped int8 model in the TFLM
+runtime, must give exactly what the host's TFLM pipeline gives, tile by tile and stitched;
+handshake mismatches, link faults, a board that hangs mid-stream, a port that vanishes or does
+not exist must each end with one clear error, no half-written output, and a board that
+still accepts the next command. The float reference uses small weights built here."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+serial = pytest.importorskip("serial")
+
+from tinymirnet.host import device_cli  # noqa: E402
+from tinymirnet.host.cli import main  # noqa: E402
+from tinymirnet.host.link_faults import Faults, FaultyLink  # noqa: E402
+from tinymirnet.host.protocol import (Connection, rgb565_to_rgb888,  # noqa: E402
+                                      rgb888_to_rgb565)
+from tinymirnet.host.virtual_board import (DEFAULT_MODEL, VirtualBoard,  # noqa: E402
+                                           VirtualBoardError)
+from tinymirnet.model.samples import resize_to  # noqa: E402
+from tinymirnet.model.tiling import load_tiling, tile_grid, tile_input  # noqa: E402
+from tinymirnet.quantize.tflm import (TflmModel, dequantize_pixels, int8_tiled,  # noqa: E402
+                                      quantize_pixels)
+
+OUTPUT_FILES = {"raw.png", "device.png", "float.png", "side_by_side.png", "report.json"}
+
+
+@pytest.fixture(scope="module")
+def tflm() -> TflmModel:
+    return TflmModel(DEFAULT_MODEL.read_bytes())
+
+
+@pytest.fixture(scope="module")
+def board():
+    with VirtualBoard() as board:
+        yield board
+
+
+@pytest.fixture(scope="module")
+def expected(board, tflm) -> np.ndarray:
+    """The host's int8 pipeline on the virtual camera's frame."""
+    tiling = load_tiling()
+    raw = rgb565_to_rgb888(board.camera.frames[0], tiling.frame_width, tiling.frame_height)
+    return int8_tiled(tflm, raw, tiling.tile, tiling.halo)
+
+
+def open_link(port: str, **options) -> Connection:
+    settings = dict(timeout=0.5, retries=4, stream_timeout=3.0)
+    settings.update(options)
+    return Connection.open(port, **settings)
+
+
+def host_tile(tflm: TflmModel, raw888: np.ndarray, tile) -> np.ndarray:
+    """TFLM on one tile's input, quantized and dequantized as the firmware's tables do."""
+    t = load_tiling()
+    x = quantize_pixels(tile_input(raw888, tile, t.tile, t.halo), tflm.input_quant)
+    y = dequantize_pixels(tflm.invoke(x), tflm.output_quant)
+    return y[t.halo:t.halo + tile.h, t.halo:t.halo + tile.w]
+
+
+def no_leftovers(folder: Path) -> bool:
+    return not folder.exists() or not any(p.name.endswith(".tmp") for p in folder.rglob("*"))
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+# --------------------------------------------------------------------------------------------
+# Bit-exactness over the pty
+
+
+def test_capture_over_pty_equals_host_tflm_tile_by_tile(board, tflm, expected):
+    tiling = load_tiling()
+    with open_link(board.port) as link:
+        info = link.hello()
+        result = link.capture()
+    assert info.model_sha256 == board.model_sha256 and info.model_ready and info.camera_ready
+    assert np.array_equal(result.raw_rgb565, board.camera.frames[0])
+    raw = result.raw_rgb888
+    tiles = tile_grid(tiling.frame_width, tiling.frame_height, tiling.tile)
+    assert [t.index for t in result.enhanced.tiles] == [t.index for t in tiles]
+    for device_tile, grid_tile in zip(result.enhanced.tiles, tiles):
+        assert (device_tile.x, device_tile.y, device_tile.width, device_tile.height) == (
+            grid_tile.x, grid_tile.y, grid_tile.w, grid_tile.h)
+        assert np.array_equal(device_tile.pixels(), host_tile(tflm, raw, grid_tile)), grid_tile
+        assert device_tile.invoke_us > 0
+    assert np.array_equal(result.enhanced.image, int8_tiled(tflm, raw, tiling.tile, tiling.halo))
+    assert np.array_equal(result.enhanced.image, expected)
+    assert result.enhanced.done.inference_us == result.enhanced.device_inference_us
+
+
+def test_uploaded_frame_is_enhanced_bit_exactly(board, tflm):
+    tiling = load_tiling()
+    rng = np.random.default_rng(3)
+    image = (rng.random((tiling.frame_height, tiling.frame_width, 3)) ** 3 * 255).astype(np.uint8)
+    frame = rgb888_to_rgb565(image)
+    with open_link(board.port) as link:
+        result = link.enhance(frame)
+        assert np.array_equal(link.read_frame(), frame)
+    raw = rgb565_to_rgb888(frame, tiling.frame_width, tiling.frame_height)
+    assert np.array_equal(result.image, int8_tiled(tflm, raw, tiling.tile, tiling.halo))
+
+
+# --------------------------------------------------------------------------------------------
+# The CLI with --port sim
+
+
+def test_cli_capture_on_the_virtual_board(tmp_path, small_float_weights, tflm, capsys):
+    out = tmp_path / "cap"
+    assert main(["capture", "--port", "sim", "--out", str(out),
+                 "--weights", str(small_float_weights)]) == 0
+    captured = capsys.readouterr()
+    assert "48/48 tiles" in captured.err and "bit-exact" in captured.out
+    assert {p.name for p in out.iterdir()} == OUTPUT_FILES
+    report = json.loads((out / "report.json").read_text())
+    assert report["device_vs_host_int8"] == {"differing_values": 0, "total_values": 57600,
+                                             "max_abs_diff": 0, "bit_exact": True,
+                                             "differing_tiles": []}
+    assert len(report["tiles"]) == 48 and all(t["invoke_us"] > 0 for t in report["tiles"])
+    assert report["device_time_us"]["inference_total"] == sum(t["invoke_us"]
+                                                              for t in report["tiles"])
+    psnr = report["psnr_db"]
+    assert psnr["device_int8_vs_host_float"] == psnr["host_int8_vs_host_float"]
+    assert report["device"]["model_sha256"] == report["host_model"]["sha256"]
+    # The written images: device.png is the host's int8 pipeline on raw.png.
+    raw = np.asarray(Image.open(out / "raw.png"))
+    device = np.asarray(Image.open(out / "device.png"))
+    tiling = load_tiling()
+    assert raw.shape == (120, 160, 3)
+    assert np.array_equal(device, int8_tiled(tflm, raw, tiling.tile, tiling.halo))
+    assert Image.open(out / "side_by_side.png").size[0] > 3 * 160
+
+
+def test_cli_enhance_uploads_images_to_the_virtual_board(tmp_path, small_float_weights,
+                                                         tflm, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    wide = (rng.random((90, 200, 3)) * 70).astype(np.uint8)
+    Image.fromarray(wide).save(src / "wide.png")
+    (src / "broken.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "out"
+    code = main(["enhance", "--port", "sim", str(src / "wide.png"), str(src / "broken.jpg"),
+                 "--out", str(out), "--weights", str(small_float_weights)])
+    assert code == 1  # the unreadable file fails, the other one is enhanced
+    err = error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and "broken.jpg: not a readable image" in err[0]
+    assert {p.name for p in (out / "wide").iterdir()} == OUTPUT_FILES
+    # Scaled to cover 160x120 and centre-cropped, then RGB565: exactly what raw.png holds.
+    expected_raw = rgb565_to_rgb888(rgb888_to_rgb565(resize_to(wide, 160, 120)), 160, 120)
+    raw = np.asarray(Image.open(out / "wide" / "raw.png"))
+    assert np.array_equal(raw, expected_raw)
+    report = json.loads((out / "wide" / "report.json").read_text())
+    assert report["device_vs_host_int8"]["bit_exact"] and report["source_size"] == [200, 90]
+    tiling = load_tiling()
+    assert np.array_equal(np.asarray(Image.open(out / "wide" / "device.png")),
+                          int8_tiled(tflm, raw, tiling.tile, tiling.halo))
+
+
+# --------------------------------------------------------------------------------------------
+# Handshake
+
+
+def test_handshake_mismatch_is_one_clear_error_before_any_work(tmp_path, small_float_weights,
+                                                               capsys):
+    other = tmp_path / "other.tflite"
+    other.write_bytes(DEFAULT_MODEL.read_bytes() + b"tampered")
+    host = device_cli.HostModel.load(other)
+    out = tmp_path / "never"
+    code = main(["capture", "--port", "sim", "--int8", str(other), "--out", str(out),
+                 "--weights", str(small_float_weights)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    shipped = device_cli.HostModel.load().sha256
+    assert f"model sha256 {shipped} (device) != {host.sha256} (host, {other})" in err
+    assert not out.exists()
+
+
+def test_handshake_names_geometry_differences(board):
+    host = device_cli.HostModel.load()
+    assert device_cli.handshake_mismatches(board.info, host) == []
+    other = dataclasses.replace(board.info, tile_size=24, model_input_size=32, frame_width=176,
+                                tile_count=42, input_scale=0.5)
+    problems = device_cli.handshake_mismatches(other, host)
+    assert "tile 24 (device) != 20 (host, model/tiling.json)" in problems
+    assert "model input 32 (device) != 28 (host, model/tiling.json)" in problems
+    assert "frame 176x120 (device) != 160x120 (host, model/tiling.json)" in problems
+    quant = device_cli.handshake_mismatches(dataclasses.replace(board.info, input_scale=0.5),
+                                            host)
+    assert len(quant) == 1 and quant[0].startswith("input quantization scale 0.5 zero point")
+
+
+def test_virtual_board_refuses_a_model_that_is_not_compiled_in(tmp_path):
+    other = tmp_path / "other.tflite"
+    other.write_bytes(DEFAULT_MODEL.read_bytes() + b"tampered")
+    with pytest.raises(VirtualBoardError) as error:
+        VirtualBoard(model_path=other).start()
+    text = str(error.value)
+    assert "is not the model compiled into the simulator" in text
+    assert "make -C firmware/tests sim" in text
+
+
+# --------------------------------------------------------------------------------------------
+# Faults
+
+
+def test_capture_survives_seeded_link_faults_in_both_directions(board, expected):
+    port = serial.Serial(board.port, exclusive=True)
+    port.reset_input_buffer()
+    faulty = FaultyLink(port, seed=11,
+                        tx=Faults(corrupt=0.01, drop=0.005, duplicate=0.005, repeat=0.05),
+                        rx=Faults(corrupt=3e-5, drop=3e-5, duplicate=3e-5, repeat=0.01,
+                                  delay=0.02, max_delay=0.003))
+    with Connection(faulty, name=board.port, timeout=0.3, retries=8, stream_timeout=2.0) as link:
+        for _ in range(25):  # commands get through a lossy host -> device direction
+            link.hello()
+        faulty.tx = Faults(corrupt=0.002, drop=0.002, duplicate=0.002, repeat=0.02)
+        for _ in range(2):
+            result = link.capture()
+            assert np.array_equal(result.raw_rgb565, board.camera.frames[0])
+            assert np.array_equal(result.enhanced.image, expected)
+    assert faulty.tx_counts.total > 0 and faulty.rx_counts.total > 0
+    stats = link.stats
+    assert stats.retransmissions + stats.repaired_tiles + stats.repaired_frame_chunks > 0
+
+
+def test_board_that_hangs_mid_stream_gives_a_clear_error_and_no_partial_output(
+        tmp_path, small_float_weights, expected, capsys):
+    with VirtualBoard() as board:
+        board.stall_after(60000)  # the raw frame and part of the tiles, then silence
+        out = tmp_path / "cap"
+        started = time.monotonic()
+        code = main(["capture", "--port", board.port, "--timeout", "1", "--out", str(out),
+                     "--weights", str(small_float_weights)])
+        elapsed = time.monotonic() - started
+        assert code == 1 and elapsed < 10
+        assert board.wait_stalled(0)
+        err = error_lines(capsys.readouterr().err)
+        assert len(err) == 1 and "no answer from device on" in err[0], err
+        assert not out.exists() or not any(out.iterdir())
+        assert no_leftovers(tmp_path)
+        # The hang ends: the next session's first command is answered, and works.
+        board.resume()
+        with open_link(board.port) as link:
+            assert link.hello().model_sha256 == board.model_sha256
+            assert np.array_equal(link.capture().enhanced.image, expected)
+
+
+def test_unplugged_board_is_one_clear_line(tmp_path, small_float_weights, capsys):
+    board = VirtualBoard().start()
+    unplug = threading.Timer(0.3, board.stop)  # the pty vanishes during the capture
+    unplug.start()
+    try:
+        code = main(["capture", "--port", board.port, "--out", str(tmp_path / "cap"),
+                     "--weights", str(small_float_weights)])
+    finally:
+        unplug.join()
+    assert code == 1
+    err = error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and "lost the serial port" in err[0], err
+    assert not (tmp_path / "cap").exists()
+
+
+def test_missing_and_busy_ports_are_one_clear_line(board, small_float_weights, capsys):
+    weights = ["--weights", str(small_float_weights)]
+    assert main(["capture", "--port", "/dev/tinymirnet-no-such-port", *weights]) == 1
+    err = error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and "no such port" in err[0]
+    holder = serial.Serial(board.port, exclusive=True)
+    try:
+        assert main(["capture", "--port", board.port, *weights]) == 1
+    finally:
+        holder.close()
+    err = error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and "the port is busy" in err[0]
+
+
+# --------------------------------------------------------------------------------------------
+# `tinymirnet sim` and `devices`
+
+
+def test_sim_command_serves_a_camera_dir_until_ctrl_c(tmp_path):
+    camera = tmp_path / "camera"
+    camera.mkdir()
+    rng = np.random.default_rng(2)
+    images = [(rng.random((240, 300, 3)) * 80).astype(np.uint8),
+              (rng.random((100, 90, 3)) * 80).astype(np.uint8)]
+    for name, img in zip(("a.png", "b.jpg"), images):
+        Image.fromarray(img).save(camera / name, quality=95)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    sim = subprocess.Popen([sys.executable, "-m", "tinymirnet.host.cli", "sim", "--camera-dir",
+                            str(camera)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, env=env)
+    try:
+        port = sim.stdout.readline().strip()
+        assert port.startswith("/dev/"), port + sim.stderr.read()
+        assert "virtual board ready on " + port in sim.stdout.readline()
+        from tinymirnet.model.data import read_rgb
+        with open_link(port) as link:
+            link.hello()
+            for name in ("a.png", "b.jpg", "a.png"):  # the camera cycles through the folder
+                raw = link.capture(enhance=False).raw_rgb565
+                assert np.array_equal(raw, rgb888_to_rgb565(
+                    resize_to(read_rgb(camera / name), 160, 120)))
+    finally:
+        sim.send_signal(signal.SIGINT)
+        out, err = sim.communicate(timeout=20)
+    assert sim.returncode == 0, err
+    assert "virtual board stopped" in out
+
+
+def test_devices_finds_nano33ble_by_usb_ids(monkeypatch, capsys):
+    from serial.tools import list_ports
+
+    class Port:
+        def __init__(self, device, vid, pid, description="USB serial"):
+            self.device, self.vid, self.pid = device, vid, pid
+            self.serial_number, self.description = "ABC", description
+
+    ports = [Port("/dev/ttyACM0", 0x2341, 0x805A), Port("/dev/ttyUSB0", 0x0403, 0x6001),
+             Port("/dev/ttyACM1", 0x2341, 0x005A)]
+    monkeypatch.setattr(list_ports, "comports", lambda: ports)
+    assert main(["devices"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and "Arduino Nano 33 BLE (2341:805A" in out[0]
+    assert "/dev/ttyACM1" in out[1] and "bootloader" in out[1]
+    assert device_cli.auto_port() == "/dev/ttyACM0"
+    monkeypatch.setattr(list_ports, "comports", lambda: ports[1:])
+    assert main(["devices"]) == 0  # a board in its bootloader is still a board found
+    with pytest.raises(device_cli.CommandError, match="bootloader"):
+        device_cli.auto_port()
+    monkeypatch.setattr(list_ports, "comports", lambda: ports[1:2])
+    assert main(["devices"]) == 1
+    assert "no Arduino Nano 33 BLE found" in capsys.readouterr().out
+    assert main(["capture", "--port", "auto", "--weights", __file__]) == 1
+    assert "no Arduino Nano 33 BLE found" in capsys.readouterr().err
+
+
+def test_bench_link_writes_json_and_markdown(tmp_path, capsys):
+    report = tmp_path / "reports" / "bench.json"
+    assert main(["bench-link", "--frames", "1", "--report", str(report)]) == 0
+    data = json.loads(report.read_text())
+    assert data["tile_traffic"]["payload_efficiency"] >= 0.95
+    assert data["tile_traffic"]["messages"] == 49  # 48 TILEs and DONE
+    capture = data["capture_frame"]
+    assert capture["end_to_end_s"] >= capture["inference_s"] > 0 and capture["ratio"] >= 1
+    assert data["throughput"]["raw_frame_read"]["wire_bytes_per_s"] > 0
+    assert "| CAPTURE (raw frame + tiles) |" in report.with_suffix(".md").read_text()
+    assert no_leftovers(tmp_path)
+    assert "ratio" in capsys.readouterr().out
