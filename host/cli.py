@@ -22,6 +22,24 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_publish(args) -> int:
+    """Copies a finished run's best weights, config, log and curves into model/weights/."""
+    import shutil
+    from tinymirnet.model.files import atomic_write
+    from tinymirnet.model.paths import WEIGHTS_DIR
+    files = {"best.weights.h5": "tiny_mirnet.weights.h5", "best.json": "tiny_mirnet.json",
+             "config.json": "training_config.json", "log.csv": "training_log.csv",
+             "curves.png": "training_curves.png"}
+    missing = [name for name in files if not (args.run / name).is_file()]
+    if missing:
+        print(f"error: {args.run}: not a finished run (missing {', '.join(missing)})", file=sys.stderr)
+        return 1
+    for src, dst in files.items():
+        atomic_write(WEIGHTS_DIR / dst, lambda p, s=args.run / src: shutil.copyfile(s, p))
+        print(f"{args.run / src} -> {WEIGHTS_DIR / dst}")
+    return 0
+
+
 def _load_enhancer(weights):
     from tinymirnet.model.inference import FloatEnhancer, load_model
     model, cfg = load_model(weights)
@@ -138,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     from tinymirnet.model.paths import DEFAULT_WEIGHTS
+    pub = sub.add_parser("publish", help="ship a finished run's best weights, log and curves in model/weights/")
+    pub.add_argument("run", type=Path, help="run directory of `tinymirnet train`")
+    pub.set_defaults(func=cmd_publish)
+
     e = sub.add_parser("eval", help="PSNR/SSIM of the network and baselines on eval15")
     e.add_argument("--data", type=Path, required=True, help="LoL root (with eval15/) or a folder with low/ and high/")
     e.add_argument("--report", type=Path, default=Path("eval_report.json"))

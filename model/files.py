@@ -44,3 +44,13 @@ def atomic_save_image(img, path: str | Path) -> Path:
     path = Path(path)
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower(), "PNG")
     return atomic_write(path, lambda p: img.save(p, format=fmt))
+
+
+def atomic_save_weights(model, path: str | Path) -> Path:
+    """Keras save_weights through a temporary name that keeps the .weights.h5 suffix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    model.save_weights(str(tmp))
+    os.replace(tmp, path)
+    return path

@@ -22,7 +22,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from .data import crop_dataset, find_pairs, load_pairs, resolve_split, split_train_val, to_float
-from .files import atomic_write_json, atomic_write_text
+from .files import atomic_save_weights, atomic_write_json, atomic_write_text
 from .inference import FloatEnhancer
 from .metrics import charbonnier_loss, psnr
 from .network import MirnetConfig, build_mirnet, count_params, macs_per_pixel
@@ -145,12 +145,6 @@ def _plot(run_dir: Path, rows: list[dict]) -> None:
     })
 
 
-def save_weights_atomic(model, path: Path) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")  # keeps the .weights.h5 suffix keras wants
-    model.save_weights(str(tmp))
-    tmp.replace(path)
-
-
 def evaluate_images(enhancer: FloatEnhancer, lows, highs) -> tuple[float, float]:
     """Mean Charbonnier loss and mean PSNR over whole images."""
     losses, scores = [], []
@@ -236,7 +230,7 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
         epoch_var.assign(epoch + 1)
         if val_psnr > best:
             best = val_psnr
-            save_weights_atomic(model, run_dir / "best.weights.h5")
+            atomic_save_weights(model, run_dir / "best.weights.h5")
             atomic_write_text(run_dir / "best.json", model_cfg.to_json() + "\n")
         rows.append({"epoch": epoch + 1, "lr": lr, "train_loss": float(np.mean(losses)),
                      "train_psnr": float(np.mean(scores)), "val_loss": val_loss,

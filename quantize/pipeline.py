@@ -16,7 +16,7 @@ import numpy as np
 from tinymirnet.model.data import (crop_dataset, find_pairs, load_pairs, resolve_split, split_train_val,
                                    to_float)
 from tinymirnet.model.evaluate import evaluate
-from tinymirnet.model.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from tinymirnet.model.files import atomic_save_weights, atomic_write_bytes, atomic_write_json, atomic_write_text
 from tinymirnet.model.inference import FloatEnhancer, load_model
 from tinymirnet.model.network import conv_macs, count_params
 from tinymirnet.model.tiling import TilingConfig, iter_tiles, load_tiling, tile_grid
@@ -25,7 +25,7 @@ from .budget import Measured, budget_violations, check_budgets, firmware_buffers
 from .convert import convert_int8, fixed_shape_model, representative_tiles
 from .export import ExportInfo, write_firmware_files
 from .prune import gzip_size, prune, sparsity_report
-from .tflm import ReferenceModel, TflmModel, int8_method, op_names, quantize_pixels
+from .tflm import ReferenceModel, TflmModel, int8_tiled, op_names, quantize_pixels
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 FIRMWARE_MODEL_DIR = Path(__file__).resolve().parent.parent / "firmware" / "lib" / "tinymirnet_model"
@@ -80,19 +80,12 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
     log(f"pruning to {sparsity:.0%} sparsity: {finetune_steps} steps of {finetune_batch} {crop}x{crop} crops")
     pruned = prune(float_model, data, finetune_steps, sparsity=sparsity)
     del lows, highs
-    pruned_weights = out_dir / "tiny_mirnet_pruned.weights.h5"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".tmp-{pruned_weights.name}"
-    pruned.save_weights(str(tmp))
-    tmp.replace(pruned_weights)
-    atomic_write_text(out_dir / "tiny_mirnet_pruned.json", cfg.to_json() + "\n")
 
     # 2. int8 conversion of the pruned model, float baseline converted too for the report.
     calib = representative_tiles(data_dir, size)
     log(f"converting to int8 at {size}x{size} with {len(calib)} calibration tiles")
     flatbuffer = convert_int8(fixed_shape_model(pruned, cfg, size), calib)
     dense_flatbuffer = convert_int8(fixed_shape_model(float_model, cfg, size), calib)
-    atomic_write_bytes(out_dir / INT8_NAME, flatbuffer)
 
     # 3. Verification on the TFLM kernels.
     tflm = TflmModel(flatbuffer)
@@ -136,7 +129,7 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
         "tiny_mirnet_float_full": lambda lo: np.clip(float_enh.full_frame(to_float(lo)), 0, 1),
         "tiny_mirnet_float_tiled": lambda lo: np.clip(float_enh.tiled(to_float(lo), tiling.tile, tiling.halo), 0, 1),
         "tiny_mirnet_pruned_tiled": lambda lo: np.clip(pruned_enh.tiled(to_float(lo), tiling.tile, tiling.halo), 0, 1),
-        "tiny_mirnet_int8_tiled": int8_method(out_dir / INT8_NAME, tiling.tile, tiling.halo),
+        "tiny_mirnet_int8_tiled": lambda lo: int8_tiled(tflm, lo, tiling.tile, tiling.halo) / np.float32(255.0),
     }
     ladder = evaluate(data_dir, methods, limit=eval_limit, log=log)
     report["quality"] = {k: {"psnr": v["psnr"], "ssim": v["ssim"]} for k, v in ladder.items() if k != "meta"}
@@ -144,7 +137,12 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
     report["quality"]["int8_minus_float_tiled_db"] = q["tiny_mirnet_int8_tiled"]["psnr"] - q["tiny_mirnet_float_tiled"]["psnr"]
     report["quality_per_image"] = {k: v["images"] for k, v in ladder.items() if k != "meta"}
 
-    # 6. Firmware files, written only once everything above has passed.
+    # 6. Artifacts and firmware files, written only once everything above has passed: a
+    # broken budget or a failed check leaves the previous export untouched.
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_save_weights(pruned, out_dir / "tiny_mirnet_pruned.weights.h5")
+    atomic_write_text(out_dir / "tiny_mirnet_pruned.json", cfg.to_json() + "\n")
+    atomic_write_bytes(out_dir / INT8_NAME, flatbuffer)
     info = ExportInfo(flatbuffer, tiling, tflm.input_quant, tflm.output_quant, arena, op_names(flatbuffer))
     report["export"] = {"sha256": info.sha256, "arena_size_in_firmware": info.arena_size,
                         "files": [str(p.name) for p in write_firmware_files(info, firmware_dir)]}
