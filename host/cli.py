@@ -12,12 +12,18 @@ def cmd_train(args) -> int:
     from dataclasses import asdict
     cfg = None
     if not args.resume or args.epochs:
-        model_cfg = MirnetConfig(channels=args.channels, growth=args.growth,
-                                 num_rrg=args.rrg, num_mrb=args.mrb)
+        if args.init:
+            from tinymirnet.model.inference import config_path_for
+            model_cfg = MirnetConfig.load(config_path_for(args.init))
+        else:
+            model_cfg = MirnetConfig(channels=args.channels, growth=args.growth,
+                                     num_rrg=args.rrg, num_mrb=args.mrb)
         cfg = TrainConfig(data=str(args.data), epochs=args.epochs or 200, batch=args.batch,
                           crop=args.crop, steps_per_epoch=args.steps, lr=args.lr,
                           schedule=args.schedule, val_percent=args.val_percent,
-                          exclude=args.exclude, seed=args.seed, model=asdict(model_cfg))
+                          exclude=args.exclude, seed=args.seed, model=asdict(model_cfg),
+                          init_weights=str(args.init or ""), loss_margin=args.loss_margin,
+                          val_tiled=args.val_tiled)
     train(args.out, cfg, resume=args.resume)
     return 0
 
@@ -123,7 +129,7 @@ def cmd_budget(args) -> int:
     from tinymirnet.quantize.candidates import DEFAULT_CANDIDATES, budget_markdown, choose, measure_candidates
     tiling = load_tiling()
     rows = measure_candidates(DEFAULT_CANDIDATES, tiling.frame_width, tiling.frame_height,
-                              weights=args.weights if args.data else None, data_dir=args.data)
+                              weights=args.weights if args.data else (), data_dir=args.data)
     chosen = choose(rows)
     atomic_write_json(args.report, {"frame": [tiling.frame_width, tiling.frame_height], "candidates": rows,
                                     "chosen": chosen["label"] if chosen else None})
@@ -153,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--growth", type=float, default=1.0)
     t.add_argument("--rrg", type=int, default=1)
     t.add_argument("--mrb", type=int, default=1)
+    t.add_argument("--init", type=Path, default=None,
+                   help="start from these weights (their config); for the tile-adaptation stage")
+    t.add_argument("--loss-margin", type=int, default=0,
+                   help="leave this many border pixels out of the loss (the halo, when training on tiles)")
+    t.add_argument("--val-tiled", action="store_true", help="validate tile by tile (model/tiling.json)")
     t.set_defaults(func=cmd_train)
 
     from tinymirnet.model.paths import DEFAULT_WEIGHTS
@@ -179,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("budget", help="sweep network size x tiling candidates: flash, arena, MACs, int8 PSNR")
     b.add_argument("--data", type=Path, default=None, help="LoL root: adds int8 tiled PSNR for trained candidates")
-    b.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    b.add_argument("--weights", type=Path, nargs="+", default=[DEFAULT_WEIGHTS],
+                   help="trained weights (one or more architectures) whose candidates get a PSNR")
     b.add_argument("--report", type=Path, default=Path("budget_report.json"))
     b.set_defaults(func=cmd_budget)
 

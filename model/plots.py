@@ -51,14 +51,17 @@ def _panel(draw, box, title, xs, series: dict[str, list[float]], font):
             draw.line(pts, fill=color, width=2)
         elif pts:
             draw.ellipse([pts[0][0] - 2, pts[0][1] - 2, pts[0][0] + 2, pts[0][1] + 2], fill=color)
-        draw.text((x1 - 120, y0 + 6 + 14 * n), name, fill=color, font=font)
+        # Legend under the axis, outside the plot, so it never hides a curve.
+        lx = x0 + 150 * n
+        draw.line([(lx, y1 + 42), (lx + 16, y1 + 42)], fill=color, width=2)
+        draw.text((lx + 20, y1 + 36), name, fill=color, font=font)
 
 
 def plot_curves(path: Path, epochs: list[int], panels: dict[str, dict[str, list[float]]]) -> None:
     """One panel per entry of `panels` (title -> {series name -> values per epoch}), side by side."""
     font = ImageFont.load_default()
     w, h, margin = 420, 300, 60
-    img = Image.new("RGB", (len(panels) * (w + margin) + margin, h + 2 * margin), "white")
+    img = Image.new("RGB", (len(panels) * (w + margin) + margin, h + 2 * margin + 16), "white")
     draw = ImageDraw.Draw(img)
     for k, (title, series) in enumerate(panels.items()):
         left = margin + k * (w + margin)

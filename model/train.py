@@ -27,6 +27,7 @@ from .inference import FloatEnhancer
 from .metrics import charbonnier_loss, psnr
 from .network import MirnetConfig, build_mirnet, count_params, macs_per_pixel
 from .plots import plot_curves
+from .tiling import load_tiling
 
 
 @dataclass
@@ -46,6 +47,12 @@ class TrainConfig:
     exclude: list[str] = field(default_factory=list)
     seed: int = 0
     model: dict = field(default_factory=lambda: asdict(MirnetConfig()))
+    # Tile adaptation (a second stage for the board): start from trained weights, train on
+    # crops of the model's tile input, score only the centre the board keeps (loss_margin =
+    # halo), validate tile by tile with the shared tiling configuration.
+    init_weights: str = ""
+    loss_margin: int = 0
+    val_tiled: bool = False
 
 
 class LearningRate:
@@ -145,11 +152,15 @@ def _plot(run_dir: Path, rows: list[dict]) -> None:
     })
 
 
-def evaluate_images(enhancer: FloatEnhancer, lows, highs) -> tuple[float, float]:
-    """Mean Charbonnier loss and mean PSNR over whole images."""
+def evaluate_images(enhancer: FloatEnhancer, lows, highs, tiling=None) -> tuple[float, float]:
+    """Mean Charbonnier loss and mean PSNR over whole images, run whole or (with a tiling
+    config) tile by tile as on the board."""
     losses, scores = [], []
     for lo, hi in zip(lows, highs):
-        out = enhancer.full_frame(to_float(lo))
+        if tiling is None:
+            out = enhancer.full_frame(to_float(lo))
+        else:
+            out = enhancer.tiled(to_float(lo), tiling.tile, tiling.halo)
         ref = to_float(hi)
         losses.append(float(charbonnier_loss(ref, out)))
         scores.append(psnr(out, ref))
@@ -183,6 +194,10 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
     val_low, val_high = (center_crop(list(a), VAL_CROP) for a in load_pairs(val_pairs))
 
     model = build_mirnet(model_cfg)
+    if cfg.init_weights and not resume:
+        model.load_weights(cfg.init_weights)
+        log(f"initialized from {cfg.init_weights}")
+    val_tiling = load_tiling() if cfg.val_tiled else None
     log(f"model: {model_cfg} -> {count_params(model)} parameters, "
         f"{macs_per_pixel(model_cfg):.0f} MACs per pixel")
     optimizer = keras.optimizers.Adam(learning_rate=cfg.lr)
@@ -199,10 +214,14 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
     best = state.get("best_val_psnr", -math.inf)
     enhancer = FloatEnhancer(model)
 
+    m = cfg.loss_margin
+
     @tf.function(jit_compile=True, reduce_retracing=True)
     def train_step(lo, hi):
         with tf.GradientTape() as tape:
             out = model(lo, training=True)
+            if m:  # only the centre of a tile is kept on the board
+                out, hi = out[:, m:-m, m:-m], hi[:, m:-m, m:-m]
             loss = charbonnier_loss(hi, out)
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
@@ -224,7 +243,7 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
             losses.append(float(loss))
             scores.append(float(score))
             bar.update(k + 1, f"loss {np.mean(losses):.4f} psnr {np.mean(scores):.2f}")
-        val_loss, val_psnr = evaluate_images(enhancer, val_low, val_high) if val_low else (math.nan, math.nan)
+        val_loss, val_psnr = evaluate_images(enhancer, val_low, val_high, val_tiling) if val_low else (math.nan, math.nan)
         bar.close(f"loss {np.mean(losses):.4f} val psnr {val_psnr:.2f} lr {lr:.2e}")
         schedule.after_epoch(val_psnr)
         epoch_var.assign(epoch + 1)

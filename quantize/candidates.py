@@ -97,21 +97,23 @@ def _measure_in_child(args):
     return row
 
 
-def measure_candidates(candidates, frame_w: int, frame_h: int, weights=None, data_dir=None,
+def measure_candidates(candidates, frame_w: int, frame_h: int, weights=(), data_dir=None,
                        log=print) -> list[dict]:
     """Measures each candidate in a fresh child process (a converter and a TFLM interpreter per
-    candidate, nothing left over between them). Candidates with the architecture of `weights`
-    that meet the budgets also get their int8 tiled PSNR on eval15 (data_dir)."""
+    candidate, nothing left over between them). A candidate whose architecture matches one of
+    the trained `weights` files and that meets the budgets also gets its int8 tiled PSNR on
+    eval15 (data_dir)."""
     import multiprocessing as mp
     from tinymirnet.model.inference import config_path_for
-    trained = MirnetConfig.load(config_path_for(weights)) if weights else None
+    trained = {MirnetConfig.load(config_path_for(w)): w for w in weights}
     rows = []
     ctx = mp.get_context("spawn")
     for c in candidates:
-        own = weights if trained is not None and trained == c.model_config else None
+        own = trained.get(c.model_config)
         with ctx.Pool(1) as pool:
             row = pool.apply(_measure_in_child, ((c, frame_w, frame_h, own, data_dir),))
         row.setdefault("int8_tiled_psnr", None)
+        row["weights"] = str(own) if own else None
         log(f"  {row['label']:<24} params {row['params']:>6,}  flash {row['flatbuffer_bytes']:>7,} B  "
             f"arena {row['arena_bytes']:>7,} B  {row['macs_per_frame'] / 1e6:>6.0f} M-MAC/frame  "
             f"{'fits' if row['fits'] else 'over budget'}"

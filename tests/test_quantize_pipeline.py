@@ -1,0 +1,47 @@
+"""`tinymirnet quantize` end to end on synthetic LoL-layout data and a small network: a broken
+budget stops it with a message naming the budget before anything is written; a passing run
+writes the .tflite, the C array and headers (which read back to the same bytes) and reports."""
+import json
+
+import pytest
+
+from tinymirnet.model.network import MirnetConfig, build_mirnet
+from tinymirnet.quantize import budget
+from tinymirnet.quantize.export import parse_c_array
+from tinymirnet.quantize.pipeline import INT8_NAME, run_quantize
+
+
+@pytest.fixture
+def small_weights(tmp_path):
+    cfg = MirnetConfig(channels=4)
+    path = tmp_path / "small.weights.h5"
+    build_mirnet(cfg).save_weights(str(path))
+    (tmp_path / "small.json").write_text(cfg.to_json())
+    return path
+
+
+def test_quantize_pipeline_budget_failure_then_success(lol_root, small_weights, tmp_path, monkeypatch):
+    out, fw = tmp_path / "artifacts", tmp_path / "firmware"
+    fw.mkdir()
+    (fw / "model_settings.h").write_text("// previous export\n")
+    quiet = dict(finetune_steps=3, finetune_batch=4, out_dir=out, firmware_dir=fw, log=lambda *_: None)
+
+    monkeypatch.setattr(budget, "ARENA_BUDGET", 10_000)
+    with pytest.raises(budget.BudgetError, match="TFLM arena budget broken: .* > 10,000 B"):
+        run_quantize(lol_root, small_weights, **quiet)
+    assert not out.exists()
+    assert (fw / "model_settings.h").read_text() == "// previous export\n"
+    monkeypatch.undo()
+
+    report = run_quantize(lol_root, small_weights, **quiet)
+    flatbuffer = (out / INT8_NAME).read_bytes()
+    assert parse_c_array((fw / "model_data.cc").read_text()) == flatbuffer
+    assert report["export"]["sha256"] in (fw / "model_settings.h").read_text()
+    assert report["tflm"]["reference_check"]["bit_exact"]
+    assert report["sparsity"]["overall"] > 0.1  # 3 steps reach part of the 50% schedule
+    assert set(report["quality"]) >= {"tiny_mirnet_float_tiled", "tiny_mirnet_pruned_tiled", "tiny_mirnet_int8_tiled"}
+    assert report["ram"]["total"] + report["ram"]["headroom"] == budget.RAM_BYTES
+    saved = json.loads((out / "quantize_report.json").read_text())
+    assert saved["export"]["sha256"] == report["export"]["sha256"]
+    assert "Projected device time" in (out / "quantize_report.md").read_text()
+    assert not list(out.glob("*.tmp")) and not list(fw.glob(".*tmp*"))
