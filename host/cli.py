@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--data", type=Path, required=True, help="LoL root (training split for fine-tuning/calibration, eval15 for the report)")
     q.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     q.add_argument("--sparsity", type=float, default=0.5)
-    q.add_argument("--steps", type=int, default=400, help="pruning fine-tune steps")
+    q.add_argument("--steps", type=int, default=1200, help="pruning fine-tune steps (batches of 32 tiles)")
     q.add_argument("--limit", type=int, default=None, help="evaluate on the first N eval15 pairs only")
     q.set_defaults(func=cmd_quantize)
 

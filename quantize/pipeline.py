@@ -62,7 +62,7 @@ def eval_tiles(data_dir, tiling: TilingConfig, count: int = 64) -> list[np.ndarr
 
 
 def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps: int = 400,
-                 finetune_batch: int = 16, finetune_crop: int | None = None,
+                 finetune_batch: int = 32, finetune_crop: int | None = None,
                  out_dir: Path = ARTIFACTS, firmware_dir: Path = FIRMWARE_MODEL_DIR,
                  eval_limit: int | None = None, log=print) -> dict:
     t_start = time.monotonic()
@@ -77,8 +77,10 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
     train_pairs, _ = split_train_val(find_pairs(resolve_split(data_dir, "train")))
     lows, highs = load_pairs(train_pairs)
     data = crop_dataset(lows, highs, crop, finetune_batch, finetune_steps, seed=1234).repeat()
-    log(f"pruning to {sparsity:.0%} sparsity: {finetune_steps} steps of {finetune_batch} {crop}x{crop} crops")
-    pruned = prune(float_model, data, finetune_steps, sparsity=sparsity)
+    margin = tiling.halo if crop == size else 0
+    log(f"pruning to {sparsity:.0%} sparsity: {finetune_steps} steps of {finetune_batch} {crop}x{crop} crops"
+        + (f", loss on the {tiling.tile}x{tiling.tile} centre the board keeps" if margin else ""))
+    pruned = prune(float_model, data, finetune_steps, sparsity=sparsity, margin=margin)
     del lows, highs
 
     # 2. int8 conversion of the pruned model, float baseline converted too for the report.

@@ -26,9 +26,12 @@ def prunable_clone(model, sparsity: float, end_step: int):
         frequency=max(1, end_step // 20))
 
     def wrap(layer):
+        # A fresh layer in both cases: wrapping `layer` itself would share its variables with
+        # the float model, and fine-tuning the clone would silently change the float model.
+        fresh = layer.__class__.from_config(layer.get_config())
         if isinstance(layer, PRUNABLE):
-            return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
-        return layer.__class__.from_config(layer.get_config())
+            return tfmot.sparsity.keras.prune_low_magnitude(fresh, pruning_schedule=schedule)
+        return fresh
 
     clone = keras.models.clone_model(model, clone_function=wrap)
     # clone_model builds fresh layers: copy the trained weights across, layer by layer.
@@ -40,11 +43,23 @@ def prunable_clone(model, sparsity: float, end_step: int):
     return clone
 
 
-def prune(model, dataset, steps: int, sparsity: float = 0.5, lr: float = 2e-4, log=print):
+def centre_loss(margin: int):
+    """Charbonnier on the centre of each crop only: with margin = halo, the pixels the board
+    keeps from a tile (the objective the tile-adapted weights were trained with)."""
+    if not margin:
+        return charbonnier_loss
+
+    def loss(y_true, y_pred):
+        return charbonnier_loss(y_true[:, margin:-margin, margin:-margin], y_pred[:, margin:-margin, margin:-margin])
+    return loss
+
+
+def prune(model, dataset, steps: int, sparsity: float = 0.5, lr: float = 3e-4, margin: int = 0, log=print):
     """Fine-tunes `model` for `steps` batches of `dataset` while pruning its convolutions to
-    `sparsity`; returns the stripped (plain Keras) model."""
-    pruned = prunable_clone(model, sparsity, end_step=int(steps * 0.8))
-    pruned.compile(optimizer=keras.optimizers.Adam(lr), loss=charbonnier_loss)
+    `sparsity`; returns the stripped (plain Keras) model. `model` itself is left unchanged."""
+    # Sparsity ramps up over the first half; the second half recovers at the final sparsity.
+    pruned = prunable_clone(model, sparsity, end_step=int(steps * 0.5))
+    pruned.compile(optimizer=keras.optimizers.Adam(lr), loss=centre_loss(margin))
     pruned.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=2,
                callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     return tfmot.sparsity.keras.strip_pruning(pruned)

@@ -125,7 +125,27 @@ def test_pruning_reaches_the_requested_sparsity():
     rng = np.random.default_rng(0)
     x = rng.random((8, 16, 16, 3)).astype(np.float32)
     data = tf.data.Dataset.from_tensor_slices((x * 0.2, x)).batch(4).repeat()
-    pruned = prune(model, data, steps=20, sparsity=0.5)
+    before = [w.copy() for w in model.get_weights()]
+    pruned = prune(model, data, steps=20, sparsity=0.5, margin=2)
     report = sparsity_report(pruned)
     assert report["overall"] == pytest.approx(0.5, abs=0.02)
     assert all(v >= 0.45 for v in report["per_layer"].values())
+    # The float model the ladder compares against is untouched by the fine-tune.
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert sparsity_report(model)["overall"] < 0.01
+
+
+def test_budget_choice_prefers_quality_then_fewer_macs():
+    from tinymirnet.quantize.candidates import budget_markdown, choose
+    def row(label, psnr, macs, fits=True):
+        return {"label": label, "int8_tiled_psnr": psnr, "macs_per_frame": macs, "fits": fits,
+                "params": 1, "flatbuffer_bytes": 1, "arena_bytes": 1, "macs_per_tile": macs / 48,
+                "tiles_per_frame": 48, "budget_problems": [] if fits else ["TFLM arena budget broken"]}
+    rows = [row("small tile", 18.26, 570e6), row("default", 18.21, 342e6),
+            row("too big", 19.5, 300e6, fits=False), row("untrained", None, 100e6)]
+    assert choose(rows)["label"] == "default"  # 0.05 dB worse counts as equal; 40% fewer MACs
+    rows[0]["int8_tiled_psnr"] = 18.5
+    assert choose(rows)["label"] == "small tile"
+    assert choose([rows[2], rows[3]]) is None
+    md = budget_markdown(rows, choose(rows))
+    assert "no: TFLM arena budget broken" in md and "**small tile**" in md
