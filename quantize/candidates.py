@@ -10,7 +10,7 @@ from tinymirnet.model.network import MirnetConfig, build_mirnet, conv_macs, coun
 from tinymirnet.model.tiling import tile_grid
 
 from .budget import Measured, budget_violations
-from .convert import convert_int8, synthetic_tiles
+from .convert import convert_int8, random_weights_int8, synthetic_tiles
 from .tflm import measure_arena
 
 
@@ -57,11 +57,11 @@ def measure_candidate(c: Candidate, frame_w: int, frame_h: int, float_model=None
     weights and LoL calibration tiles, so their row is what the export will weigh."""
     cfg = c.model_config
     fixed = build_mirnet(cfg, input_shape=(c.input_size, c.input_size, 3), batch_size=1)
-    if float_model is not None:
+    if float_model is None:
+        flatbuffer = random_weights_int8(cfg, c.input_size)
+    else:
         fixed.set_weights(float_model.get_weights())
-    if calibration is None:
-        calibration = synthetic_tiles(c.input_size)
-    flatbuffer = convert_int8(fixed, calibration)
+        flatbuffer = convert_int8(fixed, calibration if calibration is not None else synthetic_tiles(c.input_size))
     arena = measure_arena(flatbuffer)
     tiles = len(tile_grid(frame_w, frame_h, c.tile))
     macs_tile = conv_macs(fixed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+import tf_keras as keras
 
 from tinymirnet.model.data import find_pairs, read_rgb, resolve_split, split_train_val
 from tinymirnet.model.network import MirnetConfig, build_mirnet
@@ -61,3 +62,45 @@ def convert_int8(fixed_model, calibration: np.ndarray) -> bytes:
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
     return conv.convert()
+
+
+# Smallest activation scale taken as real: a tensor whose calibration values were all equal (a
+# ReLU dead on every calibration tile, typical of random weights) gets a scale near 1e-8, and
+# TFLM's and TFLite's kernels abort() the whole process while preparing the op that reads it.
+DEGENERATE_SCALE = 1e-6
+
+
+def degenerate_tensors(flatbuffer: bytes) -> list[str]:
+    """Names of the int8 activation tensors whose quantization range collapsed to a point."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
+    int8 = schema.TensorType.INT8
+    bad = []
+    for sg in model.subgraphs:
+        for t in sg.tensors:
+            q = t.quantization
+            if t.type != int8 or q is None or q.scale is None or len(q.scale) != 1:
+                continue  # per-channel weights are not activations
+            if model.buffers[t.buffer].data is None and float(q.scale[0]) < DEGENERATE_SCALE:
+                bad.append(t.name.decode() if isinstance(t.name, bytes) else str(t.name))
+    return bad
+
+
+def check_not_degenerate(flatbuffer: bytes) -> None:
+    bad = degenerate_tensors(flatbuffer)
+    if bad:
+        raise ValueError(f"int8 model has {len(bad)} activation tensor(s) with a collapsed range "
+                         f"(constant on every calibration tile), e.g. {bad[0]!r}: TFLM would abort "
+                         "on it; calibrate with more varied tiles")
+
+
+def random_weights_int8(cfg: MirnetConfig, size: int, seeds=range(8)) -> bytes:
+    """An int8 model of `cfg` with random weights and synthetic calibration, for measuring sizes.
+    Seeded, and re-drawn when a random draw leaves a ReLU dead on the calibration tiles."""
+    for seed in seeds:
+        keras.utils.set_random_seed(seed)
+        flatbuffer = convert_int8(build_mirnet(cfg, input_shape=(size, size, 3), batch_size=1),
+                                  synthetic_tiles(size))
+        if not degenerate_tensors(flatbuffer):
+            return flatbuffer
+    raise ValueError(f"no random draw of {cfg} gave a non-degenerate int8 model in {len(seeds)} seeds")

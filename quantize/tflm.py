@@ -26,6 +26,8 @@ class TflmModel:
 
     def __init__(self, flatbuffer: bytes, arena_size: int = PROBE_ARENA):
         from tflite_micro import runtime
+        from .convert import check_not_degenerate
+        check_not_degenerate(flatbuffer)  # TFLM abort()s the process on such a model
         self.flatbuffer = flatbuffer
         self.interpreter = runtime.Interpreter.from_bytes(flatbuffer, arena_size=arena_size)
         inp = self.interpreter.get_input_details(0)

@@ -73,7 +73,9 @@ def hil_port(request) -> str:
 def small_float_weights(tmp_path_factory) -> Path:
     """A small float network (channels=4, untrained) saved with its config: the float
     reference of the device tests, which must not depend on the shipped weights."""
+    import tf_keras as keras
     from tinymirnet.model.network import MirnetConfig, build_mirnet
+    keras.utils.set_random_seed(0)
     folder = tmp_path_factory.mktemp("float_weights")
     cfg = MirnetConfig(channels=4)
     path = folder / "small.weights.h5"

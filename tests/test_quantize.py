@@ -8,7 +8,7 @@ import pytest
 from tinymirnet.model.network import MirnetConfig, build_mirnet
 from tinymirnet.model.tiling import load_tiling
 from tinymirnet.quantize.budget import BudgetError, Measured, check_budgets, firmware_buffers, ram_table
-from tinymirnet.quantize.convert import convert_int8, synthetic_tiles
+from tinymirnet.quantize.convert import degenerate_tensors, random_weights_int8
 from tinymirnet.quantize.export import (RESOLVER_METHODS, ExportInfo, model_data_files, parse_c_array,
                                         write_firmware_files)
 from tinymirnet.quantize.pipeline import verify_bit_exact
@@ -21,9 +21,7 @@ ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=har
 @pytest.fixture(scope="module")
 def int8_model():
     """The default network (random weights) converted at the shipped tile size."""
-    size = load_tiling().model_input
-    model = build_mirnet(MirnetConfig(), input_shape=(size, size, 3), batch_size=1)
-    return convert_int8(model, synthetic_tiles(size))
+    return random_weights_int8(MirnetConfig(), load_tiling().model_input)
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +147,16 @@ def test_budget_choice_prefers_quality_then_fewer_macs():
     assert choose([rows[2], rows[3]]) is None
     md = budget_markdown(rows, choose(rows))
     assert "no: TFLM arena budget broken" in md and "**small tile**" in md
+
+
+def test_a_collapsed_activation_range_is_a_clear_error_not_an_abort():
+    # A ReLU dead on every calibration tile gets a ~1e-8 scale; TFLM abort()s on such a model.
+    import tf_keras as keras
+    from tinymirnet.quantize.convert import convert_int8
+    inp = keras.Input((8, 8, 3), batch_size=1)
+    dead = keras.layers.Conv2D(4, 1, activation="relu", bias_initializer=keras.initializers.Constant(-50.0))(inp)
+    out = keras.layers.Conv2D(3, 1)(dead)
+    flatbuffer = convert_int8(keras.Model(inp, out), np.random.default_rng(0).random((4, 8, 8, 3), np.float32))
+    assert degenerate_tensors(flatbuffer)
+    with pytest.raises(ValueError, match="collapsed range"):
+        TflmModel(flatbuffer)
