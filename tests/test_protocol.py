@@ -32,31 +32,11 @@ MessageType = protocol.MessageType
 # --------------------------------------------------------------------------------------------
 # The simulator: the firmware core behind a pyserial-like port
 
-READ_FN = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint8),
-                           ctypes.c_size_t)
-WRITE_FN = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint8),
-                            ctypes.c_size_t)
-STATUS_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
-CAPTURE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint16),
-                              ctypes.c_size_t)
-INVOKE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int8),
-                             ctypes.POINTER(ctypes.c_int8), ctypes.c_size_t)
-SIZE_FN = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_void_p)
-CLOCK_FN = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p)
-
-
-class SimPorts(ctypes.Structure):
-    _fields_ = [("user", ctypes.c_void_p), ("link_read", READ_FN), ("link_write", WRITE_FN),
-                ("camera_begin", STATUS_FN), ("camera_capture", CAPTURE_FN),
-                ("model_begin", STATUS_FN), ("model_invoke", INVOKE_FN),
-                ("model_arena_used_bytes", SIZE_FN), ("clock_micros", CLOCK_FN)]
-
-
-class SimConfig(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_uint32) for name in (
-        "protocol_version", "frame_width", "frame_height", "tile_size", "halo",
-        "model_input_size", "tile_count", "max_payload", "frame_gap_timeout_us",
-        "frame_buffer_bytes", "tile_io_bytes", "protocol_buffer_bytes", "device_object_bytes")]
+# The ctypes view of firmware/sim/sim_api.h, shared with the virtual board.
+from tinymirnet.host.virtual_board import (  # noqa: E402
+    _CAPTURE_FN as CAPTURE_FN, _CLOCK_FN as CLOCK_FN, _INVOKE_FN as INVOKE_FN, _READ_FN as READ_FN,
+    _SIZE_FN as SIZE_FN, _SimConfig as SimConfig, _SimPorts as SimPorts, _STATUS_FN as STATUS_FN,
+    _WRITE_FN as WRITE_FN)
 
 
 @pytest.fixture(scope="session")
