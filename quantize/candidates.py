@@ -10,7 +10,7 @@ from tinymirnet.model.network import MirnetConfig, build_mirnet, conv_macs, coun
 from tinymirnet.model.tiling import tile_grid
 
 from .budget import Measured, budget_violations
-from .convert import convert_int8, random_weights_int8, synthetic_tiles
+from .convert import convert_int8, random_weights_int8
 from .tflm import measure_arena
 
 
@@ -49,19 +49,16 @@ DEFAULT_CANDIDATES = [
 ]
 
 
-def measure_candidate(c: Candidate, frame_w: int, frame_h: int, float_model=None, calibration=None) -> dict:
-    """Costs of one candidate. Untrained candidates are measured with random weights and
-    synthetic calibration data, which understates the flatbuffer: random layers share equal
-    constants (PReLU slopes, biases) that the converter stores once, trained ones do not (for
-    C8/8/8, 122,112 B random vs 148,336 B trained). Trained candidates are measured with their
-    weights and LoL calibration tiles, so their row is what the export will weigh."""
+def measure_candidate(c: Candidate, frame_w: int, frame_h: int, flatbuffer: bytes | None = None) -> dict:
+    """Costs of one candidate, from its int8 `flatbuffer` (the trained weights converted with LoL
+    calibration) or, for an untrained candidate, from random weights and synthetic calibration,
+    which understates the flatbuffer: random layers share equal constants (PReLU slopes, biases)
+    that the converter stores once, trained ones do not (for C8/8/8, 122,112 B random vs
+    148,336 B trained)."""
     cfg = c.model_config
-    fixed = build_mirnet(cfg, input_shape=(c.input_size, c.input_size, 3), batch_size=1)
-    if float_model is None:
+    if flatbuffer is None:
         flatbuffer = random_weights_int8(cfg, c.input_size)
-    else:
-        fixed.set_weights(float_model.get_weights())
-        flatbuffer = convert_int8(fixed, calibration if calibration is not None else synthetic_tiles(c.input_size))
+    fixed = build_mirnet(cfg, input_shape=(c.input_size, c.input_size, 3), batch_size=1)
     arena = measure_arena(flatbuffer)
     tiles = len(tile_grid(frame_w, frame_h, c.tile))
     macs_tile = conv_macs(fixed)
@@ -72,15 +69,12 @@ def measure_candidate(c: Candidate, frame_w: int, frame_h: int, float_model=None
             "budget_problems": budget_violations(m), "fits": not budget_violations(m)}
 
 
-def int8_tiled_psnr(c: Candidate, float_model, data_dir, calibration) -> dict:
-    """Quality of a candidate that has trained weights: the float weights converted to int8 at
-    the candidate's input size (LoL calibration tiles), run tile by tile on TFLM over eval15."""
+def int8_tiled_psnr(c: Candidate, flatbuffer: bytes, data_dir) -> dict:
+    """Quality of a trained candidate: its int8 model run tile by tile on TFLM over eval15."""
     import numpy as np
     from tinymirnet.model.data import find_pairs, load_pair, resolve_split, to_float
     from tinymirnet.model.metrics import psnr
-    from .convert import fixed_shape_model
     from .tflm import TflmModel, int8_tiled
-    flatbuffer = convert_int8(fixed_shape_model(float_model, c.model_config, c.input_size), calibration)
     tflm = TflmModel(flatbuffer)
     scores = []
     for pair in find_pairs(resolve_split(data_dir, "eval")):
@@ -96,13 +90,15 @@ def _measure_in_child(args):
     if not (weights and data_dir):
         return {**measure_candidate(candidate, frame_w, frame_h), "measured_with": "random weights"}
     from tinymirnet.model.inference import load_model
-    from .convert import representative_tiles
+    from .convert import fixed_shape_model, representative_tiles
     model, _ = load_model(weights)
-    calibration = representative_tiles(data_dir, candidate.input_size)
-    row = measure_candidate(candidate, frame_w, frame_h, float_model=model, calibration=calibration)
+    # One conversion (trained weights, LoL calibration) serves both the costs and the PSNR.
+    flatbuffer = convert_int8(fixed_shape_model(model, candidate.model_config, candidate.input_size),
+                              representative_tiles(data_dir, candidate.input_size))
+    row = measure_candidate(candidate, frame_w, frame_h, flatbuffer)
     row["measured_with"] = "trained weights"
     if row["fits"]:
-        row.update(int8_tiled_psnr(candidate, model, data_dir, calibration))
+        row.update(int8_tiled_psnr(candidate, flatbuffer, data_dir))
     return row
 
 
