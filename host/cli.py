@@ -23,7 +23,8 @@ def cmd_train(args) -> int:
                           schedule=args.schedule, val_percent=args.val_percent,
                           exclude=args.exclude, seed=args.seed, model=asdict(model_cfg),
                           init_weights=str(args.init or ""), loss_margin=args.loss_margin,
-                          val_tiled=args.val_tiled)
+                          val_tiled=args.val_tiled, plateau_patience=args.plateau_patience,
+                          plateau_factor=args.plateau_factor)
     train(args.out, cfg, resume=args.resume)
     return 0
 
@@ -43,6 +44,16 @@ def cmd_publish(args) -> int:
     for src, dst in files.items():
         atomic_write(WEIGHTS_DIR / dst, lambda p, s=args.run / src: shutil.copyfile(s, p))
         print(f"{args.run / src} -> {WEIGHTS_DIR / dst}")
+    return 0
+
+
+def cmd_compare_runs(args) -> int:
+    from tinymirnet.model.compare_runs import RunError, compare_runs
+    try:
+        compare_runs(args.runs, args.report, data=args.data)
+    except RunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -151,7 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--crop", type=int, default=128)
     t.add_argument("--steps", type=int, default=0, help="steps per epoch (0: one pass)")
     t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--schedule", choices=["cosine", "plateau"], default="cosine")
+    t.add_argument("--schedule", choices=["cosine", "plateau"], default="cosine",
+                   help="warm-up + cosine decay, or halve on a validation-PSNR plateau")
+    t.add_argument("--plateau-patience", type=int, default=5,
+                   help="plateau schedule: epochs without a better validation PSNR before the rate drops")
+    t.add_argument("--plateau-factor", type=float, default=0.5,
+                   help="plateau schedule: factor applied to the rate at each drop")
     t.add_argument("--val-percent", type=float, default=10.0)
     t.add_argument("--exclude", nargs="*", default=[], help="pair stems to leave out")
     t.add_argument("--seed", type=int, default=0)
@@ -170,6 +186,15 @@ def build_parser() -> argparse.ArgumentParser:
     pub = sub.add_parser("publish", help="ship a finished run's best weights, log and curves in model/weights/")
     pub.add_argument("run", type=Path, help="run directory of `tinymirnet train`")
     pub.set_defaults(func=cmd_publish)
+
+    cr = sub.add_parser("compare-runs", help="training runs side by side (e.g. the two schedules): "
+                        "best validation PSNR, curves, and optionally eval15 PSNR of each best weights")
+    cr.add_argument("runs", type=Path, nargs="+", help="run directories of `tinymirnet train`")
+    cr.add_argument("--report", type=Path, required=True,
+                    help="report path; .json, .md and .png are written beside it")
+    cr.add_argument("--data", type=Path, default=None,
+                    help="LoL root (with eval15/): also score each run's best weights full-frame")
+    cr.set_defaults(func=cmd_compare_runs)
 
     e = sub.add_parser("eval", help="PSNR/SSIM of the network and baselines on eval15")
     e.add_argument("--data", type=Path, required=True, help="LoL root (with eval15/) or a folder with low/ and high/")

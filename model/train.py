@@ -41,7 +41,7 @@ class TrainConfig:
     min_lr: float = 1e-5
     schedule: str = "cosine"  # "cosine" (linear warm-up + cosine) or "plateau"
     warmup_epochs: int = 3
-    plateau_patience: int = 8
+    plateau_patience: int = 5  # ReduceLROnPlateau(factor=0.5, patience=5) of the keras.io MIRNet example
     plateau_factor: float = 0.5
     val_percent: float = 10.0
     exclude: list[str] = field(default_factory=list)

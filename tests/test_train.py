@@ -41,3 +41,28 @@ def test_two_step_training_killed_and_resumed(lol_root, tmp_path):
     assert json.loads((run / "state.json").read_text())["epoch"] == 2
     assert (run / "curves.png").stat().st_size > 1000
     assert all(np.isfinite(w).all() for w in best_weights(run))
+
+
+def test_cosine_schedule_warms_up_then_decays_to_min_lr():
+    from tinymirnet.model.train import LearningRate
+    cfg = TrainConfig(data="x", epochs=20, lr=1e-3, min_lr=1e-5, warmup_epochs=3, schedule="cosine")
+    rate = LearningRate(cfg, {})
+    lrs = [rate.for_epoch(e) for e in range(cfg.epochs)]
+    assert lrs[0] < lrs[1] < lrs[2] < lrs[3] == 1e-3
+    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:]))
+    assert abs(lrs[-1] - (1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + np.cos(np.pi * 16 / 17)))) < 1e-12
+
+
+def test_plateau_schedule_halves_after_patience_and_keeps_state_over_resume():
+    from tinymirnet.model.train import LearningRate
+    cfg = TrainConfig(data="x", lr=1e-3, min_lr=3e-4, schedule="plateau", plateau_patience=2,
+                      plateau_factor=0.5)
+    rate = LearningRate(cfg, {})
+    seen = []
+    for val in [10.0, 11.0, 11.0, 10.5, 12.0, 11.0, 11.0, 11.0, 11.0]:
+        seen.append(rate.for_epoch(len(seen)))
+        rate.after_epoch(val)
+    # two epochs without a better score -> halve; then again, floored at min_lr
+    assert seen == [1e-3, 1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 3e-4, 3e-4]
+    resumed = LearningRate(cfg, json.loads(json.dumps(rate.state())))
+    assert (resumed.lr, resumed.best, resumed.wait) == (rate.lr, rate.best, rate.wait)
