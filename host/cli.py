@@ -57,6 +57,16 @@ def cmd_compare_runs(args) -> int:
     return 0
 
 
+def cmd_tiling_study(args) -> int:
+    from tinymirnet.model.tiling import load_tiling
+    from tinymirnet.model.tiling_study import tiling_study
+    tiling = load_tiling()
+    enhancer, _, cfg = _load_enhancer(args.weights)
+    tiling_study(args.data, enhancer, tiling.tile, tiling.halo, args.report,
+                 meta={"weights": str(args.weights), "model": cfg.__dict__})
+    return 0
+
+
 def _load_enhancer(weights):
     from tinymirnet.model.inference import FloatEnhancer, load_model
     model, cfg = load_model(weights)
@@ -195,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     cr.add_argument("--data", type=Path, default=None,
                     help="LoL root (with eval15/): also score each run's best weights full-frame")
     cr.set_defaults(func=cmd_compare_runs)
+
+    ts = sub.add_parser("tiling-study", help="split the tiling loss: per-tile level (oracle) vs structure, "
+                        "and what a frame-fitted tone curve recovers")
+    ts.add_argument("--data", type=Path, required=True, help="LoL root (with eval15/) or a folder with low/ and high/")
+    ts.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    ts.add_argument("--report", type=Path, required=True, help="report path; .json and .md are written")
+    ts.set_defaults(func=cmd_tiling_study)
 
     e = sub.add_parser("eval", help="PSNR/SSIM of the network and baselines on eval15")
     e.add_argument("--data", type=Path, required=True, help="LoL root (with eval15/) or a folder with low/ and high/")

@@ -1,0 +1,169 @@
+"""`tinymirnet tiling-study`: where the tiling loss comes from.
+
+On the board every tile is enhanced on its own, and MIRNet's channel attention and SKFF pool
+over their whole input: each tile picks its own brightness and colour from its own 28² of
+context. This study splits the loss (full frame − tiled, float network) into
+
+* what a per-tile, per-channel gain would recover if it were set from the full-frame output
+  (an oracle: it needs the full-frame result, which the board never has), i.e. the part of the
+  loss that is each tile's overall level; the rest is structure inside the tiles;
+* what a global tone curve would recover if it were fitted on the full-frame output (an
+  oracle again): is one curve per frame enough to set the tile levels?
+* what two practical, non-oracle estimates of that curve recover, each setting the tile
+  means: a per-channel curve fitted on the whole stitched frame (mean tiled output per input
+  level), and a curve fitted on the network's output for a thumbnail of the whole frame
+  (THUMB_WIDTH px wide: one extra small inference per frame, which the board could afford).
+
+The scores are computed with the same code and images as `tinymirnet eval`; nothing here
+changes what the board or the CLI ships.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from .data import to_float
+from .evaluate import evaluate
+
+CURVE_BINS = 32
+THUMB_WIDTH = 56
+
+
+def tile_means(img: np.ndarray, tile: int) -> np.ndarray:
+    """Per-tile, per-channel means (border tiles: the pixels they have)."""
+    h, w, c = img.shape
+    ty, tx = -(-h // tile), -(-w // tile)
+    sums = np.zeros((ty, tx, c))
+    counts = np.zeros((ty, tx, 1))
+    ys, xs = np.arange(h) // tile, np.arange(w) // tile
+    np.add.at(sums, (ys[:, None], xs[None, :]), img)
+    np.add.at(counts, (ys[:, None], xs[None, :]), 1)
+    return sums / counts
+
+
+def set_tile_means(img: np.ndarray, target: np.ndarray, tile: int, eps: float = 1e-3) -> np.ndarray:
+    """Scales every tile of `img`, per channel, so its mean becomes `target`'s (gain clipped
+    to [1/4, 4] so a near-black tile cannot blow up)."""
+    gain = np.clip((tile_means(target, tile) + eps) / (tile_means(img, tile) + eps), 0.25, 4.0)
+    h, w = img.shape[:2]
+    per_pixel = np.repeat(np.repeat(gain, tile, axis=0), tile, axis=1)[:h, :w]
+    return img * per_pixel
+
+
+def frame_tone_curve(low: np.ndarray, out: np.ndarray, bins: int = CURVE_BINS,
+                     fit_on: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """A per-channel curve: the mean of `out` for each level of `low` (quantile bins),
+    interpolated back onto `low`. With `fit_on=(low2, out2)` the curve is fitted on that pair
+    (e.g. a thumbnail and its output) and applied to `low`."""
+    curve = np.empty(low.shape, dtype=np.float64)
+    src_low, src_out = fit_on if fit_on is not None else (low, out)
+    for c in range(low.shape[-1]):
+        x, y = src_low[..., c].ravel(), src_out[..., c].ravel()
+        edges = np.unique(np.quantile(x, np.linspace(0, 1, bins + 1)))
+        if len(edges) < 2:  # a flat channel: one level
+            curve[..., c] = y.mean()
+            continue
+        idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(edges) - 2)
+        n = np.maximum(1, np.bincount(idx, minlength=len(edges) - 1))
+        centres = np.bincount(idx, x, len(edges) - 1) / n
+        levels = np.bincount(idx, y, len(edges) - 1) / n
+        curve[..., c] = np.interp(low[..., c], centres, levels)
+    return curve
+
+
+def thumbnail(img: np.ndarray, width: int = THUMB_WIDTH) -> np.ndarray:
+    """The whole frame box-filtered down to `width` px (aspect kept)."""
+    from PIL import Image
+    h, w = img.shape[:2]
+    size = (width, max(1, round(width * h / w)))
+    return np.stack([np.asarray(Image.fromarray(img[..., c].astype(np.float32), "F").resize(size, Image.BOX))
+                     for c in range(img.shape[-1])], axis=-1)
+
+
+class _PerImage:
+    """Full-frame and tiled outputs of one image, computed once for all methods."""
+
+    def __init__(self, enhancer, tile: int, halo: int):
+        self.enhancer, self.tile, self.halo = enhancer, tile, halo
+        self.key, self.full, self.tiled = None, None, None
+
+    def __call__(self, low_u8: np.ndarray):
+        key = hashlib.sha1(low_u8.tobytes()).hexdigest()
+        if key != self.key:
+            lo = to_float(low_u8)
+            self.key = key
+            self.full = np.clip(self.enhancer.full_frame(lo), 0, 1)
+            self.tiled = np.clip(self.enhancer.tiled(lo, self.tile, self.halo), 0, 1)
+        return self.full, self.tiled
+
+
+def study_methods(enhancer, tile: int, halo: int) -> dict:
+    outputs = _PerImage(enhancer, tile, halo)
+
+    def harmonized(lo):
+        _, tiled = outputs(lo)
+        return np.clip(set_tile_means(tiled, frame_tone_curve(to_float(lo), tiled), tile), 0, 1)
+
+    def full_curve_oracle(lo):
+        full, tiled = outputs(lo)
+        return np.clip(set_tile_means(tiled, frame_tone_curve(to_float(lo), full), tile), 0, 1)
+
+    def thumbnail_curve(lo):
+        _, tiled = outputs(lo)
+        small = thumbnail(to_float(lo))
+        small_out = np.clip(enhancer.full_frame(small), 0, 1)
+        curve = frame_tone_curve(to_float(lo), None, fit_on=(small, small_out))
+        return np.clip(set_tile_means(tiled, curve, tile), 0, 1)
+
+    return {
+        "float_full": lambda lo: outputs(lo)[0],
+        "float_tiled": lambda lo: outputs(lo)[1],
+        "tiled_with_full_frame_tile_means_oracle":
+            lambda lo: np.clip(set_tile_means(outputs(lo)[1], outputs(lo)[0], tile), 0, 1),
+        "tiled_with_full_frame_curve_oracle": full_curve_oracle,
+        "tiled_harmonized_frame_curve": harmonized,
+        "tiled_harmonized_thumbnail_curve": thumbnail_curve,
+    }
+
+
+def tiling_study(data: str | Path, enhancer, tile: int, halo: int, report: Path,
+                 meta: dict | None = None, log=print) -> dict:
+    result = evaluate(data, study_methods(enhancer, tile, halo), meta=meta, log=log)
+    full, tiled = result["float_full"]["psnr"], result["float_tiled"]["psnr"]
+    oracle = result["tiled_with_full_frame_tile_means_oracle"]["psnr"]
+    harmonized = result["tiled_harmonized_frame_curve"]["psnr"]
+    curve_oracle = result["tiled_with_full_frame_curve_oracle"]["psnr"]
+    thumb = result["tiled_harmonized_thumbnail_curve"]["psnr"]
+    result["meta"].update({
+        "tile": tile, "halo": halo,
+        "tiling_loss_db": full - tiled,
+        "recovered_by_tile_means_oracle_db": oracle - tiled,
+        "left_inside_tiles_db": full - oracle,
+        "recovered_by_full_frame_curve_oracle_db": curve_oracle - tiled,
+        "recovered_by_frame_curve_db": harmonized - tiled,
+        "recovered_by_thumbnail_curve_db": thumb - tiled,
+        "thumbnail_width": THUMB_WIDTH,
+    })
+    from .files import atomic_write_json, atomic_write_text
+    atomic_write_json(Path(report).with_suffix(".json"), result)
+    atomic_write_text(Path(report).with_suffix(".md"), to_markdown(result))
+    log(to_markdown(result))
+    return result
+
+
+def to_markdown(result: dict) -> str:
+    m = result["meta"]
+    rows = [f"| {name} | {r['psnr']:.2f} | {r['ssim']:.3f} |" for name, r in result.items() if name != "meta"]
+    return "\n".join([
+        f"# Tiling study ({m['images']} images of {Path(m['dataset']).name}, tile {m['tile']} + halo {m['halo']})",
+        "", "| method | PSNR (dB) | SSIM |", "|---|---:|---:|", *rows, "",
+        f"Tiling loss (float, full frame − tiled): {m['tiling_loss_db']:.2f} dB.",
+        f"Recovered by giving each tile the full-frame output's per-channel means (oracle): "
+        f"{m['recovered_by_tile_means_oracle_db']:.2f} dB; left inside the tiles: {m['left_inside_tiles_db']:.2f} dB.",
+        f"Recovered by one per-channel tone curve per frame fitted on the full-frame output (oracle): "
+        f"{m['recovered_by_full_frame_curve_oracle_db']:.2f} dB.",
+        "Recovered without an oracle, the tile means set by a curve fitted on the stitched tiled frame: "
+        f"{m['recovered_by_frame_curve_db']:.2f} dB; by a curve fitted on the network's output for a "
+        f"{m['thumbnail_width']} px wide thumbnail of the frame: {m['recovered_by_thumbnail_curve_db']:.2f} dB.", ""])
