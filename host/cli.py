@@ -63,7 +63,8 @@ def cmd_tiling_study(args) -> int:
     tiling = load_tiling()
     enhancer, _, cfg = _load_enhancer(args.weights)
     tiling_study(args.data, enhancer, tiling.tile, tiling.halo, args.report,
-                 meta={"weights": str(args.weights), "model": cfg.__dict__})
+                 meta={"weights": str(args.weights), "model": cfg.__dict__},
+                 split=args.split, val_percent=args.val_percent)
     return 0
 
 
@@ -210,6 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "and what a frame-fitted tone curve recovers")
     ts.add_argument("--data", type=Path, required=True, help="LoL root (with eval15/) or a folder with low/ and high/")
     ts.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    ts.add_argument("--split", choices=["eval15", "val"], default="eval15",
+                    help="eval15 (the benchmark, report only) or val (the training folder's validation "
+                    "split: decide on this one)")
+    ts.add_argument("--val-percent", type=float, default=10.0)
     ts.add_argument("--report", type=Path, required=True, help="report path; .json and .md are written")
     ts.set_defaults(func=cmd_tiling_study)
 

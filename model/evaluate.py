@@ -39,8 +39,13 @@ def network_methods(enhancer, tile: int, halo: int) -> dict[str, Method]:
 
 def evaluate(data_dir: str | Path, methods: dict[str, Method], report: Path | None = None,
              grid: Path | None = None, grid_method: str | None = None, meta: dict | None = None,
-             limit: int | None = None, log=print) -> dict:
-    pairs = find_pairs(resolve_split(data_dir, "eval"))[:limit]
+             limit: int | None = None, log=print, pairs: list | None = None,
+             dataset_name: str | None = None) -> dict:
+    """Scores `methods` on eval15 under `data_dir`, or on `pairs` when given (e.g. the
+    validation split, for decisions that must not be taken on the benchmark)."""
+    if pairs is None:
+        pairs = find_pairs(resolve_split(data_dir, "eval"))
+    pairs = pairs[:limit]
     results = {name: {"psnr": 0.0, "ssim": 0.0, "seconds": 0.0, "images": []} for name in methods}
     grid_rows = []
     for pair in pairs:
@@ -65,7 +70,8 @@ def evaluate(data_dir: str | Path, methods: dict[str, Method], report: Path | No
         r["ssim"] = float(np.mean([i["ssim"] for i in r["images"]]))
         r["seconds_per_image"] = r.pop("seconds") / len(pairs)
     # Keyed by method; "meta" (the one key that is not a method) says what was measured.
-    summary = {**results, "meta": {"dataset": str(resolve_split(data_dir, "eval")), "images": len(pairs),
+    dataset = dataset_name or str(resolve_split(data_dir, "eval"))
+    summary = {**results, "meta": {"dataset": dataset, "images": len(pairs),
                                    **(meta or {})}}
     if "tiny_mirnet_float_full" in results and "tiny_mirnet_float_tiled" in results:
         summary["meta"]["tiling_loss_db"] = (results["tiny_mirnet_float_full"]["psnr"]

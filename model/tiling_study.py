@@ -128,9 +128,29 @@ def study_methods(enhancer, tile: int, halo: int) -> dict:
     }
 
 
+def study_pairs(data: str | Path, split: str, val_percent: float = 10.0):
+    """The pairs a study runs on: 'eval15' (the benchmark: report only) or 'val' (the
+    deterministic validation split of the training folder, the one training uses; decide on
+    this one). Returns (pairs, dataset name for the report)."""
+    from .data import find_pairs, resolve_split, split_train_val
+    if split == "eval15":
+        folder = resolve_split(data, "eval")
+        return find_pairs(folder), str(folder)
+    if split == "val":
+        folder = resolve_split(data, "train")
+        _, val = split_train_val(find_pairs(folder), val_percent)
+        if not val:
+            raise ValueError(f"{folder}: the validation split is empty at {val_percent} %")
+        return val, f"{folder} (validation split, {val_percent:g} %)"
+    raise ValueError(f"unknown split {split!r}: use eval15 or val")
+
+
 def tiling_study(data: str | Path, enhancer, tile: int, halo: int, report: Path,
-                 meta: dict | None = None, log=print) -> dict:
-    result = evaluate(data, study_methods(enhancer, tile, halo), meta=meta, log=log)
+                 meta: dict | None = None, log=print, split: str = "eval15",
+                 val_percent: float = 10.0) -> dict:
+    pairs, name = study_pairs(data, split, val_percent)
+    result = evaluate(data, study_methods(enhancer, tile, halo), meta=meta, log=log,
+                      pairs=pairs, dataset_name=name)
     full, tiled = result["float_full"]["psnr"], result["float_tiled"]["psnr"]
     oracle = result["tiled_with_full_frame_tile_means_oracle"]["psnr"]
     harmonized = result["tiled_harmonized_frame_curve"]["psnr"]
@@ -145,6 +165,7 @@ def tiling_study(data: str | Path, enhancer, tile: int, halo: int, report: Path,
         "recovered_by_frame_curve_db": harmonized - tiled,
         "recovered_by_thumbnail_curve_db": thumb - tiled,
         "thumbnail_width": THUMB_WIDTH,
+        "split": split,
     })
     from .files import atomic_write_json, atomic_write_text
     atomic_write_json(Path(report).with_suffix(".json"), result)

@@ -82,3 +82,18 @@ def test_tiling_study_report(lol_root, tiny_weights, tmp_path):
     assert abs(m["tiling_loss_db"] - (report["float_full"]["psnr"] - report["float_tiled"]["psnr"])) < 1e-9
     assert abs(m["recovered_by_tile_means_oracle_db"] + m["left_inside_tiles_db"] - m["tiling_loss_db"]) < 1e-9
     assert "Tiling loss" in (tmp_path / "study.md").read_text()
+
+
+def test_tiling_study_on_the_validation_split(lol_root, tiny_weights, tmp_path):
+    """Decisions about tiling fixes are taken on the validation split, never on eval15."""
+    from tinymirnet.host.cli import main
+    from tinymirnet.model.data import find_pairs, split_train_val
+    _, val = split_train_val(find_pairs(lol_root / "our485"), 50.0)
+    assert 0 < len(val) < 12
+    assert main(["tiling-study", "--data", str(lol_root), "--weights", str(tiny_weights),
+                 "--split", "val", "--val-percent", "50", "--report", str(tmp_path / "val.json")]) == 0
+    report = json.loads((tmp_path / "val.json").read_text())
+    assert report["meta"]["split"] == "val"
+    assert report["meta"]["images"] == len(val)
+    assert [i["name"] for i in report["float_full"]["images"]] == [p.stem for p in val]
+    assert "our485" in report["meta"]["dataset"]
