@@ -12,7 +12,8 @@ context. This study splits the loss (full frame − tiled, float network) into
 * what two practical, non-oracle estimates of that curve recover, each setting the tile
   means: a per-channel curve fitted on the whole stitched frame (mean tiled output per input
   level), and a curve fitted on the network's output for a thumbnail of the whole frame
-  (THUMB_WIDTH px wide: one extra small inference per frame, which the board could afford).
+  (THUMB_WIDTH px wide; and one as wide as the model's input, tile + 2·halo, the only
+  thumbnail the board's fixed-shape int8 model can take in one extra inference per frame).
 
 The scores are computed with the same code and images as `tinymirnet eval`; nothing here
 changes what the board or the CLI ships.
@@ -110,12 +111,21 @@ def study_methods(enhancer, tile: int, halo: int) -> dict:
         full, tiled = outputs(lo)
         return np.clip(set_tile_means(tiled, frame_tone_curve(to_float(lo), full), tile), 0, 1)
 
-    def thumbnail_curve(lo):
-        _, tiled = outputs(lo)
-        small = thumbnail(to_float(lo))
-        small_out = np.clip(enhancer.full_frame(small), 0, 1)
-        curve = frame_tone_curve(to_float(lo), None, fit_on=(small, small_out))
-        return np.clip(set_tile_means(tiled, curve, tile), 0, 1)
+    def thumbnail_curve(width, square: bool = False):
+        """`square`: edge-pad the thumbnail to width² before the network, as the board's
+        fixed-shape model would see it, and keep the thumbnail's own pixels of the output."""
+        def method(lo):
+            _, tiled = outputs(lo)
+            small = thumbnail(to_float(lo), width)
+            if square:
+                h, w = small.shape[:2]
+                padded = np.pad(small, ((0, max(0, width - h)), (0, max(0, width - w)), (0, 0)), mode="edge")
+                small_out = np.clip(enhancer.full_frame(padded), 0, 1)[:h, :w]
+            else:
+                small_out = np.clip(enhancer.full_frame(small), 0, 1)
+            curve = frame_tone_curve(to_float(lo), None, fit_on=(small, small_out))
+            return np.clip(set_tile_means(tiled, curve, tile), 0, 1)
+        return method
 
     return {
         "float_full": lambda lo: outputs(lo)[0],
@@ -124,7 +134,8 @@ def study_methods(enhancer, tile: int, halo: int) -> dict:
             lambda lo: np.clip(set_tile_means(outputs(lo)[1], outputs(lo)[0], tile), 0, 1),
         "tiled_with_full_frame_curve_oracle": full_curve_oracle,
         "tiled_harmonized_frame_curve": harmonized,
-        "tiled_harmonized_thumbnail_curve": thumbnail_curve,
+        "tiled_harmonized_thumbnail_curve": thumbnail_curve(THUMB_WIDTH),
+        "tiled_harmonized_model_input_thumbnail_curve": thumbnail_curve(tile + 2 * halo, square=True),
     }
 
 
@@ -156,6 +167,7 @@ def tiling_study(data: str | Path, enhancer, tile: int, halo: int, report: Path,
     harmonized = result["tiled_harmonized_frame_curve"]["psnr"]
     curve_oracle = result["tiled_with_full_frame_curve_oracle"]["psnr"]
     thumb = result["tiled_harmonized_thumbnail_curve"]["psnr"]
+    thumb_model = result["tiled_harmonized_model_input_thumbnail_curve"]["psnr"]
     result["meta"].update({
         "tile": tile, "halo": halo,
         "tiling_loss_db": full - tiled,
@@ -164,7 +176,9 @@ def tiling_study(data: str | Path, enhancer, tile: int, halo: int, report: Path,
         "recovered_by_full_frame_curve_oracle_db": curve_oracle - tiled,
         "recovered_by_frame_curve_db": harmonized - tiled,
         "recovered_by_thumbnail_curve_db": thumb - tiled,
+        "recovered_by_model_input_thumbnail_curve_db": thumb_model - tiled,
         "thumbnail_width": THUMB_WIDTH,
+        "model_input_thumbnail_width": tile + 2 * halo,
         "split": split,
     })
     from .files import atomic_write_json, atomic_write_text
@@ -187,4 +201,6 @@ def to_markdown(result: dict) -> str:
         f"{m['recovered_by_full_frame_curve_oracle_db']:.2f} dB.",
         "Recovered without an oracle, the tile means set by a curve fitted on the stitched tiled frame: "
         f"{m['recovered_by_frame_curve_db']:.2f} dB; by a curve fitted on the network's output for a "
-        f"{m['thumbnail_width']} px wide thumbnail of the frame: {m['recovered_by_thumbnail_curve_db']:.2f} dB.", ""])
+        f"{m['thumbnail_width']} px wide thumbnail of the frame: {m['recovered_by_thumbnail_curve_db']:.2f} dB; "
+        f"by the same with a thumbnail as wide as the model's input ({m['model_input_thumbnail_width']} px, "
+        f"what the board could run): {m['recovered_by_model_input_thumbnail_curve_db']:.2f} dB.", ""])

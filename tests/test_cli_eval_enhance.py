@@ -81,6 +81,9 @@ def test_tiling_study_report(lol_root, tiny_weights, tmp_path):
     assert m["images"] == 3
     assert abs(m["tiling_loss_db"] - (report["float_full"]["psnr"] - report["float_tiled"]["psnr"])) < 1e-9
     assert abs(m["recovered_by_tile_means_oracle_db"] + m["left_inside_tiles_db"] - m["tiling_loss_db"]) < 1e-9
+    assert m["model_input_thumbnail_width"] == m["tile"] + 2 * m["halo"]
+    assert abs(m["recovered_by_model_input_thumbnail_curve_db"]
+               - (report["tiled_harmonized_model_input_thumbnail_curve"]["psnr"] - report["float_tiled"]["psnr"])) < 1e-9
     assert "Tiling loss" in (tmp_path / "study.md").read_text()
 
 
