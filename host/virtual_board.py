@@ -12,7 +12,7 @@ backed by this machine:
 * model: the ``tflite_micro`` runtime running ``quantize/artifacts/tiny_mirnet_int8.tflite``
   (the TFLM reference kernels: bit-exact with :func:`tinymirnet.quantize.tflm.int8_tiled`);
 * camera: image files cycled frame by frame (``camera_dir``), or by default a low-light frame
-  synthesized from scikit-image's ``coffee`` photograph; each resized to the frame by scaling
+  synthesized from the bundled ``coffee`` photograph (``model/samples/``); each resized to the frame by scaling
   to cover and centre-cropping (:func:`tinymirnet.model.samples.resize_to`), then RGB565;
 * clock: ``time.monotonic_ns``.
 
@@ -165,10 +165,10 @@ class ImageCamera:
     @classmethod
     def synthetic(cls, width: int, height: int, sample: str = "coffee",
                   seed: int = 0) -> ImageCamera:
-        """A low-light frame synthesized from a scikit-image sample photograph."""
+        """A low-light frame synthesized from a bundled sample photograph."""
         from tinymirnet.model.samples import resize_to, sample_photo, synthesize_low_light
         low = synthesize_low_light(resize_to(sample_photo(sample), width, height), seed=seed)
-        return cls([low], [f"synthetic low-light '{sample}' (scikit-image sample, seed {seed})"])
+        return cls([low], [f"synthetic low-light '{sample}' (bundled sample, seed {seed})"])
 
     @classmethod
     def from_dir(cls, folder: str | Path, width: int, height: int) -> ImageCamera:

@@ -1,27 +1,27 @@
-"""Sample low-light frames for demos and the virtual camera, synthesized from a public-domain
-photograph that an installed dependency ships (scikit-image's `coffee`, `chelsea`, ...): the
+"""Sample low-light frames for demos and the virtual camera, synthesized from a CC0 or
+public-domain photograph bundled in `samples/` (see its README for sources and terms): the
 photo is darkened with a gamma curve and given Poisson-Gaussian sensor noise."""
 from __future__ import annotations
 
-import importlib.resources
+from pathlib import Path
 
 import numpy as np
 
 from .data import read_rgb
 
-SAMPLE_PHOTOS = ("coffee", "chelsea", "astronaut", "rocket", "motorcycle_left")
+SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+SAMPLE_PHOTOS = ("coffee", "chelsea", "astronaut", "rocket")
 
 
 def sample_photo(name: str = "coffee") -> np.ndarray:
-    """One of scikit-image's bundled sample photographs as HxWx3 uint8."""
+    """One of the bundled sample photographs as HxWx3 uint8."""
     if name not in SAMPLE_PHOTOS:
         raise ValueError(f"unknown sample '{name}' (known: {', '.join(SAMPLE_PHOTOS)})")
-    data = importlib.resources.files("skimage") / "data"
     for suffix in (".png", ".jpg"):
-        path = data / f"{name}{suffix}"
+        path = SAMPLES_DIR / f"{name}{suffix}"
         if path.is_file():
             return read_rgb(path)
-    raise FileNotFoundError(f"scikit-image does not ship '{name}' here (looked in {data})")
+    raise FileNotFoundError(f"{SAMPLES_DIR}: sample photo '{name}' is missing from this installation")
 
 
 def synthesize_low_light(img: np.ndarray, seed: int = 0, exposure: float = 0.3, gamma: float = 2.0,

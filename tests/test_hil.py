@@ -9,7 +9,7 @@ How they run (the `hil_port` fixture in tests/conftest.py decides):
   suite is exercised on every run without hardware.
 
 What is checked: the handshake (the board's model sha256 and geometry equal the host's);
-LoL-like low-light frames made here (scikit-image sample photos darkened with
+LoL-like low-light frames made here (the bundled CC0/public-domain sample photos darkened with
 ``synthesize_low_light``, no dataset files) uploaded with ENHANCE and compared with the host's
 TFLM int8 pipeline tile by tile (bit-exact on the virtual board, which runs TFLM's reference
 kernels; at most one output LSB on a board, whose CMSIS-NN kernels may round differently; the
