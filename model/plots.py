@@ -18,7 +18,8 @@ def _nice_range(values: list[float]) -> tuple[float, float]:
     if math.isclose(lo, hi):
         lo, hi = lo - 0.5, hi + 0.5
     pad = (hi - lo) * 0.05
-    return lo - pad, hi + pad
+    # A series that is never negative (a learning rate, a loss) gets no negative axis.
+    return (max(0.0, lo - pad) if lo >= 0 else lo - pad), hi + pad
 
 
 def _panel(draw, box, title, xs, series: dict[str, list[float]], font):

@@ -69,3 +69,11 @@ def test_benchmark_scores_each_best_weights_on_eval15(tmp_path, lol_root, small_
     # the same weights on the same images score the same
     assert bench["runs"]["a"]["psnr"] == bench["runs"]["b"]["psnr"]
     assert len(bench["runs"]["a"]["images"]) == 3
+
+
+def test_plot_axis_of_a_non_negative_series_stops_at_zero():
+    from tinymirnet.model.plots import _nice_range
+    lo, hi = _nice_range([1e-5, 2e-3])
+    assert lo == 0.0 and hi > 2e-3
+    lo, hi = _nice_range([-1.0, 1.0])
+    assert lo < -1.0
