@@ -319,7 +319,12 @@ def test_sim_command_serves_a_camera_dir_until_ctrl_c(tmp_path):
                     resize_to(read_rgb(camera / name), 160, 120)))
     finally:
         sim.send_signal(signal.SIGINT)
-        out, err = sim.communicate(timeout=20)
+        try:
+            out, err = sim.communicate(timeout=20)
+        except subprocess.TimeoutExpired:  # never leave a board process behind
+            sim.kill()
+            out, err = sim.communicate()
+            err = "did not stop within 20 s of Ctrl-C\n" + err
     assert sim.returncode == 0, err
     assert "virtual board stopped" in out
 
