@@ -62,9 +62,16 @@ def cmd_tiling_study(args) -> int:
     from tinymirnet.model.tiling_study import tiling_study
     tiling = load_tiling()
     enhancer, _, cfg = _load_enhancer(args.weights)
+    int8_model = None
+    if args.int8:
+        from tinymirnet.quantize.tflm import TflmModel
+        int8_model = TflmModel(args.int8.read_bytes())
+        if int8_model.input_shape[1] != tiling.tile + 2 * tiling.halo:
+            raise SystemExit(f"{args.int8}: model input {int8_model.input_shape[1]} is not tile + 2 * halo "
+                             f"({tiling.tile + 2 * tiling.halo})")
     tiling_study(args.data, enhancer, tiling.tile, tiling.halo, args.report,
                  meta={"weights": str(args.weights), "model": cfg.__dict__},
-                 split=args.split, val_percent=args.val_percent)
+                 split=args.split, val_percent=args.val_percent, int8_model=int8_model)
     return 0
 
 
@@ -215,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="eval15 (the benchmark, report only) or val (the training folder's validation "
                     "split: decide on this one)")
     ts.add_argument("--val-percent", type=float, default=10.0)
+    ts.add_argument("--int8", type=Path, default=None,
+                    help="also score this int8 .tflite tile by tile on TFLM, plain and with the thumbnail curve")
     ts.add_argument("--report", type=Path, required=True, help="report path; .json and .md are written")
     ts.set_defaults(func=cmd_tiling_study)
 

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,8 +75,9 @@ def test_tile_means_are_set_per_tile_and_channel():
 
 def test_tiling_study_report(lol_root, tiny_weights, tmp_path):
     from tinymirnet.host.cli import main
+    shipped_int8 = Path(__file__).resolve().parents[1] / "quantize" / "artifacts" / "tiny_mirnet_int8.tflite"
     assert main(["tiling-study", "--data", str(lol_root), "--weights", str(tiny_weights),
-                 "--report", str(tmp_path / "study.json")]) == 0
+                 "--int8", str(shipped_int8), "--report", str(tmp_path / "study.json")]) == 0
     report = json.loads((tmp_path / "study.json").read_text())
     m = report["meta"]
     assert m["images"] == 3
@@ -85,6 +87,11 @@ def test_tiling_study_report(lol_root, tiny_weights, tmp_path):
     assert abs(m["recovered_by_model_input_thumbnail_curve_db"]
                - (report["tiled_harmonized_model_input_thumbnail_curve"]["psnr"] - report["float_tiled"]["psnr"])) < 1e-9
     assert "Tiling loss" in (tmp_path / "study.md").read_text()
+    # the board's own pipeline: int8 tiles on TFLM, and the same with the thumbnail curve
+    assert abs(m["int8_recovered_by_model_input_thumbnail_curve_db"]
+               - (report["int8_tiled_harmonized_model_input_thumbnail_curve"]["psnr"]
+                  - report["int8_tiled"]["psnr"])) < 1e-9
+    assert report["int8_tiled"]["psnr"] > 5.0  # a real enhancement, not an empty frame
 
 
 def test_tiling_study_on_the_validation_split(lol_root, tiny_weights, tmp_path):
