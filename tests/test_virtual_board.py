@@ -319,12 +319,14 @@ def test_sim_command_serves_a_camera_dir_until_ctrl_c(tmp_path):
                     resize_to(read_rgb(camera / name), 160, 120)))
     finally:
         sim.send_signal(signal.SIGINT)
+        # It stops at once; the interpreter's teardown (TensorFlow's modules) then takes ~4 s
+        # on 2 loaded cores, and CI's cores are shared with the rest of the suite.
         try:
-            out, err = sim.communicate(timeout=20)
+            out, err = sim.communicate(timeout=90)
         except subprocess.TimeoutExpired:  # never leave a board process behind
             sim.kill()
             out, err = sim.communicate()
-            err = "did not stop within 20 s of Ctrl-C\n" + err
+            err = "did not stop within 90 s of Ctrl-C\n" + err
     assert sim.returncode == 0, err
     assert "virtual board stopped" in out
 
