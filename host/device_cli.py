@@ -578,8 +578,22 @@ def cmd_sim(args) -> int:
     return run_guarded(_sim, args)
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM stop a served board cleanly, even when the parent process
+    started it with those signals blocked or ignored (a supervisor, a background job)."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+
+
 def _sim(args) -> int:
     from .virtual_board import VirtualBoard
+    _stop_on_signals()
     board = VirtualBoard(camera_dir=args.camera_dir).start()
     try:
         info = board.info

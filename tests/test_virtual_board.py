@@ -294,7 +294,20 @@ def test_missing_and_busy_ports_are_one_clear_line(board, small_float_weights, c
 # `tinymirnet sim` and `devices`
 
 
-def test_sim_command_serves_a_camera_dir_until_ctrl_c(tmp_path):
+def _signal_state(pid: int) -> str:
+    """The signal masks and the threads' kernel wait channels of a process, for a failure
+    message."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+        masks = " ".join(l.replace("\t", "") for l in lines if l.startswith(("SigBlk", "SigIgn", "SigCgt")))
+        waits = [Path(t, "wchan").read_text() for t in Path(f"/proc/{pid}/task").iterdir()]
+        return f"{masks}; threads waiting in {waits}"
+    except OSError as e:
+        return f"no /proc state: {e}"
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_sim_command_serves_a_camera_dir_until_ctrl_c(tmp_path, stop_signal):
     camera = tmp_path / "camera"
     camera.mkdir()
     rng = np.random.default_rng(2)
@@ -318,15 +331,16 @@ def test_sim_command_serves_a_camera_dir_until_ctrl_c(tmp_path):
                 assert np.array_equal(raw, rgb888_to_rgb565(
                     resize_to(read_rgb(camera / name), 160, 120)))
     finally:
-        sim.send_signal(signal.SIGINT)
+        sim.send_signal(stop_signal)
         # It stops at once; the interpreter's teardown (TensorFlow's modules) then takes ~4 s
         # on 2 loaded cores, and CI's cores are shared with the rest of the suite.
         try:
             out, err = sim.communicate(timeout=90)
         except subprocess.TimeoutExpired:  # never leave a board process behind
+            status = _signal_state(sim.pid)
             sim.kill()
             out, err = sim.communicate()
-            err = "did not stop within 90 s of Ctrl-C\n" + err
+            err = f"did not stop within 90 s of Ctrl-C ({status})\n" + err
     assert sim.returncode == 0, err
     assert "virtual board stopped" in out
 
