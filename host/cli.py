@@ -64,11 +64,11 @@ def cmd_tiling_study(args) -> int:
     enhancer, _, cfg = _load_enhancer(args.weights)
     int8_model = None
     if args.int8:
-        from tinymirnet.quantize.tflm import TflmModel
-        int8_model = TflmModel(args.int8.read_bytes())
-        if int8_model.input_shape[1] != tiling.tile + 2 * tiling.halo:
-            raise SystemExit(f"{args.int8}: model input {int8_model.input_shape[1]} is not tile + 2 * halo "
-                             f"({tiling.tile + 2 * tiling.halo})")
+        from tinymirnet.quantize.tflm import load_tile_model
+        try:
+            int8_model = load_tile_model(args.int8, tiling.tile, tiling.halo)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}")
     tiling_study(args.data, enhancer, tiling.tile, tiling.halo, args.report,
                  meta={"weights": str(args.weights), "model": cfg.__dict__},
                  split=args.split, val_percent=args.val_percent, int8_model=int8_model)

@@ -83,21 +83,23 @@ def thumbnail(img: np.ndarray, width: int = THUMB_WIDTH) -> np.ndarray:
                      for c in range(img.shape[-1])], axis=-1)
 
 
-class _PerImage:
-    """Full-frame and tiled outputs of one image, computed once for all methods."""
+def pad_to_square(img: np.ndarray, side: int) -> np.ndarray:
+    """Edge-pads an image up to side x side, as the board's fixed-shape model takes it."""
+    h, w = img.shape[:2]
+    return np.pad(img, ((0, max(0, side - h)), (0, max(0, side - w)), (0, 0)), mode="edge")
 
-    def __init__(self, enhancer, tile: int, halo: int):
-        self.enhancer, self.tile, self.halo = enhancer, tile, halo
-        self.key, self.full, self.tiled = None, None, None
 
-    def __call__(self, low_u8: np.ndarray):
+def _per_image(compute):
+    """`compute(low_u8)` memoized for the last image: the methods of one study share it, and
+    `evaluate` calls them one image at a time."""
+    last = {"key": None, "value": None}
+
+    def cached(low_u8: np.ndarray):
         key = hashlib.sha1(low_u8.tobytes()).hexdigest()
-        if key != self.key:
-            lo = to_float(low_u8)
-            self.key = key
-            self.full = np.clip(self.enhancer.full_frame(lo), 0, 1)
-            self.tiled = np.clip(self.enhancer.tiled(lo, self.tile, self.halo), 0, 1)
-        return self.full, self.tiled
+        if key != last["key"]:
+            last["key"], last["value"] = key, compute(low_u8)
+        return last["value"]
+    return cached
 
 
 def int8_thumbnail_methods(tflm_model, tile: int, halo: int) -> dict:
@@ -107,19 +109,12 @@ def int8_thumbnail_methods(tflm_model, tile: int, halo: int) -> dict:
     input): exactly one extra inference of the shipped model per frame."""
     from tinymirnet.quantize.tflm import dequantize_pixels, int8_tiled, quantize_pixels
     width = tile + 2 * halo
-    cache = {"key": None, "tiled": None}
-
-    def tiled(lo):
-        key = hashlib.sha1(lo.tobytes()).hexdigest()
-        if key != cache["key"]:
-            cache["key"], cache["tiled"] = key, int8_tiled(tflm_model, lo, tile, halo).astype(np.float64) / 255.0
-        return cache["tiled"]
+    tiled = _per_image(lambda lo: int8_tiled(tflm_model, lo, tile, halo).astype(np.float64) / 255.0)
 
     def harmonized(lo):
         small = np.clip(np.round(thumbnail(lo.astype(np.float32), width)), 0, 255).astype(np.uint8)
         h, w = small.shape[:2]
-        padded = np.pad(small, ((0, max(0, width - h)), (0, max(0, width - w)), (0, 0)), mode="edge")
-        out_q = tflm_model.invoke(quantize_pixels(padded, tflm_model.input_quant))
+        out_q = tflm_model.invoke(quantize_pixels(pad_to_square(small, width), tflm_model.input_quant))
         small_out = dequantize_pixels(out_q, tflm_model.output_quant)[:h, :w] / 255.0
         curve = frame_tone_curve(to_float(lo), None, fit_on=(to_float(small), small_out))
         return np.clip(set_tile_means(tiled(lo), curve, tile), 0, 1)
@@ -128,7 +123,10 @@ def int8_thumbnail_methods(tflm_model, tile: int, halo: int) -> dict:
 
 
 def study_methods(enhancer, tile: int, halo: int) -> dict:
-    outputs = _PerImage(enhancer, tile, halo)
+    def full_and_tiled(low_u8):
+        lo = to_float(low_u8)
+        return np.clip(enhancer.full_frame(lo), 0, 1), np.clip(enhancer.tiled(lo, tile, halo), 0, 1)
+    outputs = _per_image(full_and_tiled)
 
     def harmonized(lo):
         _, tiled = outputs(lo)
@@ -146,8 +144,7 @@ def study_methods(enhancer, tile: int, halo: int) -> dict:
             small = thumbnail(to_float(lo), width)
             if square:
                 h, w = small.shape[:2]
-                padded = np.pad(small, ((0, max(0, width - h)), (0, max(0, width - w)), (0, 0)), mode="edge")
-                small_out = np.clip(enhancer.full_frame(padded), 0, 1)[:h, :w]
+                small_out = np.clip(enhancer.full_frame(pad_to_square(small, width)), 0, 1)[:h, :w]
             else:
                 small_out = np.clip(enhancer.full_frame(small), 0, 1)
             curve = frame_tone_curve(to_float(lo), None, fit_on=(small, small_out))

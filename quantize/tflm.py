@@ -27,6 +27,8 @@ class TflmModel:
     def __init__(self, flatbuffer: bytes, arena_size: int = PROBE_ARENA):
         from tflite_micro import runtime
         from .convert import check_not_degenerate
+        if flatbuffer[4:8] != b"TFL3":  # the TFLite flatbuffer file identifier
+            raise ValueError("not a TFLite model (no 'TFL3' file identifier)")
         check_not_degenerate(flatbuffer)  # TFLM abort()s the process on such a model
         self.flatbuffer = flatbuffer
         self.interpreter = runtime.Interpreter.from_bytes(flatbuffer, arena_size=arena_size)
@@ -147,11 +149,22 @@ def int8_tiled(model: TflmModel, low_u8: np.ndarray, tile: int, halo: int) -> np
     return dequantize_pixels(out_q, model.output_quant)
 
 
-def int8_method(tflite_path, tile: int, halo: int):
-    """An eval method: the int8 model tile by tile in the TFLM runtime."""
+def load_tile_model(tflite_path, tile: int, halo: int) -> TflmModel:
+    """The int8 model on TFLM, checked to take one tile plus its halo."""
     from pathlib import Path
-    model = TflmModel(Path(tflite_path).read_bytes())
+    try:
+        model = TflmModel(Path(tflite_path).read_bytes())
+    except OSError as e:
+        raise ValueError(f"{tflite_path}: cannot read it ({e.strerror})") from None
+    except ValueError as e:
+        raise ValueError(f"{tflite_path}: {e}") from None
     size = model.input_shape[1]
     if size != tile + 2 * halo:
         raise ValueError(f"{tflite_path}: model input {size} != tile {tile} + 2 * halo {halo}")
+    return model
+
+
+def int8_method(tflite_path, tile: int, halo: int):
+    """An eval method: the int8 model tile by tile in the TFLM runtime."""
+    model = load_tile_model(tflite_path, tile, halo)
     return lambda low: int8_tiled(model, low, tile, halo).astype(np.float32) / 255.0
