@@ -24,7 +24,9 @@ def cmd_train(args) -> int:
                           exclude=args.exclude, seed=args.seed, model=asdict(model_cfg),
                           init_weights=str(args.init or ""), loss_margin=args.loss_margin,
                           val_tiled=args.val_tiled, plateau_patience=args.plateau_patience,
-                          plateau_factor=args.plateau_factor)
+                          plateau_factor=args.plateau_factor,
+                          exposure_target=(model_cfg.exposure_target if args.exposure is None
+                                           else args.exposure))
     train(args.out, cfg, resume=args.resume)
     return 0
 
@@ -78,7 +80,7 @@ def cmd_tiling_study(args) -> int:
 def _load_enhancer(weights):
     from tinymirnet.model.inference import FloatEnhancer, load_model
     model, cfg = load_model(weights)
-    return FloatEnhancer(model), model, cfg
+    return FloatEnhancer(model, cfg.exposure_target), model, cfg
 
 
 def cmd_eval(args) -> int:
@@ -89,10 +91,12 @@ def cmd_eval(args) -> int:
     enhancer, model, cfg = _load_enhancer(args.weights)
     methods = {**baseline_methods(), **network_methods(enhancer, tiling.tile, tiling.halo)}
     meta = {"weights": str(args.weights), "model": cfg.__dict__, "params": count_params(model),
-            "macs_per_pixel": round(macs_per_pixel(cfg), 1), "tile": tiling.tile, "halo": tiling.halo}
+            "macs_per_pixel": round(macs_per_pixel(cfg), 1), "tile": tiling.tile, "halo": tiling.halo,
+            "exposure_target": cfg.exposure_target}
     if args.int8:
         from tinymirnet.quantize.tflm import int8_method
-        methods["tiny_mirnet_int8_tiled"] = int8_method(args.int8, tiling.tile, tiling.halo)
+        methods["tiny_mirnet_int8_tiled"] = int8_method(args.int8, tiling.tile, tiling.halo,
+                                                        exposure_target=tiling.exposure_target)
         meta["int8_model"] = str(args.int8)
     grid = args.grid or args.report.with_suffix(".png")
     evaluate(args.data, methods, report=args.report, grid=grid,
@@ -111,7 +115,7 @@ def cmd_enhance(args) -> int:
         from tinymirnet.host.device_cli import cmd_enhance_on_device
         return cmd_enhance_on_device(args)
     from PIL import Image
-    from tinymirnet.model.data import DataError, read_rgb, to_float, to_uint8
+    from tinymirnet.model.data import DataError, read_rgb, to_uint8
     from tinymirnet.model.files import atomic_save_image
     if not args.images and not args.sample:
         print("error: give IMAGE files or --sample", file=sys.stderr)
@@ -127,7 +131,7 @@ def cmd_enhance(args) -> int:
     for src, img in jobs:
         try:
             img = read_rgb(src) if img is None else img
-            out = to_uint8(enhancer.full_frame(to_float(img)))
+            out = to_uint8(enhancer.enhance(img))
             dst = atomic_save_image(Image.fromarray(out), _output_path(src, args.out))
             print(f"{src} -> {dst}")
         except DataError as e:
@@ -138,11 +142,11 @@ def cmd_enhance(args) -> int:
 
 def cmd_quantize(args) -> int:
     from tinymirnet.quantize.budget import BudgetError
-    from tinymirnet.quantize.pipeline import run_quantize
+    from tinymirnet.quantize.pipeline import ExposureMismatch, run_quantize
     try:
         r = run_quantize(args.data, args.weights, sparsity=args.sparsity, finetune_steps=args.steps,
                          eval_limit=args.limit)
-    except BudgetError as e:
+    except (BudgetError, ExposureMismatch) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     q = r["quality"]
@@ -198,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--loss-margin", type=int, default=0,
                    help="leave this many border pixels out of the loss (the halo, when training on tiles)")
     t.add_argument("--val-tiled", action="store_true", help="validate tile by tile (model/tiling.json)")
+    t.add_argument("--exposure", type=int, default=None,
+                   help="normalise every low-light frame to this mean (8-bit units) before cropping, "
+                        "as the board does (model/tiling.json: exposure_target); 0: off "
+                        "(default: the --init weights' setting, else off)")
     t.set_defaults(func=cmd_train)
 
     from tinymirnet.model.paths import DEFAULT_WEIGHTS

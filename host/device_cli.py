@@ -331,10 +331,10 @@ def score_frame(raw888: np.ndarray, enhanced, host: HostModel, enhancer) -> tupl
     from tinymirnet.quantize.tflm import int8_tiled
     t = host.tiling
     started = time.perf_counter()
-    host_int8 = int8_tiled(host.tflm, raw888, t.tile, t.halo)
+    host_int8 = int8_tiled(host.tflm, raw888, t.tile, t.halo, exposure_target=t.exposure_target)
     int8_s = time.perf_counter() - started
     started = time.perf_counter()
-    float_img = np.clip(enhancer.tiled(to_float(raw888), t.tile, t.halo), 0.0, 1.0)
+    float_img = enhancer.enhance(raw888, t.tile, t.halo)
     float_s = time.perf_counter() - started
     device = enhanced.image
     diff = np.abs(device.astype(np.int16) - host_int8.astype(np.int16))
@@ -438,15 +438,14 @@ _enhancers: dict[tuple, Any] = {}
 def _load_enhancer(weights: Path):
     """The float network, built once per weights file and process (building it costs
     seconds; several commands in one process, e.g. the tests, share it)."""
-    from tinymirnet.model.inference import FloatEnhancer, config_path_for, load_model
+    from tinymirnet.model.inference import FloatEnhancer, config_path_for
     weights = Path(weights).resolve()
     config = config_path_for(weights)
     key = (weights, weights.stat().st_mtime_ns,
            config.stat().st_mtime_ns if config.is_file() else None)
     if key not in _enhancers:
-        model, _ = load_model(weights)
         _enhancers.clear()
-        _enhancers[key] = FloatEnhancer(model)
+        _enhancers[key] = FloatEnhancer.load(weights)
     return _enhancers[key]
 
 

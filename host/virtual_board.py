@@ -85,7 +85,8 @@ class _SimConfig(ctypes.Structure):
     _fields_ = [(name, ctypes.c_uint32) for name in (
         "protocol_version", "frame_width", "frame_height", "tile_size", "halo",
         "model_input_size", "tile_count", "max_payload", "frame_gap_timeout_us",
-        "frame_buffer_bytes", "tile_io_bytes", "protocol_buffer_bytes", "device_object_bytes")]
+        "frame_buffer_bytes", "tile_io_bytes", "protocol_buffer_bytes", "device_object_bytes",
+        "exposure_target")]
 
 
 def _sim_inputs() -> list[Path]:

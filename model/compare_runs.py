@@ -135,15 +135,14 @@ def compare_runs(run_dirs: list[Path], report: Path, data: Path | None = None, l
 
 def _benchmark(runs: list[dict], data: Path, log) -> dict:
     import numpy as np
-    from .data import resolve_split, to_float
+    from .data import resolve_split
     from .evaluate import evaluate
     from .inference import FloatEnhancer, load_model
     methods = {}
     for r in runs:
         weights = Path(r["path"]) / "best.weights.h5"
-        model, _ = load_model(weights, Path(r["path"]) / "best.json")
-        enhancer = FloatEnhancer(model)
-        methods[r["name"]] = lambda lo, e=enhancer: np.clip(e.full_frame(to_float(lo)), 0, 1)
+        enhancer = FloatEnhancer.load(weights, Path(r["path"]) / "best.json")
+        methods[r["name"]] = enhancer.enhance
     result = evaluate(data, methods, log=log)
     split = resolve_split(data, "eval")
     return {"split": split.name, "images": result["meta"]["images"],

@@ -30,10 +30,11 @@ def baseline_methods() -> dict[str, Method]:
 
 
 def network_methods(enhancer, tile: int, halo: int) -> dict[str, Method]:
-    """The float network on the whole frame and tile by tile (tile + halo as on the board)."""
+    """The float network on the whole frame and tile by tile (tile + halo as on the board),
+    each after the exposure normalisation the weights were trained with."""
     return {
-        "tiny_mirnet_float_full": lambda lo: np.clip(enhancer.full_frame(to_float(lo)), 0, 1),
-        "tiny_mirnet_float_tiled": lambda lo: np.clip(enhancer.tiled(to_float(lo), tile, halo), 0, 1),
+        "tiny_mirnet_float_full": enhancer.enhance,
+        "tiny_mirnet_float_tiled": lambda lo: enhancer.enhance(lo, tile, halo),
     }
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from .data import to_float
+from .exposure import normalize_exposure
 from .paths import DEFAULT_WEIGHTS
 from .network import SIZE_MULTIPLE, MirnetConfig, build_mirnet
 from .tiling import run_tiled
@@ -32,11 +34,31 @@ def load_model(weights: str | Path = DEFAULT_WEIGHTS, config: str | Path | None 
 
 
 class FloatEnhancer:
-    """Calls a fully convolutional model with one compiled function per input shape."""
+    """Calls a fully convolutional model with one compiled function per input shape.
 
-    def __init__(self, model):
+    `enhance` is the whole pipeline on an 8-bit frame: the exposure normalisation the weights
+    were trained with, then the network whole or tile by tile, clipped to [0, 1].
+    `full_frame` and `tiled` run the network alone on a float image."""
+
+    def __init__(self, model, exposure_target: int = 0):
         self.model = model
+        self.exposure_target = exposure_target
         self._fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+    @classmethod
+    def load(cls, weights: str | Path = DEFAULT_WEIGHTS, config: str | Path | None = None) -> "FloatEnhancer":
+        model, cfg = load_model(weights, config)
+        return cls(model, cfg.exposure_target)
+
+    def prepare(self, low_u8: np.ndarray) -> np.ndarray:
+        """The network's input for an 8-bit frame: exposure-normalised, float in [0, 1]."""
+        return to_float(normalize_exposure(low_u8, self.exposure_target))
+
+    def enhance(self, low_u8: np.ndarray, tile: int | None = None, halo: int = 0) -> np.ndarray:
+        """The float pipeline on an 8-bit HxWx3 frame: whole, or tile by tile with `tile`."""
+        x = self.prepare(low_u8)
+        out = self.full_frame(x) if tile is None else self.tiled(x, tile, halo)
+        return np.clip(out, 0.0, 1.0)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self._fn(tf.convert_to_tensor(batch, tf.float32)).numpy()

@@ -38,6 +38,9 @@ class MirnetConfig:
     attention_reduction: int = 4  # channel attention squeeze: C -> max(2, C // r)
     skff_reduction: int = 2  # SKFF squeeze: C -> max(4, C // r)
     spatial_kernel: int = 5  # spatial attention conv kernel
+    # Not a layer: the frame exposure normalisation the weights were trained with
+    # (model/exposure.py); 0 = none. Saved with the weights so that they are always fed alike.
+    exposure_target: int = 0
 
     def stream_channels(self) -> list[int]:
         return [max(1, round(self.channels * self.growth**k)) for k in range(NUM_STREAMS)]

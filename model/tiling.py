@@ -3,7 +3,8 @@
 A frame of W x H is cut into a grid of ceil(W/tile) x ceil(H/tile) tiles, row-major. Tile
 (i, j) owns the output pixels [x0, min(x0+tile, W)) x [y0, min(y0+tile, H)), x0 = i*tile; the
 network sees the square [x0-halo, x0+tile+halo) around it, with coordinates outside the frame
-clamped to its edge (edge replication). The firmware's tiler does exactly the same.
+clamped to its edge (edge replication). The firmware's tiler does exactly the same. Before
+tiling, the whole frame is scaled to a fixed mean brightness (model/exposure.py).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class TilingConfig:
     frame_width: int
     frame_height: int
     frame_name: str = "QQVGA"
+    exposure_target: int = 0  # model/exposure.py; 0 = frames go to the tiler unchanged
 
     @property
     def model_input(self) -> int:
@@ -38,7 +40,8 @@ class TilingConfig:
         return -(-self.frame_height // self.tile)
 
     def with_geometry(self, tile: int, halo: int) -> "TilingConfig":
-        return TilingConfig(tile, halo, self.frame_width, self.frame_height, self.frame_name)
+        return TilingConfig(tile, halo, self.frame_width, self.frame_height, self.frame_name,
+                            self.exposure_target)
 
 
 def load_tiling(path: str | Path = CONFIG_PATH, frame: str | None = None) -> TilingConfig:
@@ -47,7 +50,10 @@ def load_tiling(path: str | Path = CONFIG_PATH, frame: str | None = None) -> Til
     if name not in d["frame_sizes"]:
         raise ValueError(f"unknown frame size '{name}' (known: {', '.join(d['frame_sizes'])})")
     w, h = d["frame_sizes"][name]
-    return TilingConfig(int(d["tile"]), int(d["halo"]), int(w), int(h), name)
+    target = int(d.get("exposure_target", 0))
+    if not 0 <= target <= 255:
+        raise ValueError(f"{path}: exposure_target {target} is outside 0..255")
+    return TilingConfig(int(d["tile"]), int(d["halo"]), int(w), int(h), name, target)
 
 
 @dataclass(frozen=True)

@@ -102,52 +102,55 @@ def _per_image(compute):
     return cached
 
 
-def int8_thumbnail_methods(tflm_model, tile: int, halo: int) -> dict:
+def int8_thumbnail_methods(tflm_model, tile: int, halo: int, exposure_target: int = 0) -> dict:
     """The board's own numbers: the int8 model tile by tile on the TFLM kernels, and the same
     with its tile means set from a curve fitted on the int8 model's output for a thumbnail
     of the frame (uint8, box-filtered to the model's input width, edge-padded to its square
     input): exactly one extra inference of the shipped model per frame."""
+    from tinymirnet.model.exposure import normalize_exposure
     from tinymirnet.quantize.tflm import dequantize_pixels, int8_tiled, quantize_pixels
     width = tile + 2 * halo
-    tiled = _per_image(lambda lo: int8_tiled(tflm_model, lo, tile, halo).astype(np.float64) / 255.0)
+    tiled = _per_image(lambda lo: int8_tiled(tflm_model, lo, tile, halo, exposure_target=exposure_target).astype(np.float64) / 255.0)
 
     def harmonized(lo):
+        tiled_out = tiled(lo)
+        lo = normalize_exposure(lo, exposure_target)  # what the board's tiler sees
         small = np.clip(np.round(thumbnail(lo.astype(np.float32), width)), 0, 255).astype(np.uint8)
         h, w = small.shape[:2]
         out_q = tflm_model.invoke(quantize_pixels(pad_to_square(small, width), tflm_model.input_quant))
         small_out = dequantize_pixels(out_q, tflm_model.output_quant)[:h, :w] / 255.0
         curve = frame_tone_curve(to_float(lo), None, fit_on=(to_float(small), small_out))
-        return np.clip(set_tile_means(tiled(lo), curve, tile), 0, 1)
+        return np.clip(set_tile_means(tiled_out, curve, tile), 0, 1)
 
     return {"int8_tiled": tiled, "int8_tiled_harmonized_model_input_thumbnail_curve": harmonized}
 
 
 def study_methods(enhancer, tile: int, halo: int) -> dict:
     def full_and_tiled(low_u8):
-        lo = to_float(low_u8)
+        lo = enhancer.prepare(low_u8)
         return np.clip(enhancer.full_frame(lo), 0, 1), np.clip(enhancer.tiled(lo, tile, halo), 0, 1)
     outputs = _per_image(full_and_tiled)
 
     def harmonized(lo):
         _, tiled = outputs(lo)
-        return np.clip(set_tile_means(tiled, frame_tone_curve(to_float(lo), tiled), tile), 0, 1)
+        return np.clip(set_tile_means(tiled, frame_tone_curve(enhancer.prepare(lo), tiled), tile), 0, 1)
 
     def full_curve_oracle(lo):
         full, tiled = outputs(lo)
-        return np.clip(set_tile_means(tiled, frame_tone_curve(to_float(lo), full), tile), 0, 1)
+        return np.clip(set_tile_means(tiled, frame_tone_curve(enhancer.prepare(lo), full), tile), 0, 1)
 
     def thumbnail_curve(width, square: bool = False):
         """`square`: edge-pad the thumbnail to width² before the network, as the board's
         fixed-shape model would see it, and keep the thumbnail's own pixels of the output."""
         def method(lo):
             _, tiled = outputs(lo)
-            small = thumbnail(to_float(lo), width)
+            small = thumbnail(enhancer.prepare(lo), width)
             if square:
                 h, w = small.shape[:2]
                 small_out = np.clip(enhancer.full_frame(pad_to_square(small, width)), 0, 1)[:h, :w]
             else:
                 small_out = np.clip(enhancer.full_frame(small), 0, 1)
-            curve = frame_tone_curve(to_float(lo), None, fit_on=(small, small_out))
+            curve = frame_tone_curve(enhancer.prepare(lo), None, fit_on=(small, small_out))
             return np.clip(set_tile_means(tiled, curve, tile), 0, 1)
         return method
 
@@ -187,7 +190,7 @@ def tiling_study(data: str | Path, enhancer, tile: int, halo: int, report: Path,
     pairs, name = study_pairs(data, split, val_percent)
     methods = study_methods(enhancer, tile, halo)
     if int8_model is not None:
-        methods.update(int8_thumbnail_methods(int8_model, tile, halo))
+        methods.update(int8_thumbnail_methods(int8_model, tile, halo, enhancer.exposure_target))
     result = evaluate(data, methods, meta=meta, log=log, pairs=pairs, dataset_name=name)
     full, tiled = result["float_full"]["psnr"], result["float_tiled"]["psnr"]
     oracle = result["tiled_with_full_frame_tile_means_oracle"]["psnr"]

@@ -14,13 +14,14 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from .exposure import normalize_exposure
 from .data import crop_dataset, find_pairs, load_pairs, resolve_split, split_train_val, to_float
 from .files import atomic_save_weights, atomic_write_json, atomic_write_text
 from .inference import FloatEnhancer
@@ -53,6 +54,9 @@ class TrainConfig:
     init_weights: str = ""
     loss_margin: int = 0
     val_tiled: bool = False
+    # Frame exposure normalisation (model/exposure.py) applied to every low-light frame before
+    # cropping; 0 = off. The shipped pipeline reads its target from model/tiling.json.
+    exposure_target: int = 0
 
 
 class LearningRate:
@@ -186,12 +190,17 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(cfg_path, asdict(cfg))
 
-    model_cfg = MirnetConfig.from_dict(cfg.model)
+    model_cfg = replace(MirnetConfig.from_dict(cfg.model), exposure_target=cfg.exposure_target)
     split = resolve_split(cfg.data, "train")
     train_pairs, val_pairs = split_train_val(find_pairs(split, tuple(cfg.exclude)), cfg.val_percent)
     log(f"data: {split} -> {len(train_pairs)} training pairs, {len(val_pairs)} validation pairs")
     train_low, train_high = load_pairs(train_pairs)
-    val_low, val_high = (center_crop(list(a), VAL_CROP) for a in load_pairs(val_pairs))
+    val_low, val_high = load_pairs(val_pairs)
+    if cfg.exposure_target:
+        log(f"exposure: every low-light frame normalised to mean {cfg.exposure_target}")
+        train_low = [normalize_exposure(im, cfg.exposure_target) for im in train_low]
+        val_low = [normalize_exposure(im, cfg.exposure_target) for im in val_low]
+    val_low, val_high = center_crop(val_low, VAL_CROP), center_crop(val_high, VAL_CROP)
 
     model = build_mirnet(model_cfg)
     if cfg.init_weights and not resume:

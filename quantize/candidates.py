@@ -69,7 +69,7 @@ def measure_candidate(c: Candidate, frame_w: int, frame_h: int, flatbuffer: byte
             "budget_problems": budget_violations(m), "fits": not budget_violations(m)}
 
 
-def int8_tiled_psnr(c: Candidate, flatbuffer: bytes, data_dir) -> dict:
+def int8_tiled_psnr(c: Candidate, flatbuffer: bytes, data_dir, exposure_target: int = 0) -> dict:
     """Quality of a trained candidate: its int8 model run tile by tile on TFLM over eval15."""
     import numpy as np
     from tinymirnet.model.data import find_pairs, load_pair, resolve_split, to_float
@@ -79,7 +79,8 @@ def int8_tiled_psnr(c: Candidate, flatbuffer: bytes, data_dir) -> dict:
     scores = []
     for pair in find_pairs(resolve_split(data_dir, "eval")):
         low, high = load_pair(pair)
-        scores.append(psnr(to_float(int8_tiled(tflm, low, c.tile, c.halo)), to_float(high)))
+        out = int8_tiled(tflm, low, c.tile, c.halo, exposure_target=exposure_target)
+        scores.append(psnr(to_float(out), to_float(high)))
     return {"int8_tiled_psnr": float(np.mean(scores)), "psnr_images": len(scores)}
 
 
@@ -91,14 +92,15 @@ def _measure_in_child(args):
         return {**measure_candidate(candidate, frame_w, frame_h), "measured_with": "random weights"}
     from tinymirnet.model.inference import load_model
     from .convert import fixed_shape_model, representative_tiles
-    model, _ = load_model(weights)
+    model, cfg = load_model(weights)
     # One conversion (trained weights, LoL calibration) serves both the costs and the PSNR.
     flatbuffer = convert_int8(fixed_shape_model(model, candidate.model_config, candidate.input_size),
-                              representative_tiles(data_dir, candidate.input_size))
+                              representative_tiles(data_dir, candidate.input_size,
+                                                   exposure_target=cfg.exposure_target))
     row = measure_candidate(candidate, frame_w, frame_h, flatbuffer)
     row["measured_with"] = "trained weights"
     if row["fits"]:
-        row.update(int8_tiled_psnr(candidate, flatbuffer, data_dir))
+        row.update(int8_tiled_psnr(candidate, flatbuffer, data_dir, cfg.exposure_target))
     return row
 
 

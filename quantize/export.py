@@ -118,6 +118,10 @@ constexpr int kTilesY = {t.tiles_y};            // ceil(kFrameHeight / kTileSize
 constexpr int kTileCount = kTilesX * kTilesY;
 static_assert(kModelInputSize == kTileSize + 2 * kHalo, "tile geometry");
 
+// Exposure normalisation (model/exposure.py, pixels.h): every frame is scaled to this mean
+// brightness in 8-bit units with one gain before tiling; 0 = frames go in unchanged.
+constexpr uint32_t kExposureTarget = {t.exposure_target};
+
 // Quantization of the model's int8 input and output: real = scale * (q - zero_point),
 // with real pixel values in [0, 1].
 constexpr float kInputScale = {_cfloat(info.input_quant.scale)};

@@ -16,6 +16,7 @@ import numpy as np
 from tinymirnet.model.data import (crop_dataset, find_pairs, load_pairs, resolve_split, split_train_val,
                                    to_float)
 from tinymirnet.model.evaluate import evaluate
+from tinymirnet.model.exposure import normalize_exposure
 from tinymirnet.model.files import atomic_save_weights, atomic_write_bytes, atomic_write_json, atomic_write_text
 from tinymirnet.model.inference import FloatEnhancer, load_model
 from tinymirnet.model.network import conv_macs, count_params
@@ -52,10 +53,15 @@ def verify_bit_exact(flatbuffer: bytes, tiles_u8: list[np.ndarray]) -> dict:
             "bit_exact": differing == 0}
 
 
+class ExposureMismatch(ValueError):
+    """The weights were trained for another exposure normalisation than model/tiling.json's."""
+
+
 def eval_tiles(data_dir, tiling: TilingConfig, count: int = 64) -> list[np.ndarray]:
-    """Tile inputs (with halo) cut from eval15 low-light frames, spread over all images."""
+    """Tile inputs (with halo) cut from eval15 low-light frames (exposure-normalised as on the
+    board), spread over all images."""
     pairs = find_pairs(resolve_split(data_dir, "eval"))
-    lows, _ = load_pairs(pairs)
+    lows = [normalize_exposure(low, tiling.exposure_target) for low in load_pairs(pairs)[0]]
     tiles = [x for low in lows for _, x in iter_tiles(low, tiling.tile, tiling.halo)]
     step = max(1, len(tiles) // count)
     return tiles[::step][:count]
@@ -69,6 +75,11 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
     tiling = load_tiling()
     size = tiling.model_input
     float_model, cfg = load_model(weights)
+    if cfg.exposure_target != tiling.exposure_target:
+        raise ExposureMismatch(
+            f"{weights}: trained with exposure_target {cfg.exposure_target}, but "
+            f"model/tiling.json sets {tiling.exposure_target}: the board would feed the model "
+            f"frames it was not trained on (retrain, or set exposure_target to {cfg.exposure_target})")
     report: dict = {"weights": str(weights), "model": asdict(cfg), "tiling": asdict(tiling),
                     "params": count_params(float_model)}
 
@@ -76,6 +87,7 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
     crop = finetune_crop or size
     train_pairs, _ = split_train_val(find_pairs(resolve_split(data_dir, "train")))
     lows, highs = load_pairs(train_pairs)
+    lows = [normalize_exposure(low, tiling.exposure_target) for low in lows]
     data = crop_dataset(lows, highs, crop, finetune_batch, finetune_steps, seed=1234).repeat()
     margin = tiling.halo if crop == size else 0
     log(f"pruning to {sparsity:.0%} sparsity: {finetune_steps} steps of {finetune_batch} {crop}x{crop} crops"
@@ -84,7 +96,7 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
     del lows, highs
 
     # 2. int8 conversion of the pruned model, float baseline converted too for the report.
-    calib = representative_tiles(data_dir, size)
+    calib = representative_tiles(data_dir, size, exposure_target=tiling.exposure_target)
     log(f"converting to int8 at {size}x{size} with {len(calib)} calibration tiles")
     flatbuffer = convert_int8(fixed_shape_model(pruned, cfg, size), calib)
     dense_flatbuffer = convert_int8(fixed_shape_model(float_model, cfg, size), calib)
@@ -126,12 +138,13 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
 
     # 5. The quality ladder on eval15, tile by tile like the board.
     log("evaluating the ladder on eval15 (float / pruned float / int8 on TFLM, tiled)")
-    float_enh, pruned_enh = FloatEnhancer(float_model), FloatEnhancer(pruned)
+    target = tiling.exposure_target
+    float_enh, pruned_enh = FloatEnhancer(float_model, target), FloatEnhancer(pruned, target)
     methods = {
-        "tiny_mirnet_float_full": lambda lo: np.clip(float_enh.full_frame(to_float(lo)), 0, 1),
-        "tiny_mirnet_float_tiled": lambda lo: np.clip(float_enh.tiled(to_float(lo), tiling.tile, tiling.halo), 0, 1),
-        "tiny_mirnet_pruned_tiled": lambda lo: np.clip(pruned_enh.tiled(to_float(lo), tiling.tile, tiling.halo), 0, 1),
-        "tiny_mirnet_int8_tiled": lambda lo: int8_tiled(tflm, lo, tiling.tile, tiling.halo) / np.float32(255.0),
+        "tiny_mirnet_float_full": float_enh.enhance,
+        "tiny_mirnet_float_tiled": lambda lo: float_enh.enhance(lo, tiling.tile, tiling.halo),
+        "tiny_mirnet_pruned_tiled": lambda lo: pruned_enh.enhance(lo, tiling.tile, tiling.halo),
+        "tiny_mirnet_int8_tiled": lambda lo: int8_tiled(tflm, lo, tiling.tile, tiling.halo, exposure_target=target) / np.float32(255.0),
     }
     ladder = evaluate(data_dir, methods, limit=eval_limit, log=log)
     report["quality"] = {k: {"psnr": v["psnr"], "ssim": v["ssim"]} for k, v in ladder.items() if k != "meta"}

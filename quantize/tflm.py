@@ -137,10 +137,14 @@ def _round_half_away(x: np.ndarray) -> np.ndarray:
     return np.sign(x) * np.floor(np.abs(x) + 0.5)
 
 
-def int8_tiled(model: TflmModel, low_u8: np.ndarray, tile: int, halo: int) -> np.ndarray:
-    """The board's pipeline on the host: uint8 frame -> int8 tiles -> TFLM -> uint8 frame."""
+def int8_tiled(model: TflmModel, low_u8: np.ndarray, tile: int, halo: int, *,
+               exposure_target: int) -> np.ndarray:
+    """The board's pipeline on the host: uint8 frame -> exposure gain (model/exposure.py) ->
+    int8 tiles -> TFLM -> uint8 frame. `exposure_target` has no default: it must be the one
+    the board uses (model/tiling.json), so every caller says which."""
+    from tinymirnet.model.exposure import normalize_exposure
     from tinymirnet.model.tiling import run_tiled
-    q_in = quantize_pixels(low_u8, model.input_quant)
+    q_in = quantize_pixels(normalize_exposure(low_u8, exposure_target), model.input_quant)
 
     def infer(batch):
         return np.stack([model.invoke(t) for t in batch])
@@ -164,7 +168,7 @@ def load_tile_model(tflite_path, tile: int, halo: int) -> TflmModel:
     return model
 
 
-def int8_method(tflite_path, tile: int, halo: int):
+def int8_method(tflite_path, tile: int, halo: int, *, exposure_target: int):
     """An eval method: the int8 model tile by tile in the TFLM runtime."""
     model = load_tile_model(tflite_path, tile, halo)
-    return lambda low: int8_tiled(model, low, tile, halo).astype(np.float32) / 255.0
+    return lambda low: int8_tiled(model, low, tile, halo, exposure_target=exposure_target).astype(np.float32) / 255.0

@@ -67,8 +67,11 @@ def config(sim_lib) -> SimConfig:
     return config
 
 
-def pattern_frame(width: int, height: int, seed: int = 1) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 0x10000, (height, width), dtype=np.uint16)
+def pattern_frame(width: int, height: int, seed: int = 1, dark: bool = False) -> np.ndarray:
+    """Random RGB565 pixels; `dark` keeps the low 3/4/3 bits of R/G/B (a low-light frame, so
+    that the device's exposure gain is well above one)."""
+    frame = np.random.default_rng(seed).integers(0, 0x10000, (height, width), dtype=np.uint16)
+    return frame & np.uint16(0x39E7) if dark else frame
 
 
 class SimBoard:
@@ -204,8 +207,12 @@ def output_table(scale: float, zero_point: int) -> np.ndarray:
 
 
 def expected_identity_enhancement(frame_rgb565: np.ndarray, info) -> np.ndarray:
-    """What the device returns with a model that copies its input to its output."""
+    """What the device returns with a model that copies its input to its output: the frame
+    after its exposure gain (model/exposure.py, target from model/tiling.json), quantized."""
+    from tinymirnet.model.exposure import normalize_exposure
+    from tinymirnet.model.tiling import load_tiling
     rgb = protocol.rgb565_to_rgb888(frame_rgb565, info.frame_width, info.frame_height)
+    rgb = normalize_exposure(rgb, load_tiling().exposure_target)
     q = input_table(info.input_scale, info.input_zero_point)[rgb]
     return output_table(info.output_scale, info.output_zero_point)[q.astype(np.int16) + 128]
 
@@ -332,6 +339,34 @@ def test_cpp_decodes_python_frames(sim_lib):
                                                                    frame.payload)
 
 
+def test_exposure_gain_matches_python_bit_for_bit(sim_lib, config, board):
+    """The C++ gain and exposed input table (pixels.h) equal model/exposure.py on frames from
+    black to bright, and the compiled target is model/tiling.json's."""
+    from tinymirnet.model.exposure import apply_gain_q8, exposure_gain_q8
+    from tinymirnet.model.tiling import load_tiling
+    assert config.exposure_target == load_tiling().exposure_target
+    sim_lib.tmn_exposure_gain_q8.restype = ctypes.c_uint32
+    sim_lib.tmn_exposure_gain_q8.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32]
+    rng = np.random.default_rng(3)
+    gains = set()
+    for k, mask in enumerate([0x0000, 0x0821, 0x18E3, 0x39E7, 0x7BEF, 0xFFFF] * 2):
+        frame = rng.integers(0, 0x10000, (12, 16), dtype=np.uint16) & np.uint16(mask)
+        rgb = protocol.rgb565_to_rgb888(frame, 16, 12)
+        for target in (0, 60, 120, 255):
+            cpp = sim_lib.tmn_exposure_gain_q8(frame.ctypes.data, frame.size, target)
+            py = exposure_gain_q8(rgb, target) if target else 256
+            assert cpp == py, (k, mask, target)
+            gains.add(cpp)
+    assert {256, 32 * 256} < gains and len(gains) > 6  # clamps and free gains all exercised
+    info = connect(board).hello()
+    info_input = input_table(info.input_scale, info.input_zero_point)
+    for gain in (256, 300, 1000, 1920, 8192):
+        table = (ctypes.c_int8 * 256)()
+        sim_lib.tmn_exposed_input_table(gain, table)
+        expected = info_input[apply_gain_q8(np.arange(256, dtype=np.uint8), gain)]
+        assert list(table) == expected.tolist(), gain
+
+
 def test_quantization_tables_match_the_documented_formulas(sim_lib, board):
     info = connect(board).hello()
     cpp_input = (ctypes.c_int8 * 256)()
@@ -373,10 +408,11 @@ def test_capture_returns_raw_frame_and_enhanced_image(board):
     assert np.array_equal(link.read_frame(), board.frame)
 
 
-def test_enhance_uploads_a_frame(board):
+@pytest.mark.parametrize("dark", [False, True], ids=["normal", "low-light"])
+def test_enhance_uploads_a_frame(board, dark):
     link = connect(board)
     info = link.hello()
-    frame = pattern_frame(info.frame_width, info.frame_height, seed=5)
+    frame = pattern_frame(info.frame_width, info.frame_height, seed=5, dark=dark)
     result = link.enhance(frame)
     assert np.array_equal(result.image, expected_identity_enhancement(frame, info))
     tile = link.run_tile(info.tile_count - 1)

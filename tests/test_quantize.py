@@ -104,6 +104,7 @@ def test_ram_table_buffers_match_the_firmware_core(tmp_path):
 static_assert(tinymirnet::kFrameBufferBytes == {rows[0]}, "camera frame");
 static_assert(tinymirnet::kTileIoBytes == {rows[1]}, "tile I/O");
 static_assert(tinymirnet::kProtocolBufferBytes == {rows[2]}, "protocol buffers");
+static_assert(tinymirnet::kExposedTableBytes == {rows[3]}, "exposed input table");
 """)
     subprocess.run(["g++", "-std=c++17", "-fsyntax-only", f"-I{root / 'tinymirnet_core'}",
                     f"-I{root / 'tinymirnet_model'}", "sizes.cc"], cwd=tmp_path, check=True)

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from tinymirnet.model.network import MirnetConfig, build_mirnet
+from tinymirnet.model.tiling import load_tiling
 from tinymirnet.quantize import budget
 from tinymirnet.quantize.export import parse_c_array
 from tinymirnet.quantize.pipeline import INT8_NAME, run_quantize
@@ -14,10 +15,19 @@ from tinymirnet.quantize.pipeline import INT8_NAME, run_quantize
 @pytest.fixture
 def small_weights(tmp_path):
     import tf_keras as keras
-    keras.utils.set_random_seed(0)  # an unlucky random draw can leave a ReLU dead on calibration
-    cfg = MirnetConfig(channels=4)
+    keras.utils.set_random_seed(0)
+    # Trained (here: initialised) for the pipeline's exposure normalisation, as quantize checks.
+    cfg = MirnetConfig(channels=4, exposure_target=load_tiling().exposure_target)
     path = tmp_path / "small.weights.h5"
-    build_mirnet(cfg).save_weights(str(path))
+    model = build_mirnet(cfg)
+    # An untrained network's 2-channel attention squeezes (ReLU after a global pool) can be
+    # dead on every calibration tile, which the converter check rightly refuses; a small
+    # positive bias keeps them alive, as training does.
+    for layer in model.layers:
+        if layer.name.endswith("_squeeze"):
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel, bias + 0.05])
+    model.save_weights(str(path))
     (tmp_path / "small.json").write_text(cfg.to_json())
     return path
 
@@ -47,3 +57,15 @@ def test_quantize_pipeline_budget_failure_then_success(lol_root, small_weights, 
     assert saved["export"]["sha256"] == report["export"]["sha256"]
     assert "Projected device time" in (out / "quantize_report.md").read_text()
     assert not list(out.glob("*.tmp")) and not list(fw.glob(".*tmp*"))
+
+
+def test_quantize_refuses_weights_trained_for_another_exposure(lol_root, small_weights, tmp_path):
+    """Weights trained without (or with another) exposure normalisation would be fed frames
+    they never saw on the board: refused before anything is written, naming both values."""
+    other = json.loads(small_weights.with_name("small.json").read_text())
+    other["exposure_target"] = 0 if load_tiling().exposure_target else 100
+    small_weights.with_name("small.json").write_text(json.dumps(other))
+    out = tmp_path / "artifacts"
+    with pytest.raises(ValueError, match=r"trained with exposure_target \d+, but model/tiling.json sets"):
+        run_quantize(lol_root, small_weights, out_dir=out, firmware_dir=tmp_path, log=lambda *_: None)
+    assert not out.exists()

@@ -54,7 +54,13 @@ def expected(board, tflm) -> np.ndarray:
     """The host's int8 pipeline on the virtual camera's frame."""
     tiling = load_tiling()
     raw = rgb565_to_rgb888(board.camera.frames[0], tiling.frame_width, tiling.frame_height)
-    return int8_tiled(tflm, raw, tiling.tile, tiling.halo)
+    return host_int8(tflm, raw)
+
+
+def host_int8(tflm: TflmModel, raw888: np.ndarray) -> np.ndarray:
+    """The board's whole pipeline on the host (exposure gain, tiles, TFLM)."""
+    t = load_tiling()
+    return int8_tiled(tflm, raw888, t.tile, t.halo, exposure_target=t.exposure_target)
 
 
 def open_link(port: str, **options) -> Connection:
@@ -64,9 +70,12 @@ def open_link(port: str, **options) -> Connection:
 
 
 def host_tile(tflm: TflmModel, raw888: np.ndarray, tile) -> np.ndarray:
-    """TFLM on one tile's input, quantized and dequantized as the firmware's tables do."""
+    """TFLM on one tile's input, cut from the exposure-normalised frame, quantized and
+    dequantized as the firmware's tables do."""
+    from tinymirnet.model.exposure import normalize_exposure
     t = load_tiling()
-    x = quantize_pixels(tile_input(raw888, tile, t.tile, t.halo), tflm.input_quant)
+    frame = normalize_exposure(raw888, t.exposure_target)
+    x = quantize_pixels(tile_input(frame, tile, t.tile, t.halo), tflm.input_quant)
     y = dequantize_pixels(tflm.invoke(x), tflm.output_quant)
     return y[t.halo:t.halo + tile.h, t.halo:t.halo + tile.w]
 
@@ -98,7 +107,7 @@ def test_capture_over_pty_equals_host_tflm_tile_by_tile(board, tflm, expected):
             grid_tile.x, grid_tile.y, grid_tile.w, grid_tile.h)
         assert np.array_equal(device_tile.pixels(), host_tile(tflm, raw, grid_tile)), grid_tile
         assert device_tile.invoke_us > 0
-    assert np.array_equal(result.enhanced.image, int8_tiled(tflm, raw, tiling.tile, tiling.halo))
+    assert np.array_equal(result.enhanced.image, host_int8(tflm, raw))
     assert np.array_equal(result.enhanced.image, expected)
     assert result.enhanced.done.inference_us == result.enhanced.device_inference_us
 
@@ -112,7 +121,7 @@ def test_uploaded_frame_is_enhanced_bit_exactly(board, tflm):
         result = link.enhance(frame)
         assert np.array_equal(link.read_frame(), frame)
     raw = rgb565_to_rgb888(frame, tiling.frame_width, tiling.frame_height)
-    assert np.array_equal(result.image, int8_tiled(tflm, raw, tiling.tile, tiling.halo))
+    assert np.array_equal(result.image, host_int8(tflm, raw))
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,7 +150,7 @@ def test_cli_capture_on_the_virtual_board(tmp_path, small_float_weights, tflm, c
     device = np.asarray(Image.open(out / "device.png"))
     tiling = load_tiling()
     assert raw.shape == (120, 160, 3)
-    assert np.array_equal(device, int8_tiled(tflm, raw, tiling.tile, tiling.halo))
+    assert np.array_equal(device, host_int8(tflm, raw))
     assert Image.open(out / "side_by_side.png").size[0] > 3 * 160
 
 
@@ -168,7 +177,7 @@ def test_cli_enhance_uploads_images_to_the_virtual_board(tmp_path, small_float_w
     assert report["device_vs_host_int8"]["bit_exact"] and report["source_size"] == [200, 90]
     tiling = load_tiling()
     assert np.array_equal(np.asarray(Image.open(out / "wide" / "device.png")),
-                          int8_tiled(tflm, raw, tiling.tile, tiling.halo))
+                          host_int8(tflm, raw))
 
 
 # --------------------------------------------------------------------------------------------

@@ -87,6 +87,7 @@ void tmn_sim_get_config(tmn_sim_config* config) {
   config->tile_io_bytes = tinymirnet::kTileIoBytes;
   config->protocol_buffer_bytes = tinymirnet::kProtocolBufferBytes;
   config->device_object_bytes = sizeof(tinymirnet::Device);
+  config->exposure_target = tinymirnet::kExposureTarget;
 }
 
 int tmn_sim_create(const tmn_sim_ports* ports, const char* firmware_version) {
@@ -138,6 +139,16 @@ long tmn_decode_frame(const uint8_t* data, size_t size, uint8_t* type, uint16_t*
 
 void tmn_input_table(int8_t table[256]) {
   memcpy(table, tinymirnet::kInputTable.values, 256);
+}
+
+uint32_t tmn_exposure_gain_q8(const uint16_t* frame, size_t pixel_count, uint32_t target) {
+  return tinymirnet::exposure_gain_q8(frame, pixel_count, target);
+}
+
+void tmn_exposed_input_table(uint32_t gain_q8, int8_t table[256]) {
+  tinymirnet::InputQuantizationTable exposed;
+  tinymirnet::make_exposed_input_table(gain_q8, &exposed);
+  memcpy(table, exposed.values, 256);
 }
 
 void tmn_output_table(uint8_t table[256]) {

@@ -49,6 +49,8 @@ typedef struct tmn_sim_config {
   uint32_t tile_io_bytes;
   uint32_t protocol_buffer_bytes;
   uint32_t device_object_bytes;
+  /* Exposure normalisation target (0 = off), from model_settings.h. */
+  uint32_t exposure_target;
 } tmn_sim_config;
 
 void tmn_sim_get_config(tmn_sim_config* config);
@@ -71,6 +73,10 @@ long tmn_decode_frame(const uint8_t* data, size_t size, uint8_t* type, uint16_t*
                       uint8_t* payload, size_t capacity);
 void tmn_input_table(int8_t table[256]);
 void tmn_output_table(uint8_t table[256]);
+/* The exposure gain (Q8) of an RGB565 frame of `pixel_count` pixels, and the input table of
+ * a frame with gain `gain_q8` (pixels.h). */
+uint32_t tmn_exposure_gain_q8(const uint16_t* frame, size_t pixel_count, uint32_t target);
+void tmn_exposed_input_table(uint32_t gain_q8, int8_t table[256]);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,6 @@
 // RGB565 bit replication and the int8 quantization tables against their formulas.
 #include <math.h>
+#include <string.h>
 
 #include "pixels.h"
 #include "test_framework.h"
@@ -96,9 +97,53 @@ void check_identity_round_trip() {
   CHECK(within_one);
 }
 
+// The exposure gain follows its documented integer formula (pixels.h, model/exposure.py).
+void check_exposure_gain() {
+  static uint16_t frame[64];
+  // Uniform RGB888 (16, 16, 16): 120 * 256 / 16 = 1920 exactly.
+  for (uint16_t& p : frame) p = (2u << 11) | (4u << 5) | 2u;
+  CHECK_EQ(rgb565_to_rgb888(frame[0]).g, 16);
+  CHECK_EQ(exposure_gain_q8(frame, 64, 120), 1920u);
+  CHECK_EQ(apply_gain_q8(16, 1920), 120);
+  CHECK_EQ(exposure_gain_q8(frame, 64, 0), kGainOneQ8);  // target 0: off
+  // Half the pixels black: the mean halves, the gain doubles (3840).
+  for (int i = 0; i < 32; ++i) frame[i] = 0;
+  CHECK_EQ(exposure_gain_q8(frame, 64, 120), 3840u);
+  // Rounding: mean 16 * 63/64, gain 120 * 256 * 64 / (63 * 16) = 1950.48 -> 1950.
+  for (uint16_t& p : frame) p = (2u << 11) | (4u << 5) | 2u;
+  frame[0] = 0;
+  CHECK_EQ(exposure_gain_q8(frame, 64, 120), 1950u);
+  // Never darkens, at most 32x, and a black frame gets the largest gain.
+  for (uint16_t& p : frame) p = 0xFFFFu;
+  CHECK_EQ(exposure_gain_q8(frame, 64, 120), kGainOneQ8);
+  for (uint16_t& p : frame) p = (0u << 11) | (1u << 5) | 0u;  // G = 4
+  CHECK_EQ(exposure_gain_q8(frame, 64, 120), kMaxGainQ8);
+  for (uint16_t& p : frame) p = 0;
+  CHECK_EQ(exposure_gain_q8(frame, 64, 120), kMaxGainQ8);
+  CHECK_EQ(apply_gain_q8(255, kMaxGainQ8), 255);
+  CHECK_EQ(apply_gain_q8(0, kMaxGainQ8), 0);
+  CHECK_EQ(apply_gain_q8(3, 384), 5);  // 4.5 rounds up
+}
+
+// The exposed input table is the input table read at the gained pixel value.
+void check_exposed_input_table() {
+  InputQuantizationTable table;
+  make_exposed_input_table(kGainOneQ8, &table);
+  CHECK(memcmp(table.values, kInputTable.values, 256) == 0);
+  make_exposed_input_table(1000, &table);
+  bool matches = true;
+  for (int p = 0; p < 256; ++p) {
+    const uint32_t gained = (static_cast<uint32_t>(p) * 1000u + 128u) >> 8;
+    matches = matches && table.values[p] == quantize_input(gained > 255 ? 255 : gained);
+  }
+  CHECK(matches);
+}
+
 }  // namespace
 
 void pixel_tests() {
+  check_exposure_gain();
+  check_exposed_input_table();
   check_rgb565_known_values();
   check_rgb565_bit_replication();
   check_rounding_matches_lround();

@@ -269,7 +269,7 @@ void Device::handle_upload_chunk(const FrameHeader& header, const uint8_t* paylo
   if (offset + size > upload_received_) upload_received_ = offset + size;
   if (upload_received_ == kFrameBufferBytes) {
     upload_active_ = false;
-    frame_valid_ = true;
+    frame_ready();
   }
   accept_command(header);
 }
@@ -348,8 +348,14 @@ void Device::step_capture() {
     send_error(job_.seq, protocol::kErrorCameraFailed, "camera capture failed");
     return;
   }
-  frame_valid_ = true;
+  frame_ready();
   job_.step = job_.send_frame ? JobStep::kSendFrame : step_after_frame();
+}
+
+void Device::frame_ready() {
+  exposure_gain_q8_ = exposure_gain_q8(frame_, kFramePixels, kExposureTarget);
+  make_exposed_input_table(exposure_gain_q8_, &input_table_);
+  frame_valid_ = true;
 }
 
 Device::JobStep Device::step_after_frame() const {
@@ -434,7 +440,7 @@ void Device::send_frame_chunk(uint16_t seq, uint32_t offset, size_t length) {
 
 bool Device::send_tile(uint16_t seq, int index, uint32_t* invoke_us) {
   const TileRect tile = tile_rect(index);
-  extract_model_input(frame_, tile, model_input_);
+  extract_model_input(frame_, tile, input_table_, model_input_);
   const uint32_t start_us = clock_.micros();
   const Status status = model_.invoke(model_input_, model_output_);
   *invoke_us = clock_.micros() - start_us;

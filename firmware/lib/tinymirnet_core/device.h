@@ -32,7 +32,9 @@ constexpr uint32_t kFrameGapTimeoutUs = 200000;
 constexpr size_t kFrameBufferBytes = kFramePixels * sizeof(uint16_t);
 constexpr size_t kTileIoBytes = 2 * kModelTensorBytes;                 // model input + output
 constexpr size_t kProtocolBufferBytes = kMaxPayload + kMaxFrameBytes;  // receive + transmit
-constexpr size_t kDeviceBufferBytes = kFrameBufferBytes + kTileIoBytes + kProtocolBufferBytes;
+constexpr size_t kExposedTableBytes = sizeof(InputQuantizationTable);  // the frame's gain folded in
+constexpr size_t kDeviceBufferBytes =
+    kFrameBufferBytes + kTileIoBytes + kProtocolBufferBytes + kExposedTableBytes;
 
 // INFO status flags.
 constexpr uint8_t kStatusCameraReady = 0x01;
@@ -109,6 +111,8 @@ class Device {
   void send_error(uint16_t seq, uint16_t code, TextParts... text);
 
   uint8_t* frame_bytes() { return reinterpret_cast<uint8_t*>(frame_); }
+  // frame_ is complete: measures its exposure gain and builds its input table.
+  void frame_ready();
 
   Link& link_;
   Camera& camera_;
@@ -128,6 +132,8 @@ class Device {
   Job job_ = {};
 
   uint16_t frame_[kFramePixels];
+  uint32_t exposure_gain_q8_ = kGainOneQ8;  // of the frame in frame_ (pixels.h)
+  InputQuantizationTable input_table_ = {};  // kInputTable with that gain folded in
   int8_t model_input_[kModelTensorBytes];
   int8_t model_output_[kModelTensorBytes];
   uint8_t rx_payload_[kMaxPayload];

@@ -6,4 +6,25 @@ constexpr InputQuantizationTable kInputTable = make_input_table(kInputScale, kIn
 constexpr OutputDequantizationTable kOutputTable =
     make_output_table(kOutputScale, kOutputZeroPoint);
 
+uint32_t exposure_gain_q8(const uint16_t* frame, size_t pixel_count, uint32_t target) {
+  if (target == 0) return kGainOneQ8;
+  uint64_t sum = 0;
+  for (size_t i = 0; i < pixel_count; ++i) {
+    const Rgb888 p = rgb565_to_rgb888(frame[i]);
+    sum += static_cast<uint32_t>(p.r) + p.g + p.b;
+  }
+  if (sum == 0) return kMaxGainQ8;
+  const uint64_t values = 3u * static_cast<uint64_t>(pixel_count);
+  const uint64_t gain = (static_cast<uint64_t>(target) * values * 256u + sum / 2u) / sum;
+  if (gain < kGainOneQ8) return kGainOneQ8;
+  if (gain > kMaxGainQ8) return kMaxGainQ8;
+  return static_cast<uint32_t>(gain);
+}
+
+void make_exposed_input_table(uint32_t gain_q8, InputQuantizationTable* table) {
+  for (int pixel = 0; pixel < 256; ++pixel) {
+    table->values[pixel] = kInputTable.values[apply_gain_q8(static_cast<uint8_t>(pixel), gain_q8)];
+  }
+}
+
 }  // namespace tinymirnet

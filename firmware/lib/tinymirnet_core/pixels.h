@@ -8,8 +8,17 @@
 //   p = clamp(round((float)(q - kOutputZeroPoint) * kOutputScale * 255.0f), 0, 255)
 // round() rounds half away from zero (like std::lround). Both directions are 256-entry
 // tables computed at compile time, so host and device agree bit for bit.
+//
+// Exposure normalisation (model/exposure.py): before tiling, the whole frame is scaled to the
+// mean brightness kExposureTarget with one gain, in integers so that Python and C++ agree:
+//   S = sum of the frame's RGB888 values, N = 3 * pixels
+//   gain_q8 = clamp((kExposureTarget * N * 256 + S / 2) / S, 256, 32 * 256)   (S = 0: 32 * 256)
+//   p' = min(255, (p * gain_q8 + 128) >> 8)
+// The gain is folded into a per-frame copy of the input table (p -> q(p')), so it costs
+// nothing per pixel. kExposureTarget 0 leaves frames unchanged (gain 256).
 #pragma once
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "model_settings.h"
@@ -72,6 +81,20 @@ constexpr OutputDequantizationTable make_output_table(float scale, int32_t zero_
   }
   return table;
 }
+
+constexpr uint32_t kGainOneQ8 = 256;
+constexpr uint32_t kMaxGainQ8 = 32 * 256;
+
+inline uint8_t apply_gain_q8(uint8_t pixel, uint32_t gain_q8) {
+  const uint32_t scaled = (static_cast<uint32_t>(pixel) * gain_q8 + 128u) >> 8;
+  return static_cast<uint8_t>(scaled > 255u ? 255u : scaled);
+}
+
+// The gain that brings the RGB565 frame's mean (of its RGB888 values) to `target`.
+uint32_t exposure_gain_q8(const uint16_t* frame, size_t pixel_count, uint32_t target);
+
+// table[p] = the model input for pixel p of a frame with this gain.
+void make_exposed_input_table(uint32_t gain_q8, InputQuantizationTable* table);
 
 extern const InputQuantizationTable kInputTable;
 extern const OutputDequantizationTable kOutputTable;

@@ -23,7 +23,8 @@ TileRect tile_rect(int index) {
   return tile;
 }
 
-void extract_model_input(const uint16_t* frame, const TileRect& tile, int8_t* input) {
+void extract_model_input(const uint16_t* frame, const TileRect& tile,
+                         const InputQuantizationTable& table, int8_t* input) {
   int8_t* out = input;
   for (int row = 0; row < kModelInputSize; ++row) {
     const int source_y = clamp_coordinate(tile.y - kHalo + row, kFrameHeight);
@@ -31,9 +32,9 @@ void extract_model_input(const uint16_t* frame, const TileRect& tile, int8_t* in
     for (int column = 0; column < kModelInputSize; ++column) {
       const int source_x = clamp_coordinate(tile.x - kHalo + column, kFrameWidth);
       const Rgb888 pixel = rgb565_to_rgb888(source_row[source_x]);
-      *out++ = quantize_input(pixel.r);
-      *out++ = quantize_input(pixel.g);
-      *out++ = quantize_input(pixel.b);
+      *out++ = table.values[pixel.r];
+      *out++ = table.values[pixel.g];
+      *out++ = table.values[pixel.b];
     }
   }
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "model_settings.h"
+#include "pixels.h"
 
 namespace tinymirnet {
 
@@ -39,8 +40,10 @@ struct TileRect {
 // Geometry of tile `index`, 0 <= index < kTileCount.
 TileRect tile_rect(int index);
 
-// Fills the model input tensor for `tile` from an RGB565 frame (kFramePixels values).
-void extract_model_input(const uint16_t* frame, const TileRect& tile, int8_t* input);
+// Fills the model input tensor for `tile` from an RGB565 frame (kFramePixels values), each
+// 8-bit channel value p becoming table.values[p] (the frame's exposed input table, pixels.h).
+void extract_model_input(const uint16_t* frame, const TileRect& tile,
+                         const InputQuantizationTable& table, int8_t* input);
 
 // Writes the tile's width x height RGB888 pixels (row-major) cropped from the model output.
 void crop_model_output(const int8_t* output, const TileRect& tile, uint8_t* rgb);

@@ -18,9 +18,13 @@ constexpr int kTilesY = 6;            // ceil(kFrameHeight / kTileSize)
 constexpr int kTileCount = kTilesX * kTilesY;
 static_assert(kModelInputSize == kTileSize + 2 * kHalo, "tile geometry");
 
+// Exposure normalisation (model/exposure.py, pixels.h): every frame is scaled to this mean
+// brightness in 8-bit units with one gain before tiling; 0 = frames go in unchanged.
+constexpr uint32_t kExposureTarget = 120;
+
 // Quantization of the model's int8 input and output: real = scale * (q - zero_point),
 // with real pixel values in [0, 1].
-constexpr float kInputScale = 0.00301422528f;
+constexpr float kInputScale = 0.00392156886f;
 constexpr int kInputZeroPoint = -128;
 constexpr float kOutputScale = 0.00392156886f;
 constexpr int kOutputZeroPoint = -128;
@@ -32,7 +36,7 @@ constexpr size_t kModelBytes = 148336;           // flatbuffer length
 
 // Identity of the model (sha256 of the .tflite flatbuffer, hex).
 constexpr char kModelSha256[] =
-    "d9cad8740dfa56570947ed030df7c743c760c4842f4669e30c4baa4ec3d61372";
+    "d2859585641a9b04cd57208b922317e64d50481a8e205324bd66bc0c19a70ee3";
 
 // The builtin ops the model uses; model_ops.h registers exactly these.
 constexpr int kModelOpCount = 15;

@@ -1,0 +1,68 @@
+"""Frame exposure normalisation (model/exposure.py): the integer gain the board computes."""
+import numpy as np
+import pytest
+
+from tinymirnet.model.exposure import (GAIN_ONE_Q8, MAX_GAIN_Q8, apply_gain_q8, exposure_gain_q8,
+                                       normalize_exposure)
+
+
+def uniform(value: int, h: int = 4, w: int = 6) -> np.ndarray:
+    return np.full((h, w, 3), value, dtype=np.uint8)
+
+
+def test_gain_brings_a_uniform_frame_to_the_target():
+    assert exposure_gain_q8(uniform(16), 120) == 1920  # 120 * 256 / 16
+    assert normalize_exposure(uniform(16), 120).max() == 120
+    assert normalize_exposure(uniform(40), 100).min() == 100
+
+
+def test_gain_rounds_to_nearest_and_is_clamped():
+    frame = uniform(16, 8, 8)
+    frame[0, 0] = 0  # 3 of 192 values black: 1920 * 192 / 189 = 1950.48 -> 1950
+    assert exposure_gain_q8(frame, 120) == 1950
+    assert exposure_gain_q8(uniform(200), 120) == GAIN_ONE_Q8  # never darkens
+    assert exposure_gain_q8(uniform(1), 120) == MAX_GAIN_Q8  # at most 32x
+    assert exposure_gain_q8(uniform(0), 120) == MAX_GAIN_Q8
+
+
+def test_gained_pixels_saturate_and_round_half_up():
+    pixels = np.array([0, 3, 100, 255], dtype=np.uint8)
+    assert apply_gain_q8(pixels, 384).tolist() == [0, 5, 150, 255]  # 4.5 -> 5, 382 -> 255
+
+
+def test_mean_lands_near_the_target_on_a_real_looking_frame():
+    rng = np.random.default_rng(0)
+    low = rng.integers(6, 25, (60, 80, 3)).astype(np.uint8)  # nothing saturates at gain ~8
+    out = normalize_exposure(low, 120)
+    assert abs(out.mean() - 120) < 0.5
+    ratio = out[..., 0].astype(float).sum() / max(1.0, out[..., 1].astype(float).sum())
+    assert ratio == pytest.approx(low[..., 0].astype(float).sum() / low[..., 1].astype(float).sum(), rel=0.03)
+
+
+def test_target_zero_is_off_and_bad_input_is_refused():
+    frame = uniform(16)
+    assert normalize_exposure(frame, 0) is frame
+    with pytest.raises(ValueError, match="uint8"):
+        exposure_gain_q8(frame.astype(np.float32), 120)
+    with pytest.raises(ValueError, match="outside"):
+        exposure_gain_q8(frame, 300)
+
+
+def test_float_pipeline_feeds_the_network_the_frame_the_weights_were_trained_on(tmp_path):
+    """FloatEnhancer.load reads the weights' exposure_target, and enhance() normalises the
+    whole frame before running it whole or tile by tile (the board's order)."""
+    import tf_keras as keras
+    from tinymirnet.model.data import to_float
+    from tinymirnet.model.inference import FloatEnhancer
+    from tinymirnet.model.network import MirnetConfig, build_mirnet
+    keras.utils.set_random_seed(0)
+    cfg = MirnetConfig(channels=4, exposure_target=120)
+    build_mirnet(cfg).save_weights(str(tmp_path / "w.weights.h5"))
+    (tmp_path / "w.json").write_text(cfg.to_json())
+    enhancer = FloatEnhancer.load(tmp_path / "w.weights.h5")
+    assert enhancer.exposure_target == 120
+    low = np.random.default_rng(1).integers(0, 30, (24, 40, 3)).astype(np.uint8)
+    normalised = to_float(normalize_exposure(low, 120))
+    assert np.array_equal(enhancer.enhance(low), np.clip(enhancer.full_frame(normalised), 0, 1))
+    assert np.array_equal(enhancer.enhance(low, 8, 4), np.clip(enhancer.tiled(normalised, 8, 4), 0, 1))
+    assert not np.array_equal(enhancer.enhance(low), np.clip(enhancer.full_frame(to_float(low)), 0, 1))
