@@ -95,8 +95,11 @@ def cmd_eval(args) -> int:
             "exposure_target": cfg.exposure_target}
     if args.int8:
         from tinymirnet.quantize.tflm import int8_method
-        methods["tiny_mirnet_int8_tiled"] = int8_method(args.int8, tiling.tile, tiling.halo,
-                                                        exposure_target=tiling.exposure_target)
+        try:
+            methods["tiny_mirnet_int8_tiled"] = int8_method(args.int8, tiling.tile, tiling.halo,
+                                                            exposure_target=tiling.exposure_target)
+        except ValueError as e:  # missing, unreadable, not a TFLite model, wrong input size
+            raise SystemExit(f"error: {e}")
         meta["int8_model"] = str(args.int8)
     grid = args.grid or args.report.with_suffix(".png")
     evaluate(args.data, methods, report=args.report, grid=grid,
