@@ -64,17 +64,20 @@ def cmd_tiling_study(args) -> int:
     from tinymirnet.model.tiling_study import tiling_study
     tiling = load_tiling()
     enhancer, _, cfg = _load_enhancer(args.weights)
-    int8_model = None
-    if args.int8:
-        from tinymirnet.quantize.tflm import load_tile_model
-        try:
-            int8_model = load_tile_model(args.int8, tiling.tile, tiling.halo)
-        except ValueError as e:
-            raise SystemExit(f"error: {e}")
+    int8_model = _load_int8(args.int8, tiling) if args.int8 else None
     tiling_study(args.data, enhancer, tiling.tile, tiling.halo, args.report,
                  meta={"weights": str(args.weights), "model": cfg.__dict__},
                  split=args.split, val_percent=args.val_percent, int8_model=int8_model)
     return 0
+
+
+def _load_int8(path, tiling):
+    """The --int8 model on TFLM, checked against the tiling; a bad file is one error line."""
+    from tinymirnet.quantize.tflm import load_tile_model
+    try:
+        return load_tile_model(path, tiling.tile, tiling.halo)
+    except ValueError as e:  # missing, unreadable, not a TFLite model, wrong input size
+        raise SystemExit(f"error: {e}")
 
 
 def _load_enhancer(weights):
@@ -95,11 +98,8 @@ def cmd_eval(args) -> int:
             "exposure_target": cfg.exposure_target}
     if args.int8:
         from tinymirnet.quantize.tflm import int8_method
-        try:
-            methods["tiny_mirnet_int8_tiled"] = int8_method(args.int8, tiling.tile, tiling.halo,
-                                                            exposure_target=tiling.exposure_target)
-        except ValueError as e:  # missing, unreadable, not a TFLite model, wrong input size
-            raise SystemExit(f"error: {e}")
+        methods["tiny_mirnet_int8_tiled"] = int8_method(_load_int8(args.int8, tiling), tiling.tile,
+                                                        tiling.halo, exposure_target=tiling.exposure_target)
         meta["int8_model"] = str(args.int8)
     grid = args.grid or args.report.with_suffix(".png")
     evaluate(args.data, methods, report=args.report, grid=grid,

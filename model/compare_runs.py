@@ -134,10 +134,9 @@ def compare_runs(run_dirs: list[Path], report: Path, data: Path | None = None, l
 
 
 def _benchmark(runs: list[dict], data: Path, log) -> dict:
-    import numpy as np
     from .data import resolve_split
     from .evaluate import evaluate
-    from .inference import FloatEnhancer, load_model
+    from .inference import FloatEnhancer
     methods = {}
     for r in runs:
         weights = Path(r["path"]) / "best.weights.h5"

@@ -102,7 +102,7 @@ def _per_image(compute):
     return cached
 
 
-def int8_thumbnail_methods(tflm_model, tile: int, halo: int, exposure_target: int = 0) -> dict:
+def int8_thumbnail_methods(tflm_model, tile: int, halo: int, *, exposure_target: int) -> dict:
     """The board's own numbers: the int8 model tile by tile on the TFLM kernels, and the same
     with its tile means set from a curve fitted on the int8 model's output for a thumbnail
     of the frame (uint8, box-filtered to the model's input width, edge-padded to its square
@@ -126,39 +126,39 @@ def int8_thumbnail_methods(tflm_model, tile: int, halo: int, exposure_target: in
 
 
 def study_methods(enhancer, tile: int, halo: int) -> dict:
-    def full_and_tiled(low_u8):
-        lo = enhancer.prepare(low_u8)
-        return np.clip(enhancer.full_frame(lo), 0, 1), np.clip(enhancer.tiled(lo, tile, halo), 0, 1)
-    outputs = _per_image(full_and_tiled)
+    def prepared_full_and_tiled(low_u8):
+        x = enhancer.prepare(low_u8)
+        return x, np.clip(enhancer.full_frame(x), 0, 1), np.clip(enhancer.tiled(x, tile, halo), 0, 1)
+    outputs = _per_image(prepared_full_and_tiled)
 
     def harmonized(lo):
-        _, tiled = outputs(lo)
-        return np.clip(set_tile_means(tiled, frame_tone_curve(enhancer.prepare(lo), tiled), tile), 0, 1)
+        x, _, tiled = outputs(lo)
+        return np.clip(set_tile_means(tiled, frame_tone_curve(x, tiled), tile), 0, 1)
 
     def full_curve_oracle(lo):
-        full, tiled = outputs(lo)
-        return np.clip(set_tile_means(tiled, frame_tone_curve(enhancer.prepare(lo), full), tile), 0, 1)
+        x, full, tiled = outputs(lo)
+        return np.clip(set_tile_means(tiled, frame_tone_curve(x, full), tile), 0, 1)
 
     def thumbnail_curve(width, square: bool = False):
         """`square`: edge-pad the thumbnail to width² before the network, as the board's
         fixed-shape model would see it, and keep the thumbnail's own pixels of the output."""
         def method(lo):
-            _, tiled = outputs(lo)
-            small = thumbnail(enhancer.prepare(lo), width)
+            x, _, tiled = outputs(lo)
+            small = thumbnail(x, width)
             if square:
                 h, w = small.shape[:2]
                 small_out = np.clip(enhancer.full_frame(pad_to_square(small, width)), 0, 1)[:h, :w]
             else:
                 small_out = np.clip(enhancer.full_frame(small), 0, 1)
-            curve = frame_tone_curve(enhancer.prepare(lo), None, fit_on=(small, small_out))
+            curve = frame_tone_curve(x, None, fit_on=(small, small_out))
             return np.clip(set_tile_means(tiled, curve, tile), 0, 1)
         return method
 
     return {
-        "float_full": lambda lo: outputs(lo)[0],
-        "float_tiled": lambda lo: outputs(lo)[1],
+        "float_full": lambda lo: outputs(lo)[1],
+        "float_tiled": lambda lo: outputs(lo)[2],
         "tiled_with_full_frame_tile_means_oracle":
-            lambda lo: np.clip(set_tile_means(outputs(lo)[1], outputs(lo)[0], tile), 0, 1),
+            lambda lo: np.clip(set_tile_means(outputs(lo)[2], outputs(lo)[1], tile), 0, 1),
         "tiled_with_full_frame_curve_oracle": full_curve_oracle,
         "tiled_harmonized_frame_curve": harmonized,
         "tiled_harmonized_thumbnail_curve": thumbnail_curve(THUMB_WIDTH),
@@ -190,7 +190,8 @@ def tiling_study(data: str | Path, enhancer, tile: int, halo: int, report: Path,
     pairs, name = study_pairs(data, split, val_percent)
     methods = study_methods(enhancer, tile, halo)
     if int8_model is not None:
-        methods.update(int8_thumbnail_methods(int8_model, tile, halo, enhancer.exposure_target))
+        methods.update(int8_thumbnail_methods(int8_model, tile, halo,
+                                              exposure_target=enhancer.exposure_target))
     result = evaluate(data, methods, meta=meta, log=log, pairs=pairs, dataset_name=name)
     full, tiled = result["float_full"]["psnr"], result["float_tiled"]["psnr"]
     oracle = result["tiled_with_full_frame_tile_means_oracle"]["psnr"]

@@ -69,7 +69,7 @@ def measure_candidate(c: Candidate, frame_w: int, frame_h: int, flatbuffer: byte
             "budget_problems": budget_violations(m), "fits": not budget_violations(m)}
 
 
-def int8_tiled_psnr(c: Candidate, flatbuffer: bytes, data_dir, exposure_target: int = 0) -> dict:
+def int8_tiled_psnr(c: Candidate, flatbuffer: bytes, data_dir, *, exposure_target: int) -> dict:
     """Quality of a trained candidate: its int8 model run tile by tile on TFLM over eval15."""
     import numpy as np
     from tinymirnet.model.data import find_pairs, load_pair, resolve_split, to_float
@@ -100,7 +100,7 @@ def _measure_in_child(args):
     row = measure_candidate(candidate, frame_w, frame_h, flatbuffer)
     row["measured_with"] = "trained weights"
     if row["fits"]:
-        row.update(int8_tiled_psnr(candidate, flatbuffer, data_dir, cfg.exposure_target))
+        row.update(int8_tiled_psnr(candidate, flatbuffer, data_dir, exposure_target=cfg.exposure_target))
     return row
 
 

@@ -18,7 +18,7 @@ def fixed_shape_model(float_model, cfg: MirnetConfig, size: int):
 
 
 def representative_tiles(data_dir, size: int, count: int = 256, seed: int = 0,
-                         bright_fraction: float = 0.0, exposure_target: int = 0) -> np.ndarray:
+                         bright_fraction: float = 0.0, *, exposure_target: int) -> np.ndarray:
     """Random size x size crops of training-split low-light images (never eval15).
 
     Only low-light crops by default: the int8 activation ranges are per-tensor min/max over the

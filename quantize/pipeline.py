@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinymirnet.model.data import (crop_dataset, find_pairs, load_pairs, resolve_split, split_train_val,
-                                   to_float)
+from tinymirnet.model.data import crop_dataset, find_pairs, load_pairs, resolve_split, split_train_val
 from tinymirnet.model.evaluate import evaluate
 from tinymirnet.model.exposure import normalize_exposure
 from tinymirnet.model.files import atomic_save_weights, atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -26,7 +25,7 @@ from .budget import Measured, budget_violations, check_budgets, firmware_buffers
 from .convert import convert_int8, fixed_shape_model, representative_tiles
 from .export import ExportInfo, write_firmware_files
 from .prune import gzip_size, prune, sparsity_report
-from .tflm import ReferenceModel, TflmModel, int8_tiled, op_names, quantize_pixels
+from .tflm import ReferenceModel, TflmModel, int8_method, op_names, quantize_pixels
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 FIRMWARE_MODEL_DIR = Path(__file__).resolve().parent.parent / "firmware" / "lib" / "tinymirnet_model"
@@ -144,7 +143,7 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
         "tiny_mirnet_float_full": float_enh.enhance,
         "tiny_mirnet_float_tiled": lambda lo: float_enh.enhance(lo, tiling.tile, tiling.halo),
         "tiny_mirnet_pruned_tiled": lambda lo: pruned_enh.enhance(lo, tiling.tile, tiling.halo),
-        "tiny_mirnet_int8_tiled": lambda lo: int8_tiled(tflm, lo, tiling.tile, tiling.halo, exposure_target=target) / np.float32(255.0),
+        "tiny_mirnet_int8_tiled": int8_method(tflm, tiling.tile, tiling.halo, exposure_target=target),
     }
     ladder = evaluate(data_dir, methods, limit=eval_limit, log=log)
     report["quality"] = {k: {"psnr": v["psnr"], "ssim": v["ssim"]} for k, v in ladder.items() if k != "meta"}

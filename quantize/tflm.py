@@ -168,7 +168,6 @@ def load_tile_model(tflite_path, tile: int, halo: int) -> TflmModel:
     return model
 
 
-def int8_method(tflite_path, tile: int, halo: int, *, exposure_target: int):
+def int8_method(model: TflmModel, tile: int, halo: int, *, exposure_target: int):
     """An eval method: the int8 model tile by tile in the TFLM runtime."""
-    model = load_tile_model(tflite_path, tile, halo)
     return lambda low: int8_tiled(model, low, tile, halo, exposure_target=exposure_target).astype(np.float32) / 255.0

@@ -109,29 +109,16 @@ def test_tiling_study_on_the_validation_split(lol_root, tiny_weights, tmp_path):
     assert "our485" in report["meta"]["dataset"]
 
 
+@pytest.mark.parametrize("command", ["tiling-study", "eval"])
 @pytest.mark.parametrize("bad", ["missing.tflite", "weights.h5"])
-def test_tiling_study_rejects_a_bad_int8_model_in_one_line(lol_root, tiny_weights, tmp_path, bad):
+def test_a_bad_int8_model_is_one_error_line(lol_root, tiny_weights, tmp_path, command, bad):
     from tinymirnet.host.cli import main
     path = tmp_path / bad
     if bad.endswith(".h5"):
         path.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
     with pytest.raises(SystemExit) as e:
-        main(["tiling-study", "--data", str(lol_root), "--weights", str(tiny_weights),
-              "--int8", str(path), "--report", str(tmp_path / "study.json")])
+        main([command, "--data", str(lol_root), "--weights", str(tiny_weights),
+              "--int8", str(path), "--report", str(tmp_path / "report.json")])
     message = str(e.value)
     assert message.startswith(f"error: {path}") and "\n" not in message
-    assert not (tmp_path / "study.json").exists()
-
-
-@pytest.mark.parametrize("bad", ["missing.tflite", "weights.h5"])
-def test_eval_rejects_a_bad_int8_model_in_one_line(lol_root, tiny_weights, tmp_path, bad):
-    from tinymirnet.host.cli import main
-    path = tmp_path / bad
-    if bad.endswith(".h5"):
-        path.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
-    with pytest.raises(SystemExit) as e:
-        main(["eval", "--data", str(lol_root), "--weights", str(tiny_weights),
-              "--int8", str(path), "--report", str(tmp_path / "eval.json")])
-    message = str(e.value)
-    assert message.startswith(f"error: {path}") and "\n" not in message
-    assert not (tmp_path / "eval.json").exists()
+    assert not (tmp_path / "report.json").exists()

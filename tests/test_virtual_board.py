@@ -148,7 +148,6 @@ def test_cli_capture_on_the_virtual_board(tmp_path, small_float_weights, tflm, c
     # The written images: device.png is the host's int8 pipeline on raw.png.
     raw = np.asarray(Image.open(out / "raw.png"))
     device = np.asarray(Image.open(out / "device.png"))
-    tiling = load_tiling()
     assert raw.shape == (120, 160, 3)
     assert np.array_equal(device, host_int8(tflm, raw))
     assert Image.open(out / "side_by_side.png").size[0] > 3 * 160
@@ -175,7 +174,6 @@ def test_cli_enhance_uploads_images_to_the_virtual_board(tmp_path, small_float_w
     assert np.array_equal(raw, expected_raw)
     report = json.loads((out / "wide" / "report.json").read_text())
     assert report["device_vs_host_int8"]["bit_exact"] and report["source_size"] == [200, 90]
-    tiling = load_tiling()
     assert np.array_equal(np.asarray(Image.open(out / "wide" / "device.png")),
                           host_int8(tflm, raw))
 
