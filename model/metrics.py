@@ -19,6 +19,29 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
 
 
+# ITU-R BT.601 luma weights, the grey level the GT-mean evaluation matches.
+LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def gt_mean_scaled(out: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """`out` multiplied by one factor so that its mean grey level equals the ground truth's,
+    clipped to [0, 1]: the "GT-mean" evaluation of the low-light literature (LLFlow,
+    Retinexformer). It removes the one thing a low-light frame cannot tell, how bright the
+    normal-light reference was exposed, and is a diagnostic beside PSNR, never instead of it:
+    it reads the ground truth."""
+    out = np.asarray(out, np.float64)
+    mean_out = float(np.mean(out @ LUMA))
+    mean_ref = float(np.mean(np.asarray(ref, np.float64) @ LUMA))
+    if mean_out <= 0.0:
+        return out
+    return np.clip(out * (mean_ref / mean_out), 0.0, 1.0)
+
+
+def psnr_gt_mean(out: np.ndarray, ref: np.ndarray) -> float:
+    """PSNR after the GT-mean brightness match (`gt_mean_scaled`): a diagnostic."""
+    return psnr(gt_mean_scaled(out, ref), ref)
+
+
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """SSIM of two HxWx3 images in [0, 1] (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5,
     K1 0.01, K2 0.03, mean over channels), as tf.image.ssim computes it."""

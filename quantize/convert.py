@@ -35,7 +35,7 @@ def representative_tiles(data_dir, size: int, count: int = 256, seed: int = 0,
     picks = rng.choice(len(train), size=min(count, len(train)), replace=False)
     tiles = []
     for k, i in enumerate(picks):
-        bright = k < max(1, int(count * bright_fraction))
+        bright = k < round(len(picks) * bright_fraction)
         img = read_rgb(train[i].high) if bright else normalize_exposure(read_rgb(train[i].low), exposure_target)
         h, w = img.shape[:2]
         y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tinymirnet.model.metrics import charbonnier_loss, psnr, ssim
+from tinymirnet.model.metrics import LUMA, charbonnier_loss, gt_mean_scaled, psnr, psnr_gt_mean, ssim
 
 
 def test_charbonnier_matches_hand_computation():
@@ -24,3 +24,16 @@ def test_ssim_of_constant_images_is_the_luminance_term():
     expected = (2 * 0.2 * 0.4 + c1) / (0.2**2 + 0.4**2 + c1)
     assert ssim(a, b) == pytest.approx(expected, rel=1e-4)
     assert ssim(a, a) == pytest.approx(1.0)
+
+
+def test_gt_mean_psnr_removes_a_global_brightness_error_only():
+    rng = np.random.default_rng(0)
+    ref = rng.uniform(0.1, 0.6, (16, 16, 3))
+    too_dark = ref * 0.5
+    assert psnr(too_dark, ref) < 15.0
+    assert psnr_gt_mean(too_dark, ref) > 100.0  # the same image, darker: only exposure differs
+    noisy = np.clip(ref + rng.normal(0.0, 0.05, ref.shape), 0.0, 1.0)
+    # Structure errors stay: matching the mean does not make a noisy image clean.
+    assert psnr_gt_mean(noisy, ref) == pytest.approx(psnr(noisy, ref), abs=0.2)
+    assert np.mean(gt_mean_scaled(too_dark, ref) @ LUMA) == pytest.approx(np.mean(ref @ LUMA))
+    assert psnr_gt_mean(np.zeros_like(ref), ref) == psnr(np.zeros_like(ref), ref)  # black stays black

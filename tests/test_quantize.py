@@ -161,3 +161,13 @@ def test_a_collapsed_activation_range_is_a_clear_error_not_an_abort():
     assert degenerate_tensors(flatbuffer)
     with pytest.raises(ValueError, match="collapsed range"):
         TflmModel(flatbuffer)
+
+
+def test_calibration_tiles_are_low_light_only_unless_asked(lol_root):
+    from tinymirnet.quantize.convert import representative_tiles
+    low_light_max = 64 / 255  # conftest.darken maps a full-range scene to at most 25 % of 255
+    tiles = representative_tiles(lol_root, 16, count=8, exposure_target=0)
+    assert tiles.shape == (8, 16, 16, 3)
+    assert np.max(tiles, axis=(1, 2, 3)).max() <= low_light_max  # no normal-light crop slipped in
+    mixed = representative_tiles(lol_root, 16, count=8, bright_fraction=0.5, exposure_target=0)
+    assert int(np.sum(np.max(mixed, axis=(1, 2, 3)) > low_light_max)) == 4
