@@ -24,7 +24,7 @@ def cmd_train(args) -> int:
                           exclude=args.exclude, seed=args.seed, model=asdict(model_cfg),
                           init_weights=str(args.init or ""), loss_margin=args.loss_margin,
                           val_tiled=args.val_tiled, plateau_patience=args.plateau_patience,
-                          plateau_factor=args.plateau_factor,
+                          plateau_factor=args.plateau_factor, loss=args.loss,
                           exposure_target=(model_cfg.exposure_target if args.exposure is None
                                            else args.exposure))
     train(args.out, cfg, resume=args.resume)
@@ -205,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--loss-margin", type=int, default=0,
                    help="leave this many border pixels out of the loss (the halo, when training on tiles)")
     t.add_argument("--val-tiled", action="store_true", help="validate tile by tile (model/tiling.json)")
+    t.add_argument("--loss", choices=["charbonnier", "mse"], default="charbonnier",
+                   help="training loss: Charbonnier (MIRNet's) or MSE (what PSNR measures)")
     t.add_argument("--exposure", type=int, default=None,
                    help="normalise every low-light frame to this mean (8-bit units) before cropping, "
                         "as the board does (model/tiling.json: exposure_target); 0: off "

@@ -13,6 +13,16 @@ def charbonnier_loss(y_true, y_pred, eps: float = CHARBONNIER_EPS):
     return tf.reduce_mean(tf.sqrt(diff * diff + eps * eps))
 
 
+def mse_loss(y_true, y_pred):
+    """Mean squared error: the loss PSNR is a function of."""
+    diff = tf.cast(y_pred, tf.float32) - tf.cast(y_true, tf.float32)
+    return tf.reduce_mean(diff * diff)
+
+
+# Training losses by name (`tinymirnet train --loss`).
+LOSSES = {"charbonnier": charbonnier_loss, "mse": mse_loss}
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB of two images in [0, 1]: 10 log10(1 / MSE)."""
     mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))

@@ -25,7 +25,7 @@ from .exposure import normalize_exposure
 from .data import crop_dataset, find_pairs, load_pairs, resolve_split, split_train_val, to_float
 from .files import atomic_save_weights, atomic_write_json, atomic_write_text
 from .inference import FloatEnhancer
-from .metrics import charbonnier_loss, psnr
+from .metrics import LOSSES, charbonnier_loss, psnr
 from .network import MirnetConfig, build_mirnet, count_params, macs_per_pixel
 from .plots import plot_curves
 from .tiling import load_tiling
@@ -57,6 +57,9 @@ class TrainConfig:
     # Frame exposure normalisation (model/exposure.py) applied to every low-light frame before
     # cropping; 0 = off. The shipped pipeline reads its target from model/tiling.json.
     exposure_target: int = 0
+    # The training loss (metrics.LOSSES): Charbonnier as in MIRNet, or MSE, the loss PSNR is
+    # a function of. Validation always reports Charbonnier and PSNR.
+    loss: str = "charbonnier"
 
 
 class LearningRate:
@@ -187,6 +190,8 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
         raise ValueError("a new run needs a TrainConfig")
     elif (run_dir / "ckpt").exists():
         raise FileExistsError(f"{run_dir}: a run is already there; use --resume or another --out")
+    if cfg.loss not in LOSSES:
+        raise ValueError(f"unknown loss {cfg.loss!r} (one of {', '.join(LOSSES)})")
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(cfg_path, asdict(cfg))
 
@@ -224,6 +229,7 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
     enhancer = FloatEnhancer(model)
 
     m = cfg.loss_margin
+    loss_fn = LOSSES[cfg.loss]
 
     @tf.function(jit_compile=True, reduce_retracing=True)
     def train_step(lo, hi):
@@ -231,7 +237,7 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
             out = model(lo, training=True)
             if m:  # only the centre of a tile is kept on the board
                 out, hi = out[:, m:-m, m:-m], hi[:, m:-m, m:-m]
-            loss = charbonnier_loss(hi, out)
+            loss = loss_fn(hi, out)
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         mse = tf.reduce_mean(tf.square(out - hi), axis=[1, 2, 3])

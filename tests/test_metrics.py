@@ -37,3 +37,10 @@ def test_gt_mean_psnr_removes_a_global_brightness_error_only():
     assert psnr_gt_mean(noisy, ref) == pytest.approx(psnr(noisy, ref), abs=0.2)
     assert np.mean(gt_mean_scaled(too_dark, ref) @ LUMA) == pytest.approx(np.mean(ref @ LUMA))
     assert psnr_gt_mean(np.zeros_like(ref), ref) == psnr(np.zeros_like(ref), ref)  # black stays black
+
+
+def test_mse_loss_matches_hand_computation():
+    from tinymirnet.model.metrics import mse_loss
+    y_true = np.zeros((1, 1, 2, 1), np.float32)
+    y_pred = np.array([0.3, 0.4], np.float32).reshape(1, 1, 2, 1)
+    assert float(mse_loss(y_true, y_pred)) == pytest.approx((0.09 + 0.16) / 2, rel=1e-6)

@@ -66,3 +66,19 @@ def test_plateau_schedule_halves_after_patience_and_keeps_state_over_resume():
     assert seen == [1e-3, 1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 3e-4, 3e-4]
     resumed = LearningRate(cfg, json.loads(json.dumps(rate.state())))
     assert (resumed.lr, resumed.best, resumed.wait) == (rate.lr, rate.best, rate.wait)
+
+
+def test_mse_loss_is_recorded_and_trained_with(lol_root, tmp_path):
+    from dataclasses import replace
+    import pytest
+    run = tmp_path / "mse"
+    train(run, replace(small_config(lol_root), epochs=1, loss="mse"), log=lambda *_: None)
+    assert json.loads((run / "config.json").read_text())["loss"] == "mse"
+    with (run / "log.csv").open() as f:
+        row = next(csv.DictReader(f))
+    # The logged training loss is the mean squared error: 10 log10(1 / loss) is close to the
+    # logged training PSNR (a Charbonnier loss would read several dB lower).
+    assert abs(10 * np.log10(1 / float(row["train_loss"])) - float(row["train_psnr"])) < 1.5
+    with pytest.raises(ValueError, match="unknown loss 'l3'"):
+        train(tmp_path / "l3", replace(small_config(lol_root), loss="l3"), log=lambda *_: None)
+    assert not (tmp_path / "l3" / "ckpt").exists()
