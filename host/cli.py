@@ -148,7 +148,7 @@ def cmd_quantize(args) -> int:
     from tinymirnet.quantize.pipeline import ExposureMismatch, run_quantize
     try:
         r = run_quantize(args.data, args.weights, sparsity=args.sparsity, finetune_steps=args.steps,
-                         eval_limit=args.limit)
+                         finetune_lr=args.lr, finetune_loss=args.loss, eval_limit=args.limit)
     except (BudgetError, ExposureMismatch) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -254,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     q.add_argument("--sparsity", type=float, default=0.5)
     q.add_argument("--steps", type=int, default=1200, help="pruning fine-tune steps (batches of 32 tiles)")
+    q.add_argument("--lr", type=float, default=1e-3, help="pruning fine-tune rate (constant)")
+    q.add_argument("--loss", choices=["charbonnier", "mse"], default="charbonnier",
+                   help="pruning fine-tune loss (use the one the weights were trained with)")
     q.add_argument("--limit", type=int, default=None, help="evaluate on the first N eval15 pairs only")
     q.set_defaults(func=cmd_quantize)
 

@@ -12,7 +12,7 @@ from PIL import Image, ImageOps
 
 from .data import find_pairs, load_pair, resolve_split, to_float
 from .files import atomic_write_json
-from .metrics import psnr, psnr_gt_mean, ssim
+from .metrics import brightness_log_ratio, psnr, psnr_gt_mean, ssim
 from .plots import comparison_grid
 
 GAMMA = 1 / 2.2  # the gamma-curve baseline: out = in ** (1/2.2)
@@ -63,7 +63,8 @@ def evaluate(data_dir: str | Path, methods: dict[str, Method], report: Path | No
             # Scores are taken on the 8-bit image a user would save.
             out8 = np.clip(np.round(out * 255.0), 0, 255) / 255.0
             results[name]["images"].append({"name": pair.stem, "psnr": psnr(out8, ref), "ssim": ssim(out8, ref),
-                                            "psnr_gt_mean": psnr_gt_mean(out8, ref)})
+                                            "psnr_gt_mean": psnr_gt_mean(out8, ref),
+                                            "brightness_log_ratio": brightness_log_ratio(out8, ref)})
             outputs[name] = out8
         log(f"  {pair.stem:>6}: " + "  ".join(f"{n} {results[n]['images'][-1]['psnr']:.2f}" for n in methods))
         if grid_method and len(grid_rows) < 5:
@@ -72,6 +73,10 @@ def evaluate(data_dir: str | Path, methods: dict[str, Method], report: Path | No
         r["psnr"] = float(np.mean([i["psnr"] for i in r["images"]]))
         r["ssim"] = float(np.mean([i["ssim"] for i in r["images"]]))
         r["psnr_gt_mean"] = float(np.mean([i["psnr_gt_mean"] for i in r["images"]]))
+        # Exposure error against the ground truth: mean (bias) and root mean square.
+        b = np.array([i["brightness_log_ratio"] for i in r["images"]])
+        r["brightness_log_ratio_mean"] = float(np.mean(b))
+        r["brightness_log_ratio_rms"] = float(np.sqrt(np.mean(b * b)))
         r["seconds_per_image"] = r.pop("seconds") / len(pairs)
     # Keyed by method; "meta" (the one key that is not a method) says what was measured.
     dataset = dataset_name or str(resolve_split(data_dir, "eval"))
@@ -93,10 +98,13 @@ def _u8(img: np.ndarray) -> np.ndarray:
 
 
 def format_table(results: dict) -> str:
-    """PSNR, SSIM, and the GT-mean PSNR diagnostic (output brightness matched to the ground
-    truth's, metrics.gt_mean_scaled) for each method."""
-    lines = [f"{'method':<28} {'PSNR (dB)':>10} {'SSIM':>7} {'GT-mean PSNR':>13} {'s/image':>8}", "-" * 70]
+    """PSNR, SSIM, the GT-mean PSNR diagnostic (output brightness matched to the ground
+    truth's, metrics.gt_mean_scaled) and the exposure error ln(output / ground-truth mean grey)
+    as mean ± root mean square, for each method."""
+    lines = [f"{'method':<28} {'PSNR (dB)':>10} {'SSIM':>7} {'GT-mean PSNR':>13} {'exposure ln':>12}"
+             f" {'s/image':>8}", "-" * 83]
     for name, r in results.items():
         lines.append(f"{name:<28} {r['psnr']:>10.2f} {r['ssim']:>7.4f} {r['psnr_gt_mean']:>13.2f}"
+                     f" {r['brightness_log_ratio_mean']:>+6.2f}±{r['brightness_log_ratio_rms']:<5.2f}"
                      f" {r['seconds_per_image']:>8.2f}")
     return "\n".join(lines)

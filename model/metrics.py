@@ -47,6 +47,14 @@ def gt_mean_scaled(out: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return np.clip(out * (mean_ref / mean_out), 0.0, 1.0)
 
 
+def brightness_log_ratio(out: np.ndarray, ref: np.ndarray) -> float:
+    """ln(mean grey of `out` / mean grey of `ref`): how much brighter (> 0) or darker the
+    output is exposed than the ground truth (0.1 is about 10 % brighter)."""
+    mean_out = max(float(np.mean(np.asarray(out, np.float64) @ LUMA)), 1e-6)
+    mean_ref = max(float(np.mean(np.asarray(ref, np.float64) @ LUMA)), 1e-6)
+    return float(np.log(mean_out / mean_ref))
+
+
 def psnr_gt_mean(out: np.ndarray, ref: np.ndarray) -> float:
     """PSNR after the GT-mean brightness match (`gt_mean_scaled`): a diagnostic."""
     return psnr(gt_mean_scaled(out, ref), ref)

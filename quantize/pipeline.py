@@ -68,6 +68,7 @@ def eval_tiles(data_dir, tiling: TilingConfig, count: int = 64) -> list[np.ndarr
 
 def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps: int = 400,
                  finetune_batch: int = 32, finetune_crop: int | None = None,
+                 finetune_lr: float = 1e-3, finetune_loss: str = "charbonnier",
                  out_dir: Path = ARTIFACTS, firmware_dir: Path = FIRMWARE_MODEL_DIR,
                  eval_limit: int | None = None, log=print) -> dict:
     t_start = time.monotonic()
@@ -90,8 +91,12 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
     data = crop_dataset(lows, highs, crop, finetune_batch, finetune_steps, seed=1234).repeat()
     margin = tiling.halo if crop == size else 0
     log(f"pruning to {sparsity:.0%} sparsity: {finetune_steps} steps of {finetune_batch} {crop}x{crop} crops"
-        + (f", loss on the {tiling.tile}x{tiling.tile} centre the board keeps" if margin else ""))
-    pruned = prune(float_model, data, finetune_steps, sparsity=sparsity, margin=margin)
+        f" at {finetune_lr:g}, {finetune_loss} loss"
+        + (f" on the {tiling.tile}x{tiling.tile} centre the board keeps" if margin else ""))
+    pruned = prune(float_model, data, finetune_steps, sparsity=sparsity, lr=finetune_lr, margin=margin,
+                   loss=finetune_loss)
+    report["pruning_finetune"] = {"steps": finetune_steps, "batch": finetune_batch, "crop": crop,
+                                  "lr": finetune_lr, "loss": finetune_loss, "loss_margin": margin}
     del lows, highs
 
     # 2. int8 conversion of the pruned model, float baseline converted too for the report.
@@ -191,6 +196,9 @@ def markdown_report(r: dict) -> str:
         "normal-light brightness costs.", "",
         "## Pruning", "",
         f"Conv-weight sparsity reached: {r['sparsity']['overall']:.1%} of {r['sparsity']['conv_weights']:,} weights.",
+        *([f"Fine-tuned while pruning: {f['steps']:,} steps of {f['batch']} {f['crop']}² crops, "
+           f"constant rate {f['lr']:g}, {f['loss']} loss (border {f['loss_margin']} px left out)."]
+          if (f := r.get("pruning_finetune")) else []),
         f"Flatbuffer {s['flatbuffer_bytes']:,} B pruned vs {s['dense_flatbuffer_bytes']:,} B dense (unchanged); "
         f"gzip {s['flatbuffer_gzip_bytes']:,} B pruned vs {s['dense_flatbuffer_gzip_bytes']:,} B dense.",
         f"{s['note']}.", "",

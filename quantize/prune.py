@@ -15,7 +15,7 @@ import tensorflow as tf
 import tf_keras as keras
 import tensorflow_model_optimization as tfmot
 
-from tinymirnet.model.metrics import charbonnier_loss
+from tinymirnet.model.metrics import LOSSES
 
 PRUNABLE = (keras.layers.Conv2D, keras.layers.Conv2DTranspose)
 
@@ -43,23 +43,29 @@ def prunable_clone(model, sparsity: float, end_step: int):
     return clone
 
 
-def centre_loss(margin: int):
-    """Charbonnier on the centre of each crop only: with margin = halo, the pixels the board
-    keeps from a tile (the objective the tile-adapted weights were trained with)."""
+def centre_loss(margin: int, loss: str = "charbonnier"):
+    """The training loss (metrics.LOSSES) on the centre of each crop only: with margin = halo,
+    the pixels the board keeps from a tile (the objective the tile-adapted weights were
+    trained with)."""
+    base = LOSSES[loss]
     if not margin:
-        return charbonnier_loss
+        return base
 
-    def loss(y_true, y_pred):
-        return charbonnier_loss(y_true[:, margin:-margin, margin:-margin], y_pred[:, margin:-margin, margin:-margin])
-    return loss
+    def centre(y_true, y_pred):
+        return base(y_true[:, margin:-margin, margin:-margin], y_pred[:, margin:-margin, margin:-margin])
+    return centre
 
 
-def prune(model, dataset, steps: int, sparsity: float = 0.5, lr: float = 3e-4, margin: int = 0, log=print):
+def prune(model, dataset, steps: int, sparsity: float = 0.5, lr: float = 1e-3, margin: int = 0,
+          loss: str = "charbonnier"):
     """Fine-tunes `model` for `steps` batches of `dataset` while pruning its convolutions to
-    `sparsity`; returns the stripped (plain Keras) model. `model` itself is left unchanged."""
+    `sparsity`; returns the stripped (plain Keras) model. `model` itself is left unchanged.
+
+    The rate: on the validation split (shipped weights, 1,200 steps, tiled PSNR) a constant
+    1e-3 lost 0.13 dB to the float model, 3e-4 lost 0.42 dB and 1e-4 (cosine-decayed) 0.71 dB."""
     # Sparsity ramps up over the first half; the second half recovers at the final sparsity.
     pruned = prunable_clone(model, sparsity, end_step=int(steps * 0.5))
-    pruned.compile(optimizer=keras.optimizers.Adam(lr), loss=centre_loss(margin))
+    pruned.compile(optimizer=keras.optimizers.Adam(lr), loss=centre_loss(margin, loss))
     pruned.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=2,
                callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     return tfmot.sparsity.keras.strip_pruning(pruned)

@@ -27,6 +27,13 @@ def test_eval_writes_report_keyed_by_method_and_grid(lol_root, tiny_weights, tmp
                    "tiny_mirnet_float_full", "tiny_mirnet_float_tiled"]:
         assert set(r[method]) >= {"psnr", "ssim", "images"} and len(r[method]["images"]) == 3
         assert 0 < r[method]["psnr"] < 60
+        # The GT-mean diagnostic removes the exposure error only: never far below PSNR (it can
+        # be a little below when the brightened output clips), and the input, far too dark,
+        # gains a lot from it.
+        assert r[method]["psnr_gt_mean"] > r[method]["psnr"] - 1.0
+        assert r[method]["brightness_log_ratio_rms"] >= abs(r[method]["brightness_log_ratio_mean"])
+    assert r["input"]["brightness_log_ratio_mean"] < -0.5
+    assert r["input"]["psnr_gt_mean"] > r["input"]["psnr"] + 5.0
     assert r["meta"]["params"] > 0 and "tiling_loss_db" in r["meta"]
     assert Image.open(report.with_suffix(".png")).size[0] > 400
     assert "autocontrast" in capsys.readouterr().out

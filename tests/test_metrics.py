@@ -44,3 +44,11 @@ def test_mse_loss_matches_hand_computation():
     y_true = np.zeros((1, 1, 2, 1), np.float32)
     y_pred = np.array([0.3, 0.4], np.float32).reshape(1, 1, 2, 1)
     assert float(mse_loss(y_true, y_pred)) == pytest.approx((0.09 + 0.16) / 2, rel=1e-6)
+
+
+def test_brightness_log_ratio_is_the_exposure_error():
+    from tinymirnet.model.metrics import brightness_log_ratio
+    ref = np.random.default_rng(1).uniform(0.1, 0.5, (8, 8, 3))
+    assert brightness_log_ratio(ref * 1.5, ref) == pytest.approx(np.log(1.5))
+    assert brightness_log_ratio(ref, ref) == pytest.approx(0.0)
+    assert np.isfinite(brightness_log_ratio(np.zeros_like(ref), ref))
