@@ -255,8 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--sparsity", type=float, default=0.5)
     q.add_argument("--steps", type=int, default=1200, help="pruning fine-tune steps (batches of 32 tiles)")
     q.add_argument("--lr", type=float, default=1e-3, help="pruning fine-tune rate (constant)")
-    q.add_argument("--loss", choices=["charbonnier", "mse"], default="charbonnier",
-                   help="pruning fine-tune loss (use the one the weights were trained with)")
+    q.add_argument("--loss", choices=["charbonnier", "mse"], default="mse",
+                   help="pruning fine-tune loss: the one the weights were trained with (the shipped "
+                        "weights' last stage: mse)")
     q.add_argument("--limit", type=int, default=None, help="evaluate on the first N eval15 pairs only")
     q.set_defaults(func=cmd_quantize)
 

@@ -201,7 +201,7 @@ def markdown_report(r: dict) -> str:
           if (f := r.get("pruning_finetune")) else []),
         f"Flatbuffer {s['flatbuffer_bytes']:,} B pruned vs {s['dense_flatbuffer_bytes']:,} B dense (unchanged); "
         f"gzip {s['flatbuffer_gzip_bytes']:,} B pruned vs {s['dense_flatbuffer_gzip_bytes']:,} B dense.",
-        f"{s['note']}.", "",
+        f"{s['note'][0].upper()}{s['note'][1:]}.", "",
         "## TFLM (host, real kernels)", "",
         f"Arena {r['tflm']['arena_bytes']:,} B (budget 131,072 B); flatbuffer {s['flatbuffer_bytes']:,} B (budget 300,000 B).",
         f"Ops: {', '.join(r['tflm']['ops'])}.",

@@ -36,7 +36,7 @@ constexpr size_t kModelBytes = 148336;           // flatbuffer length
 
 // Identity of the model (sha256 of the .tflite flatbuffer, hex).
 constexpr char kModelSha256[] =
-    "d2859585641a9b04cd57208b922317e64d50481a8e205324bd66bc0c19a70ee3";
+    "ba9566d7f3dd16ba89433ac0bfc80017fa3c02e407a158140efe00895cc39c50";
 
 // The builtin ops the model uses; model_ops.h registers exactly these.
 constexpr int kModelOpCount = 15;
