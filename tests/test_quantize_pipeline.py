@@ -3,6 +3,7 @@ budget stops it with a message naming the budget before anything is written; a p
 writes the .tflite, the C array and headers (which read back to the same bytes) and reports."""
 import json
 
+import numpy as np
 import pytest
 
 from tinymirnet.model.network import MirnetConfig, build_mirnet
@@ -56,6 +57,9 @@ def test_quantize_pipeline_budget_failure_then_success(lol_root, small_weights, 
     saved = json.loads((out / "quantize_report.json").read_text())
     assert saved["export"]["sha256"] == report["export"]["sha256"]
     assert "Projected device time" in (out / "quantize_report.md").read_text()
+    assert saved["pruning_finetune"] == {"steps": 3, "batch": 4, "crop": load_tiling().model_input,
+                                         "lr": 1e-3, "loss": "mse", "loss_margin": load_tiling().halo}
+    assert all(np.isfinite(v["psnr_gt_mean"]) for k, v in saved["quality"].items() if isinstance(v, dict))
     assert not list(out.glob("*.tmp")) and not list(fw.glob(".*tmp*"))
 
 
