@@ -33,6 +33,11 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
+def mean_grey(img: np.ndarray) -> float:
+    """Mean BT.601 luma of an HxWx3 image."""
+    return float(np.mean(np.asarray(img, np.float64) @ LUMA))
+
+
 def gt_mean_scaled(out: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """`out` multiplied by one factor so that its mean grey level equals the ground truth's,
     clipped to [0, 1]: the "GT-mean" evaluation of the low-light literature (LLFlow,
@@ -40,19 +45,16 @@ def gt_mean_scaled(out: np.ndarray, ref: np.ndarray) -> np.ndarray:
     normal-light reference was exposed, and is a diagnostic beside PSNR, never instead of it:
     it reads the ground truth."""
     out = np.asarray(out, np.float64)
-    mean_out = float(np.mean(out @ LUMA))
-    mean_ref = float(np.mean(np.asarray(ref, np.float64) @ LUMA))
+    mean_out = mean_grey(out)
     if mean_out <= 0.0:
         return out
-    return np.clip(out * (mean_ref / mean_out), 0.0, 1.0)
+    return np.clip(out * (mean_grey(ref) / mean_out), 0.0, 1.0)
 
 
 def brightness_log_ratio(out: np.ndarray, ref: np.ndarray) -> float:
     """ln(mean grey of `out` / mean grey of `ref`): how much brighter (> 0) or darker the
     output is exposed than the ground truth (0.1 is about 10 % brighter)."""
-    mean_out = max(float(np.mean(np.asarray(out, np.float64) @ LUMA)), 1e-6)
-    mean_ref = max(float(np.mean(np.asarray(ref, np.float64) @ LUMA)), 1e-6)
-    return float(np.log(mean_out / mean_ref))
+    return float(np.log(max(mean_grey(out), 1e-6) / max(mean_grey(ref), 1e-6)))
 
 
 def psnr_gt_mean(out: np.ndarray, ref: np.ndarray) -> float:
