@@ -39,10 +39,6 @@ class TilingConfig:
     def tiles_y(self) -> int:
         return -(-self.frame_height // self.tile)
 
-    def with_geometry(self, tile: int, halo: int) -> "TilingConfig":
-        return TilingConfig(tile, halo, self.frame_width, self.frame_height, self.frame_name,
-                            self.exposure_target)
-
 
 def load_tiling(path: str | Path = CONFIG_PATH, frame: str | None = None) -> TilingConfig:
     d = json.loads(Path(path).read_text())

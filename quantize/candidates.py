@@ -70,18 +70,13 @@ def measure_candidate(c: Candidate, frame_w: int, frame_h: int, flatbuffer: byte
 
 
 def int8_tiled_psnr(c: Candidate, flatbuffer: bytes, data_dir, *, exposure_target: int) -> dict:
-    """Quality of a trained candidate: its int8 model run tile by tile on TFLM over eval15."""
-    import numpy as np
-    from tinymirnet.model.data import find_pairs, load_pair, resolve_split, to_float
-    from tinymirnet.model.metrics import psnr
-    from .tflm import TflmModel, int8_tiled
-    tflm = TflmModel(flatbuffer)
-    scores = []
-    for pair in find_pairs(resolve_split(data_dir, "eval")):
-        low, high = load_pair(pair)
-        out = int8_tiled(tflm, low, c.tile, c.halo, exposure_target=exposure_target)
-        scores.append(psnr(to_float(out), to_float(high)))
-    return {"int8_tiled_psnr": float(np.mean(scores)), "psnr_images": len(scores)}
+    """Quality of a trained candidate: its int8 model run tile by tile on TFLM over eval15,
+    scored by the same evaluation as `tinymirnet eval`."""
+    from tinymirnet.model.evaluate import evaluate
+    from .tflm import TflmModel, int8_method
+    method = int8_method(TflmModel(flatbuffer), c.tile, c.halo, exposure_target=exposure_target)
+    result = evaluate(data_dir, {"int8_tiled": method}, log=lambda *_: None)
+    return {"int8_tiled_psnr": result["int8_tiled"]["psnr"], "psnr_images": result["meta"]["images"]}
 
 
 def _measure_in_child(args):

@@ -9,9 +9,9 @@
 
 namespace fakes {
 
-// A pixel value that differs between nearby positions, so misplaced pixels show up.
-// A pseudo-random low-light pixel: only the low 3/4/3 bits of R/G/B (8-bit values up to
-// 57, mean about 28), so that the device's exposure gain is well above one.
+// A pseudo-random low-light pixel that differs between nearby positions, so misplaced pixels
+// show up: only the low 3/4/3 bits of R/G/B (8-bit values up to 57, mean about 28), so that
+// the device's exposure gain is well above one.
 inline uint16_t pattern_pixel(int x, int y) {
   return static_cast<uint16_t>((((static_cast<uint32_t>(x) * 2654435761u) ^
                                  (static_cast<uint32_t>(y) * 40503u)) >> 7) & 0x39E7u);
