@@ -18,6 +18,10 @@ def cmd_train(args) -> int:
         else:
             model_cfg = MirnetConfig(channels=args.channels, growth=args.growth,
                                      num_rrg=args.rrg, num_mrb=args.mrb)
+        if args.frame_context is not None:
+            from dataclasses import replace
+            w, h = args.frame_context
+            model_cfg = replace(model_cfg, thumbnail_width=w, thumbnail_height=h)
         cfg = TrainConfig(data=str(args.data), epochs=args.epochs or 200, batch=args.batch,
                           crop=args.crop, steps_per_epoch=args.steps, lr=args.lr,
                           schedule=args.schedule, val_percent=args.val_percent,
@@ -29,6 +33,17 @@ def cmd_train(args) -> int:
                                            else args.exposure))
     train(args.out, cfg, resume=args.resume)
     return 0
+
+
+def _size(text: str) -> tuple[int, int]:
+    """'WxH' -> (W, H), for argparse."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH (e.g. 32x24), got {text!r}") from None
+    if w < 0 or h < 0 or (w == 0) != (h == 0):
+        raise argparse.ArgumentTypeError(f"expected WxH with both positive or both 0, got {text!r}")
+    return w, h
 
 
 def cmd_publish(args) -> int:
@@ -83,7 +98,7 @@ def _load_int8(path, tiling):
 def _load_enhancer(weights):
     from tinymirnet.model.inference import FloatEnhancer, load_model
     model, cfg = load_model(weights)
-    return FloatEnhancer(model, cfg.exposure_target), model, cfg
+    return FloatEnhancer(model, cfg.exposure_target, cfg), model, cfg
 
 
 def cmd_eval(args) -> int:
@@ -211,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="normalise every low-light frame to this mean (8-bit units) before cropping, "
                         "as the board does (model/tiling.json: exposure_target); 0: off "
                         "(default: the --init weights' setting, else off)")
+    t.add_argument("--frame-context", type=_size, default=None, metavar="WxH",
+                   help="compute every attention weight on a WxH thumbnail of the whole frame (e.g. "
+                        "32x24) instead of on the network's own input (one tile on the board); 0x0: "
+                        "off (default: the --init weights' setting, else off)")
     t.set_defaults(func=cmd_train)
 
     from tinymirnet.model.paths import DEFAULT_WEIGHTS

@@ -170,6 +170,42 @@ def crop_dataset(lows, highs, crop: int, batch: int, steps: int, seed: int):
     return tf.data.Dataset.from_generator(generate, output_signature=(spec, spec)).prefetch(4)
 
 
+def random_crop_with_context(rng: np.random.Generator, low: np.ndarray, high: np.ndarray,
+                             thumb: np.ndarray, size: int):
+    """A random size x size crop of both images with the low frame's thumbnail, each flipped
+    alike (left-right, up-down; no 90-degree turn, which would change the thumbnail's shape)."""
+    h, w = low.shape[:2]
+    if h < size or w < size:
+        raise DataError(f"image of {w}x{h} is smaller than the {size}x{size} training crop")
+    y = int(rng.integers(0, h - size + 1))
+    x = int(rng.integers(0, w - size + 1))
+    lo, hi = low[y:y + size, x:x + size], high[y:y + size, x:x + size]
+    if rng.integers(0, 2):
+        lo, hi, thumb = lo[:, ::-1], hi[:, ::-1], thumb[:, ::-1]
+    if rng.integers(0, 2):
+        lo, hi, thumb = lo[::-1], hi[::-1], thumb[::-1]
+    return thumb, lo, hi
+
+
+def context_crop_dataset(lows, highs, thumbs, crop: int, batch: int, steps: int, seed: int):
+    """Like `crop_dataset`, for a frame-context network: batches of ((thumbnail, low crop),
+    high crop), the thumbnail of the whole low frame each crop was cut from."""
+    import tensorflow as tf
+
+    def generate():
+        rng = np.random.default_rng(seed)
+        for _ in range(steps):
+            idx = rng.integers(0, len(lows), size=batch)
+            items = [random_crop_with_context(rng, lows[i], highs[i], thumbs[i], crop) for i in idx]
+            th, lo, hi = (np.stack([it[k] for it in items]).astype(np.float32) / 255.0 for k in range(3))
+            yield (th, lo), hi
+
+    th_h, th_w = thumbs[0].shape[:2]
+    spec = tf.TensorSpec((batch, crop, crop, 3), tf.float32)
+    thumb_spec = tf.TensorSpec((batch, th_h, th_w, 3), tf.float32)
+    return tf.data.Dataset.from_generator(generate, output_signature=((thumb_spec, spec), spec)).prefetch(4)
+
+
 def to_float(img: np.ndarray) -> np.ndarray:
     return img.astype(np.float32) / 255.0
 

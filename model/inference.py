@@ -6,10 +6,11 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from .data import to_float
+from .data import to_float, to_uint8
 from .exposure import normalize_exposure
 from .paths import DEFAULT_WEIGHTS
-from .network import SIZE_MULTIPLE, MirnetConfig, build_mirnet
+from .network import SIZE_MULTIPLE, MirnetConfig, build_context_model, build_mirnet, build_tile_model
+from .thumbnail import thumbnail
 from .tiling import run_tiled
 
 
@@ -40,15 +41,35 @@ class FloatEnhancer:
     were trained with, then the network whole or tile by tile, clipped to [0, 1].
     `full_frame` and `tiled` run the network alone on a float image."""
 
-    def __init__(self, model, exposure_target: int = 0):
+    def __init__(self, model, exposure_target: int = 0, cfg: MirnetConfig | None = None):
         self.model = model
         self.exposure_target = exposure_target
+        self.cfg = cfg
         self._fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        self._context_fn = self._tile_fn = None
+        if cfg is not None and cfg.frame_context:
+            context_model = build_context_model(cfg, model)
+            tile_model = build_tile_model(cfg, model)
+            self._context_fn = tf.function(lambda t: context_model(t, training=False))
+            self._tile_fn = tf.function(lambda x, c: tile_model([x, c], training=False),
+                                        reduce_retracing=True)
 
     @classmethod
     def load(cls, weights: str | Path = DEFAULT_WEIGHTS, config: str | Path | None = None) -> "FloatEnhancer":
         model, cfg = load_model(weights, config)
-        return cls(model, cfg.exposure_target)
+        return cls(model, cfg.exposure_target, cfg)
+
+    @property
+    def frame_context(self) -> bool:
+        return self._tile_fn is not None
+
+    def context_of(self, img: np.ndarray) -> np.ndarray | None:
+        """The context vector (1x1x1xN) of a frame-context network for one prepared HxWx3 float
+        frame, computed on its thumbnail; None for a textbook network."""
+        if not self.frame_context:
+            return None
+        thumb = thumbnail(to_uint8(img), self.cfg.thumbnail_width, self.cfg.thumbnail_height)
+        return self._context_fn(tf.convert_to_tensor(to_float(thumb)[None])).numpy()
 
     def prepare(self, low_u8: np.ndarray) -> np.ndarray:
         """The network's input for an 8-bit frame: exposure-normalised, float in [0, 1]."""
@@ -60,8 +81,15 @@ class FloatEnhancer:
         out = self.full_frame(x) if tile is None else self.tiled(x, tile, halo)
         return np.clip(out, 0.0, 1.0)
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self._fn(tf.convert_to_tensor(batch, tf.float32)).numpy()
+    def __call__(self, batch: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
+        """The network on a batch of inputs; a frame-context network needs their frame's
+        context (`context_of`)."""
+        batch = tf.convert_to_tensor(batch, tf.float32)
+        if not self.frame_context:
+            return self._fn(batch).numpy()
+        if context is None:
+            raise ValueError("a frame-context network needs the context of the frame its inputs come from")
+        return self._tile_fn(batch, tf.repeat(tf.convert_to_tensor(context, tf.float32), batch.shape[0], axis=0)).numpy()
 
     def full_frame(self, img: np.ndarray) -> np.ndarray:
         """Enhances one HxWx3 float image of any size: edge-padded to a multiple of
@@ -69,7 +97,8 @@ class FloatEnhancer:
         h, w = img.shape[:2]
         ph, pw = -h % SIZE_MULTIPLE, -w % SIZE_MULTIPLE
         padded = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="edge")
-        return self(padded[None])[0, :h, :w]
+        return self(padded[None], self.context_of(img))[0, :h, :w]
 
     def tiled(self, img: np.ndarray, tile: int, halo: int) -> np.ndarray:
-        return run_tiled(img.astype(np.float32), tile, halo, self)
+        context = self.context_of(img)
+        return run_tiled(img.astype(np.float32), tile, halo, lambda batch: self(batch, context))

@@ -11,6 +11,14 @@ without changing what the network computes:
 * SKFF: the per-stream 1x1 "up" convs are one conv with streams*C outputs, reshaped to
   (1, C, streams) so that the softmax across streams runs on the last axis, then split;
 * channel mean/max for spatial attention are REDUCE ops on the last axis (4-D tensors only).
+
+Frame context (MirnetConfig.thumbnail_width > 0). Channel attention and SKFF pool over the
+whole input, so a 28 px tile sees only itself where MIRNet saw the frame. A frame-context
+network runs twice on the board: once on a thumbnail of the whole frame (the context model,
+whose output is every attention weight vector of the network: the sigmoid of each channel
+attention, the softmax of each SKFF, in build order), then on every tile with those vectors as
+a second input (the tile model, which has no pooling, squeeze or excite of its own). Both are
+views of one set of layers (`build_mirnet`'s), so one weights file serves all three.
 """
 from __future__ import annotations
 
@@ -41,6 +49,15 @@ class MirnetConfig:
     # Not a layer: the frame exposure normalisation the weights were trained with
     # (model/exposure.py); 0 = none. Saved with the weights so that they are always fed alike.
     exposure_target: int = 0
+    # Not a layer: the thumbnail of the whole frame the attention weights are computed on
+    # (model/thumbnail.py), width x height; 0 x 0 = the textbook network (attention pooled over
+    # its own input, i.e. over one tile on the board).
+    thumbnail_width: int = 0
+    thumbnail_height: int = 0
+
+    @property
+    def frame_context(self) -> bool:
+        return self.thumbnail_width > 0 and self.thumbnail_height > 0
 
     def stream_channels(self) -> list[int]:
         return [max(1, round(self.channels * self.growth**k)) for k in range(NUM_STREAMS)]
@@ -70,142 +87,263 @@ class _Namer:
         return f"{block}{n}"
 
 
-def conv(x, filters, kernel, name, activation=None):
-    return layers.Conv2D(filters, kernel, padding="same", activation=activation, name=name)(x)
+POOL, COLLECT, GIVEN = "pool", "collect", "given"
 
 
-def prelu(x, name):
-    return layers.PReLU(shared_axes=[1, 2], name=name)(x)
+class Builder:
+    """Builds the network's graph, one small method per block.
+
+    Layers with weights come from `bank` (name -> layer) when it has them, so graphs built
+    with the same bank share every weight; weightless layers are new in every graph. The
+    attention mode: POOL, the textbook network; COLLECT, the same, recording every attention
+    weight vector (the context model's output); GIVEN, attention weights read in order from
+    `context` (the tile model)."""
+
+    def __init__(self, cfg: MirnetConfig, mode: str = POOL, bank: dict | None = None,
+                 context: list | None = None):
+        self.cfg, self.mode = cfg, mode
+        self.bank = {} if bank is None else bank
+        self.context = list(context or [])
+        self.collected: list = []
+        self.names = _Namer()
+
+    def shared(self, cls, name, **kwargs):
+        if name not in self.bank:
+            self.bank[name] = cls(name=name, **kwargs)
+        return self.bank[name]
+
+    def conv(self, x, filters, kernel, name, activation=None):
+        return self.shared(layers.Conv2D, name, filters=filters, kernel_size=kernel, padding="same",
+                           activation=activation)(x)
+
+    def prelu(self, x, name):
+        return self.shared(layers.PReLU, name, shared_axes=[1, 2])(x)
+
+    def attention_weights(self, count: int, compute):
+        """`count` attention weight vectors: computed (POOL, COLLECT) or read (GIVEN)."""
+        if self.mode == GIVEN:
+            if len(self.context) < count:
+                raise ValueError("the context has fewer attention vectors than the network uses")
+            taken, self.context = self.context[:count], self.context[count:]
+            return taken
+        weights = compute()
+        if self.mode == COLLECT:
+            self.collected.extend(weights)
+        return weights
+
+    def channel_attention(self, x, name):
+        """Global average pool -> 1x1 squeeze -> ReLU -> 1x1 excite -> sigmoid, rescales x."""
+        c = x.shape[-1]
+
+        def compute():
+            w = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_gap")(x)
+            w = self.conv(w, max(2, c // self.cfg.attention_reduction), 1, f"{name}_squeeze", activation="relu")
+            return [self.conv(w, c, 1, f"{name}_excite", activation="sigmoid")]
+
+        (w,) = self.attention_weights(1, compute)
+        return layers.Multiply(name=f"{name}_scale")([x, w])
+
+    def spatial_attention(self, x, name):
+        """Channel-wise mean and max -> conv -> sigmoid, rescales x."""
+        mean = layers.Lambda(lambda t: tf.reduce_mean(t, axis=-1, keepdims=True), name=f"{name}_mean")(x)
+        peak = layers.Lambda(lambda t: tf.reduce_max(t, axis=-1, keepdims=True), name=f"{name}_max")(x)
+        w = layers.Concatenate(name=f"{name}_pool")([mean, peak])
+        w = self.conv(w, 1, self.cfg.spatial_kernel, f"{name}_conv", activation="sigmoid")
+        return layers.Multiply(name=f"{name}_scale")([x, w])
+
+    def dual_attention_unit(self, x, name):
+        """DAU: conv-PReLU-conv, channel and spatial attention in parallel, concat, 1x1, + x."""
+        c = x.shape[-1]
+        f = self.conv(x, c, 3, f"{name}_conv_a")
+        f = self.prelu(f, f"{name}_prelu")
+        f = self.conv(f, c, 3, f"{name}_conv_b")
+        ca = self.channel_attention(f, f"{name}_ca")
+        sa = self.spatial_attention(f, f"{name}_sa")
+        f = layers.Concatenate(name=f"{name}_cat")([ca, sa])
+        f = self.conv(f, c, 1, f"{name}_fuse")
+        return layers.Add(name=f"{name}_res")([x, f])
+
+    def selective_kernel_fusion(self, streams, name):
+        """SKFF: sum the streams, GAP, 1x1 down, one merged 1x1 up for all streams, softmax
+        across streams on the last axis, weighted sum."""
+        c = streams[0].shape[-1]
+        n = len(streams)
+
+        def compute():
+            total = layers.Add(name=f"{name}_sum")(streams)
+            z = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_gap")(total)
+            z = self.conv(z, max(4, c // self.cfg.skff_reduction), 1, f"{name}_down", activation="relu")
+            z = self.conv(z, c * n, 1, f"{name}_up")  # output channel index = channel * n + stream
+            z = layers.Reshape((1, c, n), name=f"{name}_to_streams")(z)
+            z = layers.Softmax(axis=-1, name=f"{name}_softmax")(z)
+            parts = layers.Lambda(lambda t: tf.split(t, n, axis=-1), name=f"{name}_split")(z)
+            return [layers.Reshape((1, 1, c), name=f"{name}_weight{k}")(w) for k, w in enumerate(parts)]
+
+        weights = self.attention_weights(n, compute)
+        fused = [layers.Multiply(name=f"{name}_select{k}")([s, w])
+                 for k, (s, w) in enumerate(zip(streams, weights))]
+        return layers.Add(name=f"{name}_fused")(fused)
+
+    def downsample(self, x, out_channels, name):
+        """Residual resizing module, 2x down: [1x1-PReLU-3x3-PReLU-avgpool-1x1] + [avgpool-1x1]."""
+        c = x.shape[-1]
+        m = self.prelu(self.conv(x, c, 1, f"{name}_conv_a"), f"{name}_prelu_a")
+        m = self.prelu(self.conv(m, c, 3, f"{name}_conv_b"), f"{name}_prelu_b")
+        m = layers.AveragePooling2D(2, name=f"{name}_pool_main")(m)
+        m = self.conv(m, out_channels, 1, f"{name}_proj_main")
+        s = layers.AveragePooling2D(2, name=f"{name}_pool_skip")(x)
+        s = self.conv(s, out_channels, 1, f"{name}_proj_skip")
+        return layers.Add(name=f"{name}_sum")([m, s])
+
+    def upsample(self, x, out_channels, name):
+        """Residual resizing module, 2x up: [1x1-PReLU-3x3-PReLU-up-1x1] + [up-1x1], with both
+        1x1 projections moved before one shared bilinear resize (exact: see the module docstring)."""
+        c = x.shape[-1]
+        m = self.prelu(self.conv(x, c, 1, f"{name}_conv_a"), f"{name}_prelu_a")
+        m = self.prelu(self.conv(m, c, 3, f"{name}_conv_b"), f"{name}_prelu_b")
+        m = self.conv(m, out_channels, 1, f"{name}_proj_main")
+        s = self.conv(x, out_channels, 1, f"{name}_proj_skip")
+        total = layers.Add(name=f"{name}_sum")([m, s])
+        return layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_resize")(total)
+
+    def resize(self, x, from_level, to_level):
+        """Moves a feature map between stream levels with a chain of 2x resizing modules."""
+        channels = self.cfg.stream_channels()
+        while from_level < to_level:
+            from_level += 1
+            x = self.downsample(x, channels[from_level], self.names("down"))
+        while from_level > to_level:
+            from_level -= 1
+            x = self.upsample(x, channels[from_level], self.names("up"))
+        return x
+
+    def multi_scale_residual_block(self, x):
+        """MRB: three parallel streams (full, 1/2, 1/4 resolution), a DAU on each, information
+        exchange by SKFF at every scale, a second DAU, fusion back at full resolution, + x."""
+        levels = [x]
+        for k in range(1, NUM_STREAMS):
+            levels.append(self.resize(levels[-1], k - 1, k))
+        levels = [self.dual_attention_unit(f, self.names("dau")) for f in levels]
+        exchanged = []
+        for k in range(NUM_STREAMS):
+            inputs = [self.resize(f, j, k) for j, f in enumerate(levels)]
+            exchanged.append(self.selective_kernel_fusion(inputs, self.names("skff")))
+        refined = [self.dual_attention_unit(f, self.names("dau")) for f in exchanged]
+        back = [self.resize(f, k, 0) for k, f in enumerate(refined)]
+        f = self.selective_kernel_fusion(back, self.names("skff"))
+        f = self.conv(f, self.cfg.stream_channels()[0], 3, self.names("mrb_out"))
+        return layers.Add(name=self.names("mrb_res"))([x, f])
+
+    def recursive_residual_group(self, x):
+        """RRG: conv -> MRBs -> conv, + the group's input."""
+        c = x.shape[-1]
+        f = self.conv(x, c, 3, self.names("rrg_in"))
+        for _ in range(self.cfg.num_mrb):
+            f = self.multi_scale_residual_block(f)
+        f = self.conv(f, c, 3, self.names("rrg_out"))
+        return layers.Add(name=self.names("rrg_res"))([x, f])
+
+    def network(self, image):
+        """conv -> RRGs -> conv -> global residual I + R, clipped to [0, 1]."""
+        f = self.conv(image, self.cfg.channels, 3, "feature_in")
+        for _ in range(self.cfg.num_rrg):
+            f = self.recursive_residual_group(f)
+        residual = self.conv(f, 3, 3, "residual_out")
+        out = layers.Add(name="global_residual")([image, residual])
+        return layers.Lambda(lambda t: tf.clip_by_value(t, 0.0, 1.0), name="enhanced")(out)
 
 
-def channel_attention(x, reduction, name):
-    """Global average pool -> 1x1 squeeze -> ReLU -> 1x1 excite -> sigmoid, rescales x."""
-    c = x.shape[-1]
-    w = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_gap")(x)
-    w = conv(w, max(2, c // reduction), 1, f"{name}_squeeze", activation="relu")
-    w = conv(w, c, 1, f"{name}_excite", activation="sigmoid")
-    return layers.Multiply(name=f"{name}_scale")([x, w])
-
-
-def spatial_attention(x, kernel, name):
-    """Channel-wise mean and max -> conv -> sigmoid, rescales x."""
-    mean = layers.Lambda(lambda t: tf.reduce_mean(t, axis=-1, keepdims=True), name=f"{name}_mean")(x)
-    peak = layers.Lambda(lambda t: tf.reduce_max(t, axis=-1, keepdims=True), name=f"{name}_max")(x)
-    w = layers.Concatenate(name=f"{name}_pool")([mean, peak])
-    w = conv(w, 1, kernel, f"{name}_conv", activation="sigmoid")
-    return layers.Multiply(name=f"{name}_scale")([x, w])
-
-
+# The blocks on their own (textbook attention, fresh layers), as the keras.io example has them.
 def dual_attention_unit(x, cfg: MirnetConfig, name):
-    """DAU: conv-PReLU-conv, channel and spatial attention in parallel, concat, 1x1, + x."""
-    c = x.shape[-1]
-    f = conv(x, c, 3, f"{name}_conv_a")
-    f = prelu(f, f"{name}_prelu")
-    f = conv(f, c, 3, f"{name}_conv_b")
-    ca = channel_attention(f, cfg.attention_reduction, f"{name}_ca")
-    sa = spatial_attention(f, cfg.spatial_kernel, f"{name}_sa")
-    f = layers.Concatenate(name=f"{name}_cat")([ca, sa])
-    f = conv(f, c, 1, f"{name}_fuse")
-    return layers.Add(name=f"{name}_res")([x, f])
+    return Builder(cfg).dual_attention_unit(x, name)
 
 
 def selective_kernel_fusion(streams, cfg: MirnetConfig, name):
-    """SKFF: sum the streams, GAP, 1x1 down, one merged 1x1 up for all streams, softmax across
-    streams on the last axis, weighted sum."""
-    c = streams[0].shape[-1]
-    n = len(streams)
-    total = layers.Add(name=f"{name}_sum")(streams)
-    z = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_gap")(total)
-    z = conv(z, max(4, c // cfg.skff_reduction), 1, f"{name}_down", activation="relu")
-    z = conv(z, c * n, 1, f"{name}_up")  # output channel index = channel * n + stream
-    z = layers.Reshape((1, c, n), name=f"{name}_to_streams")(z)
-    z = layers.Softmax(axis=-1, name=f"{name}_softmax")(z)
-    weights = layers.Lambda(lambda t: tf.split(t, n, axis=-1), name=f"{name}_split")(z)
-    fused = []
-    for k, (s, w) in enumerate(zip(streams, weights)):
-        w = layers.Reshape((1, 1, c), name=f"{name}_weight{k}")(w)
-        fused.append(layers.Multiply(name=f"{name}_select{k}")([s, w]))
-    return layers.Add(name=f"{name}_fused")(fused)
+    return Builder(cfg).selective_kernel_fusion(streams, name)
 
 
 def downsample(x, out_channels, name):
-    """Residual resizing module, 2x down: [1x1-PReLU-3x3-PReLU-avgpool-1x1] + [avgpool-1x1]."""
-    c = x.shape[-1]
-    m = prelu(conv(x, c, 1, f"{name}_conv_a"), f"{name}_prelu_a")
-    m = prelu(conv(m, c, 3, f"{name}_conv_b"), f"{name}_prelu_b")
-    m = layers.AveragePooling2D(2, name=f"{name}_pool_main")(m)
-    m = conv(m, out_channels, 1, f"{name}_proj_main")
-    s = layers.AveragePooling2D(2, name=f"{name}_pool_skip")(x)
-    s = conv(s, out_channels, 1, f"{name}_proj_skip")
-    return layers.Add(name=f"{name}_sum")([m, s])
+    return Builder(MirnetConfig()).downsample(x, out_channels, name)
 
 
 def upsample(x, out_channels, name):
-    """Residual resizing module, 2x up: [1x1-PReLU-3x3-PReLU-up-1x1] + [up-1x1], with both 1x1
-    projections moved before one shared bilinear resize (exact: see the module docstring)."""
-    c = x.shape[-1]
-    m = prelu(conv(x, c, 1, f"{name}_conv_a"), f"{name}_prelu_a")
-    m = prelu(conv(m, c, 3, f"{name}_conv_b"), f"{name}_prelu_b")
-    m = conv(m, out_channels, 1, f"{name}_proj_main")
-    s = conv(x, out_channels, 1, f"{name}_proj_skip")
-    total = layers.Add(name=f"{name}_sum")([m, s])
-    return layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_resize")(total)
+    return Builder(MirnetConfig()).upsample(x, out_channels, name)
 
 
-def resize(x, from_level, to_level, channels, names: _Namer):
-    """Moves a feature map between stream levels with a chain of 2x resizing modules."""
-    while from_level < to_level:
-        from_level += 1
-        x = downsample(x, channels[from_level], names("down"))
-    while from_level > to_level:
-        from_level -= 1
-        x = upsample(x, channels[from_level], names("up"))
-    return x
-
-
-def multi_scale_residual_block(x, cfg: MirnetConfig, names: _Namer):
-    """MRB: three parallel streams (full, 1/2, 1/4 resolution), a DAU on each, information
-    exchange by SKFF at every scale, a second DAU, fusion back at full resolution, + x."""
-    ch = cfg.stream_channels()
-    levels = [x]
-    for k in range(1, NUM_STREAMS):
-        levels.append(resize(levels[-1], k - 1, k, ch, names))
-    levels = [dual_attention_unit(f, cfg, names("dau")) for f in levels]
-    exchanged = []
-    for k in range(NUM_STREAMS):
-        inputs = [resize(f, j, k, ch, names) for j, f in enumerate(levels)]
-        exchanged.append(selective_kernel_fusion(inputs, cfg, names("skff")))
-    refined = [dual_attention_unit(f, cfg, names("dau")) for f in exchanged]
-    back = [resize(f, k, 0, ch, names) for k, f in enumerate(refined)]
-    f = selective_kernel_fusion(back, cfg, names("skff"))
-    f = conv(f, ch[0], 3, names("mrb_out"))
-    return layers.Add(name=names("mrb_res"))([x, f])
-
-
-def recursive_residual_group(x, cfg: MirnetConfig, names: _Namer):
-    """RRG: conv -> MRBs -> conv, + the group's input."""
-    c = x.shape[-1]
-    f = conv(x, c, 3, names("rrg_in"))
-    for _ in range(cfg.num_mrb):
-        f = multi_scale_residual_block(f, cfg, names)
-    f = conv(f, c, 3, names("rrg_out"))
-    return layers.Add(name=names("rrg_res"))([x, f])
+def multi_scale_residual_block(x, cfg: MirnetConfig, names: _Namer | None = None):
+    b = Builder(cfg)
+    b.names = names or b.names
+    return b.multi_scale_residual_block(x)
 
 
 def build_mirnet(cfg: MirnetConfig = MirnetConfig(), input_shape=(None, None, 3), batch_size=None):
-    """The whole network: conv -> RRGs -> conv -> global residual I + R, clipped to [0, 1].
+    """The whole network with textbook attention (pooled over its own input). Its layers hold
+    every weight of a frame-context network too: the context and tile models are built on them.
 
     `input_shape` None sizes give a fully convolutional model (height and width must be
     multiples of SIZE_MULTIPLE); the converter needs a fixed shape and batch_size=1."""
-    names = _Namer()
     image = keras.Input(shape=input_shape, batch_size=batch_size, name="low_light")
-    f = conv(image, cfg.channels, 3, "feature_in")
-    for _ in range(cfg.num_rrg):
-        f = recursive_residual_group(f, cfg, names)
-    residual = conv(f, 3, 3, "residual_out")
-    out = layers.Add(name="global_residual")([image, residual])
-    out = layers.Lambda(lambda t: tf.clip_by_value(t, 0.0, 1.0), name="enhanced")(out)
-    return keras.Model(image, out, name="tiny_mirnet")
+    return keras.Model(image, Builder(cfg).network(image), name="tiny_mirnet")
+
+
+PRUNING_PREFIX = "prune_low_magnitude_"  # TFMOT's name for the wrapper of a pruned layer
+
+
+def weight_bank(model) -> dict:
+    """name -> layer for every layer with weights of a model `build_mirnet` built (or its
+    clone with pruning wrappers, filed under the wrapped layer's name)."""
+    return {layer.name.removeprefix(PRUNING_PREFIX): layer for layer in model.layers if layer.weights}
+
+
+def context_size(cfg: MirnetConfig) -> int:
+    """Length of the context vector: every attention weight vector of the network."""
+    ch = cfg.stream_channels()
+    per_mrb = 2 * sum(ch) + NUM_STREAMS * sum(ch) + NUM_STREAMS * ch[0]  # DAUs, SKFFs (3 + 1)
+    return cfg.num_rrg * cfg.num_mrb * per_mrb
+
+
+def build_context_model(cfg: MirnetConfig, textbook=None, batch_size=None):
+    """Thumbnail of the whole frame (thumbnail_height x thumbnail_width x 3) -> the context
+    vector (1 x 1 x context_size): every attention weight vector, concatenated in build order.
+    Shares its layers with `textbook` (a `build_mirnet` model) when given."""
+    b = Builder(cfg, COLLECT, weight_bank(textbook) if textbook is not None else None)
+    thumb = keras.Input(shape=(cfg.thumbnail_height, cfg.thumbnail_width, 3), batch_size=batch_size,
+                        name="thumbnail")
+    b.network(thumb)
+    # TFLM's CONCATENATION takes at most 10 inputs: join groups of 8, then the groups.
+    groups = [b.collected[k:k + 8] for k in range(0, len(b.collected), 8)]
+    groups = [g[0] if len(g) == 1 else layers.Concatenate(axis=-1, name=f"context_part{k}")(g)
+              for k, g in enumerate(groups)]
+    context = groups[0] if len(groups) == 1 else layers.Concatenate(axis=-1, name="context")(groups)
+    return keras.Model(thumb, context, name="tiny_mirnet_context")
+
+
+def build_tile_model(cfg: MirnetConfig, textbook=None, input_shape=(None, None, 3), batch_size=None):
+    """[tile, context vector] -> enhanced tile: the network with every attention weight read
+    from the context (no pooling of its own). Shares its layers with `textbook` when given."""
+    ch = cfg.stream_channels()
+    sizes = []
+    for _ in range(cfg.num_rrg * cfg.num_mrb):
+        sizes += ch + [ch[k] for k in range(NUM_STREAMS) for _ in range(NUM_STREAMS)] + ch + [ch[0]] * NUM_STREAMS
+    assert sum(sizes) == context_size(cfg)
+    image = keras.Input(shape=input_shape, batch_size=batch_size, name="low_light")
+    context = keras.Input(shape=(1, 1, sum(sizes)), batch_size=batch_size, name="context")
+    parts = layers.Lambda(lambda t: tf.split(t, sizes, axis=-1), name="context_split")(context)
+    b = Builder(cfg, GIVEN, weight_bank(textbook) if textbook is not None else None, parts)
+    out = b.network(image)
+    if b.context:
+        raise ValueError("the context has more attention vectors than the network uses")
+    return keras.Model([image, context], out, name="tiny_mirnet_tile")
+
+
+def build_frame_context_trainer(cfg: MirnetConfig, textbook, tile: int):
+    """[thumbnail, tile] -> enhanced tile, the context model feeding the tile model, both on
+    `textbook`'s layers: what a frame-context network is trained as."""
+    context_model = build_context_model(cfg, textbook)
+    tile_model = build_tile_model(cfg, textbook, (tile, tile, 3))
+    thumb = keras.Input(shape=context_model.input.shape[1:], name="thumbnail")
+    image = keras.Input(shape=(tile, tile, 3), name="low_light")
+    return keras.Model([thumb, image], tile_model([image, context_model(thumb)]), name="tiny_mirnet_framed")
 
 
 def count_params(model) -> int:

@@ -22,12 +22,13 @@ import tensorflow as tf
 import tf_keras as keras
 
 from .exposure import normalize_exposure
-from .data import crop_dataset, find_pairs, load_pairs, resolve_split, split_train_val, to_float
+from .data import context_crop_dataset, crop_dataset, find_pairs, load_pairs, resolve_split, split_train_val, to_float
 from .files import atomic_save_weights, atomic_write_json, atomic_write_text
 from .inference import FloatEnhancer
 from .metrics import LOSSES, charbonnier_loss, psnr
-from .network import MirnetConfig, build_mirnet, count_params, macs_per_pixel
+from .network import MirnetConfig, build_frame_context_trainer, build_mirnet, count_params, macs_per_pixel
 from .plots import plot_curves
+from .thumbnail import thumbnail
 from .tiling import load_tiling
 
 
@@ -206,8 +207,16 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
         train_low = [normalize_exposure(im, cfg.exposure_target) for im in train_low]
         val_low = [normalize_exposure(im, cfg.exposure_target) for im in val_low]
     val_low, val_high = center_crop(val_low, VAL_CROP), center_crop(val_high, VAL_CROP)
+    train_thumbs = None
+    if model_cfg.frame_context:
+        size = (model_cfg.thumbnail_width, model_cfg.thumbnail_height)
+        log(f"frame context: attention computed on a {size[0]}x{size[1]} thumbnail of each frame")
+        train_thumbs = [thumbnail(im, *size) for im in train_low]
 
     model = build_mirnet(model_cfg)
+    # What the loss is computed on: the network itself, or (frame context) the context model
+    # on the frame's thumbnail feeding the tile model, both on `model`'s layers.
+    trained = build_frame_context_trainer(model_cfg, model, cfg.crop) if model_cfg.frame_context else model
     if cfg.init_weights and not resume:
         model.load_weights(cfg.init_weights)
         log(f"initialized from {cfg.init_weights}")
@@ -226,7 +235,7 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
     rows = [r for r in _read_log(run_dir / "log.csv") if r["epoch"] <= int(epoch_var.numpy())]
     schedule = LearningRate(cfg, state)
     best = state.get("best_val_psnr", -math.inf)
-    enhancer = FloatEnhancer(model)
+    enhancer = FloatEnhancer(model, 0, model_cfg)  # frames are normalised above already
 
     m = cfg.loss_margin
     loss_fn = LOSSES[cfg.loss]
@@ -234,12 +243,12 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
     @tf.function(jit_compile=True, reduce_retracing=True)
     def train_step(lo, hi):
         with tf.GradientTape() as tape:
-            out = model(lo, training=True)
+            out = trained(lo, training=True)
             if m:  # only the centre of a tile is kept on the board
                 out, hi = out[:, m:-m, m:-m], hi[:, m:-m, m:-m]
             loss = loss_fn(hi, out)
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        grads = tape.gradient(loss, trained.trainable_variables)
+        optimizer.apply_gradients(zip(grads, trained.trainable_variables))
         mse = tf.reduce_mean(tf.square(out - hi), axis=[1, 2, 3])
         return loss, tf.reduce_mean(10.0 * tf.math.log(1.0 / tf.maximum(mse, 1e-10)) / math.log(10.0))
 
@@ -250,7 +259,9 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
         t0 = time.monotonic()
         lr = schedule.for_epoch(epoch)
         optimizer.learning_rate.assign(lr)
-        data = crop_dataset(train_low, train_high, cfg.crop, cfg.batch, steps, seed=cfg.seed * 100003 + epoch)
+        seed = cfg.seed * 100003 + epoch
+        data = (context_crop_dataset(train_low, train_high, train_thumbs, cfg.crop, cfg.batch, steps, seed)
+                if train_thumbs else crop_dataset(train_low, train_high, cfg.crop, cfg.batch, steps, seed))
         bar = ProgressBar(steps, f"epoch {epoch + 1}/{cfg.epochs}")
         losses, scores = [], []
         for k, (lo, hi) in enumerate(data):

@@ -7,7 +7,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tinymirnet.model.data import find_pairs, read_rgb, resolve_split, split_train_val
-from tinymirnet.model.network import MirnetConfig, build_mirnet
+from tinymirnet.model.network import MirnetConfig, build_context_model, build_mirnet, build_tile_model
+from tinymirnet.model.thumbnail import thumbnail
 
 
 def fixed_shape_model(float_model, cfg: MirnetConfig, size: int):
@@ -17,8 +18,17 @@ def fixed_shape_model(float_model, cfg: MirnetConfig, size: int):
     return fixed
 
 
+def fixed_frame_context_models(float_model, cfg: MirnetConfig, size: int):
+    """A frame-context network's two fixed-shape, batch-1 models on a copy of the weights: the
+    context model (thumbnail -> context vector) and the tile model ([tile, context] -> tile)."""
+    fixed = fixed_shape_model(float_model, cfg, size)
+    return (build_context_model(cfg, fixed, batch_size=1),
+            build_tile_model(cfg, fixed, (size, size, 3), batch_size=1))
+
+
 def representative_tiles(data_dir, size: int, count: int = 256, seed: int = 0,
-                         bright_fraction: float = 0.0, *, exposure_target: int) -> np.ndarray:
+                         bright_fraction: float = 0.0, *, exposure_target: int,
+                         thumbnail_size: tuple[int, int] | None = None):
     """Random size x size crops of training-split low-light images (never eval15).
 
     Only low-light crops by default: the int8 activation ranges are per-tensor min/max over the
@@ -28,19 +38,25 @@ def representative_tiles(data_dir, size: int, count: int = 256, seed: int = 0,
     29.8 dB with none; SSIM to ground truth 0.45 -> 0.57. Input pixels above the calibrated
     range (about 0.77 on LoL) clip, which only touches light sources in a low-light frame.
     Low-light frames are exposure-normalised (model/exposure.py) before cropping, as on the
-    board, when `exposure_target` is set."""
+    board, when `exposure_target` is set.
+
+    With `thumbnail_size` (a frame-context network), returns (tiles, thumbnails): the
+    thumbnail of the whole frame each tile was cut from, as float32 too."""
     from tinymirnet.model.exposure import normalize_exposure
     train, _ = split_train_val(find_pairs(resolve_split(data_dir, "train")))
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(train), size=min(count, len(train)), replace=False)
-    tiles = []
+    tiles, thumbs = [], []
     for k, i in enumerate(picks):
         bright = k < round(len(picks) * bright_fraction)
         img = read_rgb(train[i].high) if bright else normalize_exposure(read_rgb(train[i].low), exposure_target)
         h, w = img.shape[:2]
         y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
         tiles.append(img[y:y + size, x:x + size])
-    return np.stack(tiles).astype(np.float32) / 255.0
+        if thumbnail_size:
+            thumbs.append(thumbnail(img, *thumbnail_size))
+    tiles = np.stack(tiles).astype(np.float32) / 255.0
+    return (tiles, np.stack(thumbs).astype(np.float32) / 255.0) if thumbnail_size else tiles
 
 
 def synthetic_tiles(size: int, count: int = 16, seed: int = 0) -> np.ndarray:
@@ -52,11 +68,16 @@ def synthetic_tiles(size: int, count: int = 16, seed: int = 0) -> np.ndarray:
     return tiles
 
 
-def convert_int8(fixed_model, calibration: np.ndarray) -> bytes:
-    """The TFLite flatbuffer with int8 weights, activations, input and output."""
+def convert_int8(fixed_model, calibration) -> bytes:
+    """The TFLite flatbuffer with int8 weights, activations, inputs and outputs. `calibration`
+    is an array of samples, or (several inputs) a tuple of arrays in the model's input order."""
+    columns = calibration if isinstance(calibration, tuple) else (calibration,)
+    names = [t.name.split(":")[0] for t in fixed_model.inputs]
+
     def representative():
-        for t in calibration:
-            yield [t[None]]
+        # Keyed by input name: the converter's signature does not keep the Keras input order.
+        for k in range(len(columns[0])):
+            yield {name: c[k][None] for name, c in zip(names, columns)}
 
     conv = tf.lite.TFLiteConverter.from_keras_model(fixed_model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -13,23 +13,30 @@ from pathlib import Path
 
 import numpy as np
 
-from tinymirnet.model.data import crop_dataset, find_pairs, load_pairs, resolve_split, split_train_val
+from tinymirnet.model.data import (context_crop_dataset, crop_dataset, find_pairs, load_pairs, resolve_split,
+                                   split_train_val)
 from tinymirnet.model.evaluate import evaluate
 from tinymirnet.model.exposure import normalize_exposure
 from tinymirnet.model.files import atomic_save_weights, atomic_write_bytes, atomic_write_json, atomic_write_text
 from tinymirnet.model.inference import FloatEnhancer, load_model
-from tinymirnet.model.network import conv_macs, count_params
+from tinymirnet.model.network import build_frame_context_trainer, conv_macs, count_params
+from tinymirnet.model.thumbnail import thumbnail
 from tinymirnet.model.tiling import TilingConfig, iter_tiles, load_tiling, tile_grid
 
 from .budget import Measured, budget_violations, check_budgets, firmware_buffers, ram_table
-from .convert import convert_int8, fixed_shape_model, representative_tiles
+from .convert import convert_int8, fixed_frame_context_models, fixed_shape_model, representative_tiles
 from .export import ExportInfo, write_firmware_files
 from .prune import gzip_size, prune, sparsity_report
-from .tflm import ReferenceModel, TflmModel, int8_method, op_names, quantize_pixels
+from .tflm import (ReferenceModel, TflmModel, int8_frame_context_method, int8_method, op_names, quantize_pixels,
+                   requantize)
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 FIRMWARE_MODEL_DIR = Path(__file__).resolve().parent.parent / "firmware" / "lib" / "tinymirnet_model"
 INT8_NAME = "tiny_mirnet_int8.tflite"
+CONTEXT_INT8_NAME = "tiny_mirnet_context_int8.tflite"  # a frame-context network's second model
+# Where a frame-context network's artifacts go: the firmware runs one-model networks only so far,
+# so they are measured and reported but never replace the shipped export.
+FRAME_CONTEXT_ARTIFACTS = ARTIFACTS / "frame_context"
 
 # Projection of device time: CMSIS-NN's paper (Lai, Suda, Chandra 2018, arXiv:1801.06601)
 # runs a 12.3 M-MAC CIFAR-10 CNN in 99.1 ms on a 216 MHz Cortex-M7, 0.57 MAC per cycle. The
@@ -39,13 +46,14 @@ CMSIS_NN_MACS_PER_CYCLE = 0.5
 NANO_CLOCK_HZ = 64_000_000
 
 
-def verify_bit_exact(flatbuffer: bytes, tiles_u8: list[np.ndarray]) -> dict:
-    """TFLM output vs tf.lite.Interpreter's reference kernels, tile by tile."""
+def verify_bit_exact(flatbuffer: bytes, tiles_u8: list[np.ndarray], context: np.ndarray | None = None) -> dict:
+    """TFLM output vs tf.lite.Interpreter's reference kernels, tile by tile (with one int8
+    context vector for a frame-context tile model)."""
     tflm, ref = TflmModel(flatbuffer), ReferenceModel(flatbuffer)
     differing, max_diff = 0, 0
     for t in tiles_u8:
         x = quantize_pixels(t, tflm.input_quant)
-        a, b = tflm.invoke(x).astype(np.int16), ref.invoke(x).astype(np.int16)
+        a, b = tflm.invoke(x, context).astype(np.int16), ref.invoke(x, context).astype(np.int16)
         differing += int(np.sum(a != b))
         max_diff = max(max_diff, int(np.max(np.abs(a - b))))
     return {"tiles": len(tiles_u8), "values_differing": differing, "max_abs_diff": max_diff,
@@ -69,7 +77,7 @@ def eval_tiles(data_dir, tiling: TilingConfig, count: int = 64) -> list[np.ndarr
 def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps: int = 400,
                  finetune_batch: int = 32, finetune_crop: int | None = None,
                  finetune_lr: float = 1e-3, finetune_loss: str = "mse",
-                 out_dir: Path = ARTIFACTS, firmware_dir: Path = FIRMWARE_MODEL_DIR,
+                 out_dir: Path | None = None, firmware_dir: Path = FIRMWARE_MODEL_DIR,
                  eval_limit: int | None = None, log=print) -> dict:
     t_start = time.monotonic()
     tiling = load_tiling()
@@ -82,35 +90,84 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
             f"frames it was not trained on (retrain, or set exposure_target to {cfg.exposure_target})")
     report: dict = {"weights": str(weights), "model": asdict(cfg), "tiling": asdict(tiling),
                     "params": count_params(float_model)}
+    context = cfg.frame_context
+    thumb_size = (cfg.thumbnail_width, cfg.thumbnail_height)
+    if out_dir is None:
+        out_dir = FRAME_CONTEXT_ARTIFACTS if context else ARTIFACTS
 
     # 1. Pruning, fine-tuned on training crops (eval15 is never seen).
     crop = finetune_crop or size
     train_pairs, _ = split_train_val(find_pairs(resolve_split(data_dir, "train")))
     lows, highs = load_pairs(train_pairs)
     lows = [normalize_exposure(low, tiling.exposure_target) for low in lows]
-    data = crop_dataset(lows, highs, crop, finetune_batch, finetune_steps, seed=1234).repeat()
+    if context:
+        thumbs = [thumbnail(low, *thumb_size) for low in lows]
+        data = context_crop_dataset(lows, highs, thumbs, crop, finetune_batch, finetune_steps, seed=1234).repeat()
+    else:
+        data = crop_dataset(lows, highs, crop, finetune_batch, finetune_steps, seed=1234).repeat()
     margin = tiling.halo if crop == size else 0
     log(f"pruning to {sparsity:.0%} sparsity: {finetune_steps} steps of {finetune_batch} {crop}x{crop} crops"
         f" at {finetune_lr:g}, {finetune_loss} loss"
         + (f" on the {tiling.tile}x{tiling.tile} centre the board keeps" if margin else ""))
+    trainer = (lambda clone: build_frame_context_trainer(cfg, clone, crop)) if context else None
     pruned = prune(float_model, data, finetune_steps, sparsity=sparsity, lr=finetune_lr, margin=margin,
-                   loss=finetune_loss)
+                   loss=finetune_loss, trainer=trainer)
     report["pruning_finetune"] = {"steps": finetune_steps, "batch": finetune_batch, "crop": crop,
                                   "lr": finetune_lr, "loss": finetune_loss, "loss_margin": margin}
     del lows, highs
 
     # 2. int8 conversion of the pruned model, float baseline converted too for the report.
-    calib = representative_tiles(data_dir, size, exposure_target=tiling.exposure_target)
-    log(f"converting to int8 at {size}x{size} with {len(calib)} calibration tiles")
-    flatbuffer = convert_int8(fixed_shape_model(pruned, cfg, size), calib)
-    dense_flatbuffer = convert_int8(fixed_shape_model(float_model, cfg, size), calib)
+    context_flatbuffer = b""
+    if context:
+        # Two models: the context model calibrated on thumbnails, the tile model on tiles with
+        # the (float) context of the frame each was cut from.
+        calib, calib_thumbs = representative_tiles(data_dir, size, exposure_target=tiling.exposure_target,
+                                                   thumbnail_size=thumb_size)
+        log(f"converting the context model ({thumb_size[0]}x{thumb_size[1]} thumbnail) and the tile model "
+            f"({size}x{size}) to int8 with {len(calib)} calibration frames")
+        context_fixed, tile_fixed = fixed_frame_context_models(pruned, cfg, size)
+        calib_context = context_fixed.predict(calib_thumbs, batch_size=32, verbose=0)
+        context_flatbuffer = convert_int8(context_fixed, calib_thumbs)
+        flatbuffer = convert_int8(tile_fixed, (calib, calib_context))
+        dense_context, dense_tile = fixed_frame_context_models(float_model, cfg, size)
+        dense_flatbuffer = convert_int8(dense_tile, (calib, dense_context.predict(calib_thumbs, batch_size=32, verbose=0)))
+    else:
+        calib = representative_tiles(data_dir, size, exposure_target=tiling.exposure_target)
+        log(f"converting to int8 at {size}x{size} with {len(calib)} calibration tiles")
+        flatbuffer = convert_int8(fixed_shape_model(pruned, cfg, size), calib)
+        dense_flatbuffer = convert_int8(fixed_shape_model(float_model, cfg, size), calib)
 
     # 3. Verification on the TFLM kernels.
     tflm = TflmModel(flatbuffer)
     arena = _arena_of(tflm)
-    exactness = verify_bit_exact(flatbuffer, eval_tiles(data_dir, tiling))
+    check_context = None
+    if context:
+        context_tflm = TflmModel(context_flatbuffer)
+        context_arena = _arena_of(context_tflm)
+        first_low = normalize_exposure(load_pairs(find_pairs(resolve_split(data_dir, "eval"))[:1])[0][0],
+                                       tiling.exposure_target)
+        thumb_q = quantize_pixels(thumbnail(first_low, *thumb_size), context_tflm.input_quant)
+        context_exactness = verify_bit_exact(context_flatbuffer, [thumbnail(first_low, *thumb_size)])
+        check_context = requantize(context_tflm.invoke(thumb_q), context_tflm.output_quant, tflm.context_quant)
+    exactness = verify_bit_exact(flatbuffer, eval_tiles(data_dir, tiling), check_context)
     log(f"TFLM: arena {arena:,} B; bit-exact vs reference kernels: {exactness}")
-    measured = Measured(len(flatbuffer), arena)
+    if context:
+        log(f"TFLM context model: arena {context_arena:,} B, flatbuffer {len(context_flatbuffer):,} B; "
+            f"bit-exact: {context_exactness}")
+        report["frame_context"] = {
+            "thumbnail": list(thumb_size), "context_values": int(tflm.context_shape[-1]),
+            "context_flatbuffer_bytes": len(context_flatbuffer), "context_arena_bytes": context_arena,
+            "tile_model_flatbuffer_bytes": len(flatbuffer), "tile_model_arena_bytes": arena,
+            "context_model_ops": op_names(context_flatbuffer), "context_reference_check": context_exactness,
+            "context_input_quant": asdict(context_tflm.input_quant),
+            "context_output_quant": asdict(context_tflm.output_quant),
+            "tile_context_quant": asdict(tflm.context_quant),
+            "context_macs_per_frame": conv_macs(context_fixed),
+            "budget_basis": "the two models run one after the other (the context model once per frame, "
+                            "then every tile), so the arena budget applies to the larger of the two and "
+                            "the flash budget to both flatbuffers together"}
+        arena = max(arena, context_arena)
+    measured = Measured(len(flatbuffer) + len(context_flatbuffer), arena)
     report["sparsity"] = sparsity_report(pruned)
     report["sizes"] = {
         "flatbuffer_bytes": len(flatbuffer), "flatbuffer_gzip_bytes": gzip_size(flatbuffer),
@@ -125,14 +182,16 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
     # 4. Budgets and the RAM table.
     report["budgets"] = {"problems": budget_violations(measured)}
     buffers = firmware_buffers(tiling.frame_width, tiling.frame_height, tiling.tile, tiling.model_input)
-    fixed = fixed_shape_model(pruned, cfg, size)
-    macs_tile = conv_macs(fixed)
+    macs_tile = conv_macs(tile_fixed if context else fixed_shape_model(pruned, cfg, size))
+    macs_once = conv_macs(context_fixed) if context else 0  # the context model, once per frame
     tiles = len(tile_grid(tiling.frame_width, tiling.frame_height, tiling.tile))
+    macs_frame = macs_tile * tiles + macs_once
     macs_per_s = CMSIS_NN_MACS_PER_CYCLE * NANO_CLOCK_HZ
     report["compute"] = {
-        "macs_per_tile": macs_tile, "tiles_per_frame": tiles, "macs_per_frame": macs_tile * tiles,
-        "macs_per_output_pixel": macs_tile * tiles / (tiling.frame_width * tiling.frame_height),
-        "projected_seconds_per_frame": macs_tile * tiles / macs_per_s,
+        "macs_per_tile": macs_tile, "tiles_per_frame": tiles, "macs_per_frame": macs_frame,
+        "macs_context_model_per_frame": macs_once,
+        "macs_per_output_pixel": macs_frame / (tiling.frame_width * tiling.frame_height),
+        "projected_seconds_per_frame": macs_frame / macs_per_s,
         "projection_basis": f"{CMSIS_NN_MACS_PER_CYCLE} MAC/cycle x {NANO_CLOCK_HZ / 1e6:.0f} MHz "
                             "(CMSIS-NN, Lai et al. 2018, arXiv:1801.06601: 12.3 M-MAC CIFAR-10 CNN in "
                             "99.1 ms on a 216 MHz Cortex-M7 = 0.57 MAC/cycle); convolutions only; a projection, "
@@ -143,12 +202,14 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
     # 5. The quality ladder on eval15, tile by tile like the board.
     log("evaluating the ladder on eval15 (float / pruned float / int8 on TFLM, tiled)")
     target = tiling.exposure_target
-    float_enh, pruned_enh = FloatEnhancer(float_model, target), FloatEnhancer(pruned, target)
+    float_enh, pruned_enh = FloatEnhancer(float_model, target, cfg), FloatEnhancer(pruned, target, cfg)
+    int8 = (int8_frame_context_method(context_tflm, tflm, tiling.tile, tiling.halo, thumb_size, exposure_target=target)
+            if context else int8_method(tflm, tiling.tile, tiling.halo, exposure_target=target))
     methods = {
         "tiny_mirnet_float_full": float_enh.enhance,
         "tiny_mirnet_float_tiled": lambda lo: float_enh.enhance(lo, tiling.tile, tiling.halo),
         "tiny_mirnet_pruned_tiled": lambda lo: pruned_enh.enhance(lo, tiling.tile, tiling.halo),
-        "tiny_mirnet_int8_tiled": int8_method(tflm, tiling.tile, tiling.halo, exposure_target=target),
+        "tiny_mirnet_int8_tiled": int8,
     }
     ladder = evaluate(data_dir, methods, limit=eval_limit, log=log)
     report["quality"] = {k: {"psnr": v["psnr"], "ssim": v["ssim"], "psnr_gt_mean": v["psnr_gt_mean"]}
@@ -164,8 +225,14 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
     atomic_write_text(out_dir / "tiny_mirnet_pruned.json", cfg.to_json() + "\n")
     atomic_write_bytes(out_dir / INT8_NAME, flatbuffer)
     info = ExportInfo(flatbuffer, tiling, tflm.input_quant, tflm.output_quant, arena, op_names(flatbuffer))
-    report["export"] = {"sha256": info.sha256, "arena_size_in_firmware": info.arena_size,
-                        "files": [str(p.name) for p in write_firmware_files(info, firmware_dir)]}
+    if context:
+        atomic_write_bytes(out_dir / CONTEXT_INT8_NAME, context_flatbuffer)
+        report["export"] = {"sha256": info.sha256, "arena_size_in_firmware": info.arena_size, "files": [],
+                            "firmware": "not exported: the firmware runs one-model networks only so far; "
+                                        "the frame-context models are measured here on the host TFLM"}
+    else:
+        report["export"] = {"sha256": info.sha256, "arena_size_in_firmware": info.arena_size,
+                            "files": [str(p.name) for p in write_firmware_files(info, firmware_dir)]}
     report["seconds"] = round(time.monotonic() - t_start, 1)
     atomic_write_json(out_dir / "quantize_report.json", report)
     atomic_write_text(out_dir / "quantize_report.md", markdown_report(report))
@@ -173,7 +240,8 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
 
 
 def _arena_of(tflm: TflmModel) -> int:
-    tflm.invoke(np.zeros(tflm.input_shape, np.int8))
+    context = np.zeros(tflm.context_shape, np.int8) if tflm.context_shape else None
+    tflm.invoke(np.zeros(tflm.input_shape, np.int8), context)
     return tflm.arena_used_bytes()
 
 

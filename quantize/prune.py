@@ -57,18 +57,22 @@ def centre_loss(margin: int, loss: str = "charbonnier"):
 
 
 def prune(model, dataset, steps: int, sparsity: float = 0.5, lr: float = 1e-3, margin: int = 0,
-          loss: str = "charbonnier"):
+          loss: str = "charbonnier", trainer=None):
     """Fine-tunes `model` for `steps` batches of `dataset` while pruning its convolutions to
     `sparsity`; returns the stripped (plain Keras) model. `model` itself is left unchanged.
 
     The rate, measured on the validation split (stage-3 weights, tiled PSNR of the pruned
     float model against the unpruned one, 1,200 steps unless said): a constant 1e-3 lost
     0.13 dB, 2e-3 0.16 dB, 3e-4 0.42 dB, 1e-4 cosine-decayed 0.71 dB; 1e-3 for 2,400 steps
-    0.32 dB."""
+    0.32 dB.
+
+    `trainer(clone)`, when given, builds the model the loss is computed on from the clone's
+    layers (a frame-context network: thumbnail + tile -> tile); `dataset` feeds that model."""
     # Sparsity ramps up over the first half; the second half recovers at the final sparsity.
     pruned = prunable_clone(model, sparsity, end_step=int(steps * 0.5))
-    pruned.compile(optimizer=keras.optimizers.Adam(lr), loss=centre_loss(margin, loss))
-    pruned.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=2,
+    fitted = trainer(pruned) if trainer else pruned
+    fitted.compile(optimizer=keras.optimizers.Adam(lr), loss=centre_loss(margin, loss))
+    fitted.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=2,
                callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     return tfmot.sparsity.keras.strip_pruning(pruned)
 

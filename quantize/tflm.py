@@ -32,14 +32,26 @@ class TflmModel:
         check_not_degenerate(flatbuffer)  # TFLM abort()s the process on such a model
         self.flatbuffer = flatbuffer
         self.interpreter = runtime.Interpreter.from_bytes(flatbuffer, arena_size=arena_size)
-        inp = self.interpreter.get_input_details(0)
+        self.image_index, self.context_index = input_roles(flatbuffer)
+        inp = self.interpreter.get_input_details(self.image_index)
         out = self.interpreter.get_output_details(0)
         self.input_shape = tuple(inp["shape"])
         self.input_quant = QuantParams(*_scale_zp(inp))
         self.output_quant = QuantParams(*_scale_zp(out))
+        self.output_shape = tuple(out["shape"])
+        self.context_shape = self.context_quant = None
+        if self.context_index is not None:
+            ctx = self.interpreter.get_input_details(self.context_index)
+            self.context_shape, self.context_quant = tuple(ctx["shape"]), QuantParams(*_scale_zp(ctx))
 
-    def invoke(self, tile: np.ndarray) -> np.ndarray:
-        self.interpreter.set_input(tile.reshape(self.input_shape).astype(np.int8), 0)
+    def invoke(self, tile: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
+        """One int8 input (a tile, or a thumbnail for a context model) -> its int8 output; a
+        frame-context tile model also takes the frame's int8 context vector."""
+        if self.context_index is not None:
+            if context is None:
+                raise ValueError("this tile model takes the frame's context vector as a second input")
+            self.interpreter.set_input(context.reshape(self.context_shape).astype(np.int8), self.context_index)
+        self.interpreter.set_input(tile.reshape(self.input_shape).astype(np.int8), self.image_index)
         self.interpreter.invoke()
         return self.interpreter.get_output(0)[0].copy()
 
@@ -55,6 +67,20 @@ def _scale_zp(details) -> tuple[float, int]:
     if scales is not None and len(scales):
         return float(scales[0]), int(zps[0])
     return tuple(details["quantization"])  # type: ignore[return-value]
+
+
+def input_roles(flatbuffer: bytes) -> tuple[int, int | None]:
+    """(index of the image input, index of the context input or None): a model has one image
+    input (a tile or a thumbnail, H x W > 1) and, for a frame-context tile model, a 1x1xN
+    context vector."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    sg = schema.ModelT.InitFromPackedBuf(flatbuffer, 0).subgraphs[0]
+    shapes = [tuple(sg.tensors[i].shape) for i in sg.inputs]
+    images = [k for k, shp in enumerate(shapes) if len(shp) == 4 and shp[1] * shp[2] > 1]
+    vectors = [k for k, shp in enumerate(shapes) if len(shp) == 4 and shp[1] * shp[2] == 1]
+    if len(images) != 1 or len(vectors) > 1 or len(images) + len(vectors) != len(shapes):
+        raise ValueError(f"model inputs {shapes}: expected one image and at most one 1x1xN context")
+    return images[0], (vectors[0] if vectors else None)
 
 
 def parse_arena_total(text: str) -> int:
@@ -81,7 +107,8 @@ def capture_fd_output(fd: int, fn) -> str:
 def measure_arena(flatbuffer: bytes) -> int:
     """Arena bytes TFLM needs for this model (allocated and run once on zeros)."""
     m = TflmModel(flatbuffer)
-    m.invoke(np.zeros(m.input_shape, np.int8))
+    context = np.zeros(m.context_shape, np.int8) if m.context_shape else None
+    m.invoke(np.zeros(m.input_shape, np.int8), context)
     return m.arena_used_bytes()
 
 
@@ -94,10 +121,15 @@ class ReferenceModel:
             model_content=flatbuffer,
             experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
         self.interpreter.allocate_tensors()
-        self.inp = self.interpreter.get_input_details()[0]
+        image, context = input_roles(flatbuffer)
+        details = self.interpreter.get_input_details()
+        self.inp = details[image]
+        self.ctx = details[context] if context is not None else None
         self.out = self.interpreter.get_output_details()[0]
 
-    def invoke(self, tile: np.ndarray) -> np.ndarray:
+    def invoke(self, tile: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
+        if self.ctx is not None:
+            self.interpreter.set_tensor(self.ctx["index"], context.reshape(self.ctx["shape"]).astype(np.int8))
         self.interpreter.set_tensor(self.inp["index"], tile.reshape(self.inp["shape"]).astype(np.int8))
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self.out["index"])[0].copy()
@@ -171,3 +203,38 @@ def load_tile_model(tflite_path, tile: int, halo: int) -> TflmModel:
 def int8_method(model: TflmModel, tile: int, halo: int, *, exposure_target: int):
     """An eval method: the int8 model tile by tile in the TFLM runtime."""
     return lambda low: int8_tiled(model, low, tile, halo, exposure_target=exposure_target).astype(np.float32) / 255.0
+
+
+# ----- a frame-context network: the context model's int8 output -> the tile model's input -----
+
+def requantize(values_i8: np.ndarray, src: QuantParams, dst: QuantParams) -> np.ndarray:
+    """int8 values of one quantization -> another: round((q - zp_src) * scale_src / scale_dst)
+    + zp_dst, half away from zero, clamped; in float32 as the firmware computes it."""
+    real = (values_i8.astype(np.float32) - np.float32(src.zero_point)) * np.float32(src.scale)
+    return np.clip(_round_half_away(real / np.float32(dst.scale)) + dst.zero_point, -128, 127).astype(np.int8)
+
+
+def int8_frame_context(context_model: TflmModel, tile_model: TflmModel, low_u8: np.ndarray,
+                       tile: int, halo: int, thumbnail_size: tuple[int, int], *,
+                       exposure_target: int) -> np.ndarray:
+    """`int8_tiled` for a frame-context network: exposure gain -> thumbnail of the frame ->
+    context model -> context vector requantized for the tile model -> every tile with it."""
+    from tinymirnet.model.exposure import normalize_exposure
+    from tinymirnet.model.thumbnail import thumbnail
+    from tinymirnet.model.tiling import run_tiled
+    frame = normalize_exposure(low_u8, exposure_target)
+    thumb = quantize_pixels(thumbnail(frame, *thumbnail_size), context_model.input_quant)
+    context = requantize(context_model.invoke(thumb), context_model.output_quant, tile_model.context_quant)
+
+    def infer(batch):
+        return np.stack([tile_model.invoke(t, context) for t in batch])
+
+    out_q = run_tiled(quantize_pixels(frame, tile_model.input_quant), tile, halo, infer)
+    return dequantize_pixels(out_q, tile_model.output_quant)
+
+
+def int8_frame_context_method(context_model: TflmModel, tile_model: TflmModel, tile: int, halo: int,
+                              thumbnail_size: tuple[int, int], *, exposure_target: int):
+    """An eval method: a frame-context network's two int8 models in the TFLM runtime."""
+    return lambda low: int8_frame_context(context_model, tile_model, low, tile, halo, thumbnail_size,
+                                          exposure_target=exposure_target).astype(np.float32) / 255.0

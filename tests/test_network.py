@@ -49,3 +49,31 @@ def test_no_tensor_has_more_than_four_dimensions():
     for layer in model.layers:
         outs = layer.output if isinstance(layer.output, list) else [layer.output]
         assert all(len(o.shape) <= 4 for o in outs), layer.name
+
+
+def test_frame_context_models_equal_the_textbook_network_on_its_own_context():
+    """The context model (run on the input itself) feeding the tile model reproduces the
+    textbook network exactly: the split into two models changes nothing but where the
+    attention is pooled. Both share the textbook model's layers (one weights file)."""
+    from tinymirnet.model.network import build_context_model, build_tile_model, context_size
+    keras.utils.set_random_seed(1)
+    cfg = MirnetConfig(channels=4, growth=1.5, thumbnail_width=16, thumbnail_height=12)
+    textbook = build_mirnet(cfg)
+    context_model = build_context_model(cfg, textbook)
+    tile_model = build_tile_model(cfg, textbook)
+    x = tf.random.uniform((2, 12, 16, 3), seed=3)
+    context = context_model(x)
+    assert context.shape == (2, 1, 1, context_size(cfg))
+    np.testing.assert_allclose(tile_model([x, context]).numpy(), textbook(x).numpy(), atol=1e-6)
+    # No pooling of its own: another context changes the tile model's output.
+    assert np.abs(tile_model([x, context * 0.5]).numpy() - textbook(x).numpy()).max() > 1e-4
+    shared = {id(v) for v in textbook.weights}
+    assert {id(v) for v in tile_model.weights} <= shared and {id(v) for v in context_model.weights} <= shared
+
+
+def test_context_model_concatenates_at_most_ten_tensors_per_op():
+    """TFLM's CONCATENATION takes at most 10 inputs; the context vector joins 18."""
+    from tinymirnet.model.network import build_context_model
+    model = build_context_model(MirnetConfig(channels=4, thumbnail_width=16, thumbnail_height=12))
+    concats = [l for l in model.layers if isinstance(l, keras.layers.Concatenate) and l.name.startswith("context")]
+    assert concats and all(len(l.input) <= 10 for l in concats)

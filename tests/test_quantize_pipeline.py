@@ -73,3 +73,62 @@ def test_quantize_refuses_weights_trained_for_another_exposure(lol_root, small_w
     with pytest.raises(ValueError, match=r"trained with exposure_target \d+, but model/tiling.json sets"):
         run_quantize(lol_root, small_weights, out_dir=out, firmware_dir=tmp_path, log=lambda *_: None)
     assert not out.exists()
+
+
+@pytest.fixture
+def varied_lol_root(tmp_path):
+    """A LoL layout whose scenes differ as a whole (brightness, colour, a bright patch), so
+    that thumbnails, unlike tiles of the shared fixture's near-identical scenes, vary."""
+    from PIL import Image
+    from conftest import darken, scene
+    rng = np.random.default_rng(7)
+    for split, n in (("our485", 24), ("eval15", 2)):
+        for d in ("low", "high"):
+            (tmp_path / "LOL" / split / d).mkdir(parents=True)
+        for i in range(1, n + 1):
+            high = scene(rng, 64, 96).astype(np.float64) * rng.uniform(0.3, 1.2, 3)
+            y, x = rng.integers(0, 40), rng.integers(0, 70)
+            high[y:y + 24, x:x + 26] = rng.uniform(0, 255, 3)
+            high = np.clip(high, 0, 255).astype(np.uint8)
+            Image.fromarray(darken(high)).save(tmp_path / "LOL" / split / "low" / f"{i}.png")
+            Image.fromarray(high).save(tmp_path / "LOL" / split / "high" / f"{i}.png")
+    return tmp_path / "LOL"
+
+
+def test_quantize_a_frame_context_network_measures_both_models_and_leaves_the_firmware(
+        varied_lol_root, small_weights, tmp_path):
+    """A frame-context network becomes two int8 models (context on the thumbnail, tile model
+    with the context as a second input), both bit-exact on TFLM, budgeted together, scored on
+    the ladder; the firmware export (one-model only so far) is left untouched."""
+    from tinymirnet.model.network import context_size
+    from tinymirnet.quantize.pipeline import CONTEXT_INT8_NAME
+    from tinymirnet.quantize.tflm import TflmModel
+    cfg_path = small_weights.with_name("small.json")
+    cfg = MirnetConfig.load(cfg_path)
+    framed = MirnetConfig(**{**json.loads(cfg.to_json()), "thumbnail_width": 32, "thumbnail_height": 24})
+    cfg_path.write_text(framed.to_json())
+    # The context model pools thumbnails of the synthetic scenes, all alike: livelier squeezes.
+    model = build_mirnet(framed)
+    model.load_weights(str(small_weights))
+    for layer in model.layers:
+        if layer.name.endswith(("_squeeze", "_down")):
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel, bias + 0.5])
+    model.save_weights(str(small_weights))
+    out, fw = tmp_path / "artifacts", tmp_path / "firmware"
+    fw.mkdir()
+    (fw / "model_settings.h").write_text("// previous export\n")
+    report = run_quantize(varied_lol_root, small_weights, finetune_steps=3, finetune_batch=4, out_dir=out,
+                          firmware_dir=fw, log=lambda *_: None)
+    fc = report["frame_context"]
+    assert fc["thumbnail"] == [32, 24] and fc["context_values"] == context_size(framed)
+    assert fc["context_reference_check"]["bit_exact"] and report["tflm"]["reference_check"]["bit_exact"]
+    tile_model = TflmModel((out / INT8_NAME).read_bytes())
+    context_model = TflmModel((out / CONTEXT_INT8_NAME).read_bytes())
+    assert tile_model.context_shape == (1, 1, 1, context_size(framed))
+    assert context_model.input_shape == (1, 24, 32, 3) and context_model.context_shape is None
+    assert report["tflm"]["arena_bytes"] == max(fc["context_arena_bytes"], fc["tile_model_arena_bytes"])
+    assert report["compute"]["macs_context_model_per_frame"] > 0
+    assert np.isfinite(report["quality"]["tiny_mirnet_int8_tiled"]["psnr"])
+    assert (fw / "model_settings.h").read_text() == "// previous export\n" and report["export"]["files"] == []
+    assert report["sparsity"]["overall"] > 0.1

@@ -82,3 +82,27 @@ def test_mse_loss_is_recorded_and_trained_with(lol_root, tmp_path):
     with pytest.raises(ValueError, match="unknown loss 'l3'"):
         train(tmp_path / "l3", replace(small_config(lol_root), loss="l3"), log=lambda *_: None)
     assert not (tmp_path / "l3" / "ckpt").exists()
+
+
+def test_frame_context_training_through_the_cli_and_the_float_pipeline(lol_root, tmp_path):
+    """`train --frame-context 32x24` trains the context model feeding the tile model; the
+    thumbnail size is saved with the weights, and the float pipeline then computes each frame's
+    context itself, whole frame or tile by tile (no context given: a clear error)."""
+    import pytest
+    from tinymirnet.host.cli import main
+    from tinymirnet.model.inference import FloatEnhancer
+    run = tmp_path / "framed"
+    assert main(["train", "--data", str(lol_root), "--out", str(run), "--epochs", "1", "--steps", "2",
+                 "--batch", "2", "--crop", "28", "--channels", "4", "--val-percent", "30",
+                 "--frame-context", "32x24", "--loss-margin", "4", "--val-tiled"]) == 0
+    saved = json.loads((run / "best.json").read_text())
+    assert (saved["thumbnail_width"], saved["thumbnail_height"]) == (32, 24)
+    enhancer = FloatEnhancer.load(run / "best.weights.h5")
+    assert enhancer.frame_context
+    low = np.random.default_rng(0).integers(0, 60, (48, 64, 3), dtype=np.uint8)
+    full, tiled = enhancer.enhance(low), enhancer.enhance(low, 20, 4)
+    assert full.shape == tiled.shape == (48, 64, 3) and np.isfinite(tiled).all()
+    with pytest.raises(ValueError, match="needs the context of the frame"):
+        enhancer(np.zeros((1, 28, 28, 3), np.float32))
+    with pytest.raises(SystemExit):
+        main(["train", "--data", str(lol_root), "--frame-context", "32"])
