@@ -112,9 +112,27 @@ def cmd_eval(args) -> int:
             "macs_per_pixel": round(macs_per_pixel(cfg), 1), "tile": tiling.tile, "halo": tiling.halo,
             "exposure_target": cfg.exposure_target}
     if args.int8:
-        from tinymirnet.quantize.tflm import int8_method
-        methods["tiny_mirnet_int8_tiled"] = int8_method(_load_int8(args.int8, tiling), tiling.tile,
-                                                        tiling.halo, exposure_target=tiling.exposure_target)
+        from tinymirnet.quantize.tflm import int8_frame_context_method, int8_method
+        tile_model = _load_int8(args.int8, tiling)
+        if tile_model.context_index is None:
+            method = int8_method(tile_model, tiling.tile, tiling.halo, exposure_target=tiling.exposure_target)
+        else:  # a frame-context network: its context model lies beside the tile model
+            from tinymirnet.quantize.pipeline import CONTEXT_INT8_NAME
+            from tinymirnet.quantize.tflm import TflmModel
+            context_path = args.int8.with_name(CONTEXT_INT8_NAME)
+            if not cfg.frame_context:
+                raise SystemExit(f"error: {args.int8} takes a frame context, but {args.weights} is not a "
+                                 "frame-context network")
+            try:
+                context_model = TflmModel(context_path.read_bytes())
+            except (OSError, ValueError) as e:
+                raise SystemExit(f"error: {context_path}: the frame-context tile model's context model "
+                                 f"is missing or unreadable ({e})")
+            method = int8_frame_context_method(context_model, tile_model, tiling.tile, tiling.halo,
+                                               (cfg.thumbnail_width, cfg.thumbnail_height),
+                                               exposure_target=tiling.exposure_target)
+            meta["int8_context_model"] = str(context_path)
+        methods["tiny_mirnet_int8_tiled"] = method
         meta["int8_model"] = str(args.int8)
     grid = args.grid or args.report.with_suffix(".png")
     evaluate(args.data, methods, report=args.report, grid=grid,
@@ -264,7 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--report", type=Path, default=Path("eval_report.json"))
     e.add_argument("--grid", type=Path, default=None, help="comparison grid PNG (default: beside the report)")
     e.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
-    e.add_argument("--int8", type=Path, default=None, help="also run this int8 .tflite tile by tile on TFLM")
+    e.add_argument("--int8", type=Path, default=None,
+                   help="also run this int8 .tflite tile by tile on TFLM (a frame-context tile model: with "
+                        "the tiny_mirnet_context_int8.tflite beside it)")
     e.add_argument("--limit", type=int, default=None, help="only the first N pairs")
     e.set_defaults(func=cmd_eval)
 

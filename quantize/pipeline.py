@@ -245,6 +245,27 @@ def _arena_of(tflm: TflmModel) -> int:
     return tflm.arena_used_bytes()
 
 
+def frame_context_lines(r: dict) -> list[str]:
+    """The markdown of a frame-context network's two models (none for a textbook network)."""
+    fc = r.get("frame_context")
+    if not fc:
+        return []
+    w, h = fc["thumbnail"]
+    return [
+        "## Frame context (two models)", "",
+        f"Every attention weight ({fc['context_values']} values) is computed once per frame by the "
+        f"context model on a {w}x{h} thumbnail of the whole frame, then fed to the tile model.",
+        "",
+        "| model | flatbuffer (B) | TFLM arena (B) | bit-exact vs reference kernels |", "|---|---:|---:|---|",
+        f"| context model ({w}x{h}) | {fc['context_flatbuffer_bytes']:,} | {fc['context_arena_bytes']:,} | "
+        f"{fc['context_reference_check']['bit_exact']} |",
+        f"| tile model | {fc['tile_model_flatbuffer_bytes']:,} | {fc['tile_model_arena_bytes']:,} | "
+        f"{r['tflm']['reference_check']['bit_exact']} |", "",
+        f"Budgets: {fc['budget_basis']}. The context model adds {fc['context_macs_per_frame']:,} MACs per frame.",
+        f"Firmware: {r['export'].get('firmware', 'exported')}.", "",
+    ]
+
+
 def markdown_report(r: dict) -> str:
     s, q, c, ram = r["sizes"], r["quality"], r["compute"], r["ram"]
     lines = [
@@ -275,6 +296,7 @@ def markdown_report(r: dict) -> str:
         f"Ops: {', '.join(r['tflm']['ops'])}.",
         f"TFLM vs reference kernels on {r['tflm']['reference_check']['tiles']} eval15 tiles: "
         f"{r['tflm']['reference_check']['values_differing']} values differ (bit exact: {r['tflm']['reference_check']['bit_exact']}).", "",
+        *frame_context_lines(r),
         "## RAM on the Nano (256 KB)", "", "| item | bytes |", "|---|---|",
         *[f"| {k} | {v:,} |" for k, v in ram["rows"].items()],
         f"| **total** | **{ram['total']:,}** |", f"| headroom | {ram['headroom']:,} |", "",

@@ -132,3 +132,15 @@ def test_quantize_a_frame_context_network_measures_both_models_and_leaves_the_fi
     assert np.isfinite(report["quality"]["tiny_mirnet_int8_tiled"]["psnr"])
     assert (fw / "model_settings.h").read_text() == "// previous export\n" and report["export"]["files"] == []
     assert report["sparsity"]["overall"] > 0.1
+    assert "## Frame context (two models)" in (out / "quantize_report.md").read_text()
+    # `tinymirnet eval --int8` finds the context model beside the tile model: same figure.
+    from tinymirnet.host.cli import main
+    eval_json = tmp_path / "eval.json"
+    assert main(["eval", "--data", str(varied_lol_root), "--weights", str(small_weights),
+                 "--int8", str(out / INT8_NAME), "--report", str(eval_json)]) == 0
+    scored = json.loads(eval_json.read_text())["tiny_mirnet_int8_tiled"]["psnr"]
+    assert scored == pytest.approx(report["quality"]["tiny_mirnet_int8_tiled"]["psnr"], abs=1e-9)
+    (out / CONTEXT_INT8_NAME).unlink()
+    with pytest.raises(SystemExit, match="context model is missing or unreadable"):
+        main(["eval", "--data", str(varied_lol_root), "--weights", str(small_weights),
+              "--int8", str(out / INT8_NAME), "--report", str(eval_json)])
