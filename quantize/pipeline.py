@@ -261,7 +261,11 @@ def frame_context_lines(r: dict) -> list[str]:
         f"{fc['context_reference_check']['bit_exact']} |",
         f"| tile model | {fc['tile_model_flatbuffer_bytes']:,} | {fc['tile_model_arena_bytes']:,} | "
         f"{r['tflm']['reference_check']['bit_exact']} |", "",
-        f"Budgets: {fc['budget_basis']}. The context model adds {fc['context_macs_per_frame']:,} MACs per frame.",
+        f"Budgets: {fc['budget_basis']}: flash {fc['context_flatbuffer_bytes'] + fc['tile_model_flatbuffer_bytes']:,} B "
+        f"of 300,000 B, arena {max(fc['context_arena_bytes'], fc['tile_model_arena_bytes']):,} B of 131,072 B. "
+        f"The context model adds {fc['context_macs_per_frame']:,} MACs per frame; its ops: "
+        f"{', '.join(fc['context_model_ops'])}. Not in the RAM table below: the thumbnail and context "
+        f"buffers a two-model firmware needs ({w * h * 3 + fc['context_values']:,} B).",
         f"Firmware: {r['export'].get('firmware', 'exported')}.", "",
     ]
 
@@ -292,7 +296,8 @@ def markdown_report(r: dict) -> str:
         f"gzip {s['flatbuffer_gzip_bytes']:,} B pruned vs {s['dense_flatbuffer_gzip_bytes']:,} B dense.",
         f"{s['note'][0].upper()}{s['note'][1:]}.", "",
         "## TFLM (host, real kernels)", "",
-        f"Arena {r['tflm']['arena_bytes']:,} B (budget 131,072 B); flatbuffer {s['flatbuffer_bytes']:,} B (budget 300,000 B).",
+        f"Arena {r['tflm']['arena_bytes']:,} B (budget 131,072 B); flatbuffer {s['flatbuffer_bytes']:,} B (budget 300,000 B"
+        + (", shared with the context model below)." if r.get("frame_context") else ")."),
         f"Ops: {', '.join(r['tflm']['ops'])}.",
         f"TFLM vs reference kernels on {r['tflm']['reference_check']['tiles']} eval15 tiles: "
         f"{r['tflm']['reference_check']['values_differing']} values differ (bit exact: {r['tflm']['reference_check']['bit_exact']}).", "",
