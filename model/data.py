@@ -137,14 +137,19 @@ def split_train_val(pairs: list[Pair], val_percent: float = 10.0) -> tuple[list[
     return train, val
 
 
-def random_crop_pair(rng: np.random.Generator, low: np.ndarray, high: np.ndarray, size: int):
-    """A random size x size crop of both images, then a random flip and 90-degree rotation."""
+def _same_random_crop(rng: np.random.Generator, low: np.ndarray, high: np.ndarray, size: int):
+    """The same random size x size window of both images."""
     h, w = low.shape[:2]
     if h < size or w < size:
         raise DataError(f"image of {w}x{h} is smaller than the {size}x{size} training crop")
     y = int(rng.integers(0, h - size + 1))
     x = int(rng.integers(0, w - size + 1))
-    lo, hi = low[y:y + size, x:x + size], high[y:y + size, x:x + size]
+    return low[y:y + size, x:x + size], high[y:y + size, x:x + size]
+
+
+def random_crop_pair(rng: np.random.Generator, low: np.ndarray, high: np.ndarray, size: int):
+    """A random size x size crop of both images, then a random flip and 90-degree rotation."""
+    lo, hi = _same_random_crop(rng, low, high, size)
     k = int(rng.integers(0, 4))
     lo, hi = np.rot90(lo, k), np.rot90(hi, k)
     if rng.integers(0, 2):
@@ -174,12 +179,7 @@ def random_crop_with_context(rng: np.random.Generator, low: np.ndarray, high: np
                              thumb: np.ndarray, size: int):
     """A random size x size crop of both images with the low frame's thumbnail, each flipped
     alike (left-right, up-down; no 90-degree turn, which would change the thumbnail's shape)."""
-    h, w = low.shape[:2]
-    if h < size or w < size:
-        raise DataError(f"image of {w}x{h} is smaller than the {size}x{size} training crop")
-    y = int(rng.integers(0, h - size + 1))
-    x = int(rng.integers(0, w - size + 1))
-    lo, hi = low[y:y + size, x:x + size], high[y:y + size, x:x + size]
+    lo, hi = _same_random_crop(rng, low, high, size)
     if rng.integers(0, 2):
         lo, hi, thumb = lo[:, ::-1], hi[:, ::-1], thumb[:, ::-1]
     if rng.integers(0, 2):

@@ -295,11 +295,18 @@ def weight_bank(model) -> dict:
     return {layer.name.removeprefix(PRUNING_PREFIX): layer for layer in model.layers if layer.weights}
 
 
+def context_parts(cfg: MirnetConfig) -> list[int]:
+    """Lengths of the attention weight vectors in the context, in build order: per MRB, the
+    first DAU of each stream, the three exchange SKFFs (one vector per input stream), the
+    second DAU of each stream, the final SKFF."""
+    ch = cfg.stream_channels()
+    exchange = [ch[k] for k in range(NUM_STREAMS) for _ in range(NUM_STREAMS)]
+    return (ch + exchange + ch + [ch[0]] * NUM_STREAMS) * (cfg.num_rrg * cfg.num_mrb)
+
+
 def context_size(cfg: MirnetConfig) -> int:
     """Length of the context vector: every attention weight vector of the network."""
-    ch = cfg.stream_channels()
-    per_mrb = 2 * sum(ch) + NUM_STREAMS * sum(ch) + NUM_STREAMS * ch[0]  # DAUs, SKFFs (3 + 1)
-    return cfg.num_rrg * cfg.num_mrb * per_mrb
+    return sum(context_parts(cfg))
 
 
 def build_context_model(cfg: MirnetConfig, textbook=None, batch_size=None):
@@ -321,11 +328,7 @@ def build_context_model(cfg: MirnetConfig, textbook=None, batch_size=None):
 def build_tile_model(cfg: MirnetConfig, textbook=None, input_shape=(None, None, 3), batch_size=None):
     """[tile, context vector] -> enhanced tile: the network with every attention weight read
     from the context (no pooling of its own). Shares its layers with `textbook` when given."""
-    ch = cfg.stream_channels()
-    sizes = []
-    for _ in range(cfg.num_rrg * cfg.num_mrb):
-        sizes += ch + [ch[k] for k in range(NUM_STREAMS) for _ in range(NUM_STREAMS)] + ch + [ch[0]] * NUM_STREAMS
-    assert sum(sizes) == context_size(cfg)
+    sizes = context_parts(cfg)
     image = keras.Input(shape=input_shape, batch_size=batch_size, name="low_light")
     context = keras.Input(shape=(1, 1, sum(sizes)), batch_size=batch_size, name="context")
     parts = layers.Lambda(lambda t: tf.split(t, sizes, axis=-1), name="context_split")(context)

@@ -27,8 +27,8 @@ from .budget import Measured, budget_violations, check_budgets, firmware_buffers
 from .convert import convert_int8, fixed_frame_context_models, fixed_shape_model, representative_tiles
 from .export import ExportInfo, write_firmware_files
 from .prune import gzip_size, prune, sparsity_report
-from .tflm import (ReferenceModel, TflmModel, int8_frame_context_method, int8_method, op_names, quantize_pixels,
-                   requantize)
+from .tflm import (ReferenceModel, TflmModel, arena_after_one_run, int8_frame_context_method, int8_method, op_names,
+                   quantize_pixels, requantize)
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 FIRMWARE_MODEL_DIR = Path(__file__).resolve().parent.parent / "firmware" / "lib" / "tinymirnet_model"
@@ -139,15 +139,16 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
 
     # 3. Verification on the TFLM kernels.
     tflm = TflmModel(flatbuffer)
-    arena = _arena_of(tflm)
+    arena = arena_after_one_run(tflm)
     check_context = None
     if context:
         context_tflm = TflmModel(context_flatbuffer)
-        context_arena = _arena_of(context_tflm)
+        context_arena = arena_after_one_run(context_tflm)
         first_low = normalize_exposure(load_pairs(find_pairs(resolve_split(data_dir, "eval"))[:1])[0][0],
                                        tiling.exposure_target)
-        thumb_q = quantize_pixels(thumbnail(first_low, *thumb_size), context_tflm.input_quant)
-        context_exactness = verify_bit_exact(context_flatbuffer, [thumbnail(first_low, *thumb_size)])
+        first_thumb = thumbnail(first_low, *thumb_size)
+        thumb_q = quantize_pixels(first_thumb, context_tflm.input_quant)
+        context_exactness = verify_bit_exact(context_flatbuffer, [first_thumb])
         check_context = requantize(context_tflm.invoke(thumb_q), context_tflm.output_quant, tflm.context_quant)
     exactness = verify_bit_exact(flatbuffer, eval_tiles(data_dir, tiling), check_context)
     log(f"TFLM: arena {arena:,} B; bit-exact vs reference kernels: {exactness}")
@@ -237,12 +238,6 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
     atomic_write_json(out_dir / "quantize_report.json", report)
     atomic_write_text(out_dir / "quantize_report.md", markdown_report(report))
     return report
-
-
-def _arena_of(tflm: TflmModel) -> int:
-    context = np.zeros(tflm.context_shape, np.int8) if tflm.context_shape else None
-    tflm.invoke(np.zeros(tflm.input_shape, np.int8), context)
-    return tflm.arena_used_bytes()
 
 
 def frame_context_lines(r: dict) -> list[str]:

@@ -38,7 +38,6 @@ class TflmModel:
         self.input_shape = tuple(inp["shape"])
         self.input_quant = QuantParams(*_scale_zp(inp))
         self.output_quant = QuantParams(*_scale_zp(out))
-        self.output_shape = tuple(out["shape"])
         self.context_shape = self.context_quant = None
         if self.context_index is not None:
             ctx = self.interpreter.get_input_details(self.context_index)
@@ -104,12 +103,16 @@ def capture_fd_output(fd: int, fn) -> str:
         return tmp.read().decode(errors="replace")
 
 
-def measure_arena(flatbuffer: bytes) -> int:
-    """Arena bytes TFLM needs for this model (allocated and run once on zeros)."""
-    m = TflmModel(flatbuffer)
+def arena_after_one_run(m: TflmModel) -> int:
+    """Arena bytes TFLM needs for a loaded model: run once on zeros, then read its report."""
     context = np.zeros(m.context_shape, np.int8) if m.context_shape else None
     m.invoke(np.zeros(m.input_shape, np.int8), context)
     return m.arena_used_bytes()
+
+
+def measure_arena(flatbuffer: bytes) -> int:
+    """Arena bytes TFLM needs for this model."""
+    return arena_after_one_run(TflmModel(flatbuffer))
 
 
 class ReferenceModel:
