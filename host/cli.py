@@ -50,10 +50,12 @@ def cmd_publish(args) -> int:
     """Copies a finished run's best weights, config, log and curves into model/weights/."""
     import shutil
     from tinymirnet.model.files import atomic_write
-    from tinymirnet.model.paths import WEIGHTS_DIR
-    files = {"best.weights.h5": "tiny_mirnet.weights.h5", "best.json": "tiny_mirnet.json",
-             "config.json": "training_config.json", "log.csv": "training_log.csv",
-             "curves.png": "training_curves.png"}
+    from tinymirnet.model.paths import DEFAULT_WEIGHTS, WEIGHTS_DIR
+    # Named after the shipped weights (tiny_mirnet_frame_context.weights.h5 -> *_frame_context.*).
+    suffix = DEFAULT_WEIGHTS.name.removeprefix("tiny_mirnet").removesuffix(".weights.h5")
+    files = {"best.weights.h5": DEFAULT_WEIGHTS.name, "best.json": f"tiny_mirnet{suffix}.json",
+             "config.json": f"training_config{suffix}.json", "log.csv": f"training_log{suffix}.csv",
+             "curves.png": f"training_curves{suffix}.png"}
     missing = [name for name in files if not (args.run / name).is_file()]
     if missing:
         print(f"error: {args.run}: not a finished run (missing {', '.join(missing)})", file=sys.stderr)
@@ -181,7 +183,9 @@ def cmd_quantize(args) -> int:
     from tinymirnet.quantize.pipeline import ExposureMismatch, run_quantize
     try:
         r = run_quantize(args.data, args.weights, sparsity=args.sparsity, finetune_steps=args.steps,
-                         finetune_lr=args.lr, finetune_loss=args.loss, eval_limit=args.limit)
+                         finetune_lr=args.lr, finetune_loss=args.loss, finetune_schedule=args.schedule,
+                         eval_limit=args.limit,
+                         out_dir=args.out, **({"firmware_dir": None} if args.no_firmware else {}))
     except (BudgetError, ExposureMismatch) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -189,6 +193,22 @@ def cmd_quantize(args) -> int:
     print(f"int8 tiled PSNR {q['tiny_mirnet_int8_tiled']['psnr']:.2f} dB "
           f"(float tiled {q['tiny_mirnet_float_tiled']['psnr']:.2f} dB); arena {r['tflm']['arena_bytes']:,} B; "
           f"flatbuffer {r['sizes']['flatbuffer_bytes']:,} B; RAM headroom {r['ram']['headroom']:,} B")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from tinymirnet.model.tiling import load_tiling
+    from tinymirnet.quantize.export import ExportError, export_info_from_artifacts, write_firmware_files
+    from tinymirnet.quantize.pipeline import FIRMWARE_MODEL_DIR
+    try:
+        info = export_info_from_artifacts(args.artifacts, load_tiling())
+        written = write_firmware_files(info, args.firmware_dir or FIRMWARE_MODEL_DIR)
+    except (ExportError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    kind = "frame context: tile + context model" if info.context else "one model"
+    print(f"exported {args.artifacts} ({kind}, sha256 {info.sha256[:16]}..., arena {info.arena_size:,} B) "
+          f"to {', '.join(str(p) for p in written)}")
     return 0
 
 
@@ -250,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "off (default: the --init weights' setting, else off)")
     t.set_defaults(func=cmd_train)
 
-    from tinymirnet.model.paths import DEFAULT_WEIGHTS
+    from tinymirnet.model.paths import DEFAULT_WEIGHTS, PER_TILE_WEIGHTS
     pub = sub.add_parser("publish", help="ship a finished run's best weights, log and curves in model/weights/")
     pub.add_argument("run", type=Path, help="run directory of `tinymirnet train`")
     pub.set_defaults(func=cmd_publish)
@@ -267,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     ts = sub.add_parser("tiling-study", help="split the tiling loss: per-tile level (oracle) vs structure, "
                         "and what a frame-fitted tone curve recovers")
     ts.add_argument("--data", type=Path, required=True, help="LoL root (with eval15/) or a folder with low/ and high/")
-    ts.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    ts.add_argument("--weights", type=Path, default=PER_TILE_WEIGHTS,
+                    help="weights of a per-tile-attention network (default: the one the study was made with)")
     ts.add_argument("--split", choices=["eval15", "val"], default="eval15",
                     help="eval15 (the benchmark, report only) or val (the training folder's validation "
                     "split: decide on this one)")
@@ -293,16 +314,31 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     q.add_argument("--sparsity", type=float, default=0.5)
     q.add_argument("--steps", type=int, default=1200, help="pruning fine-tune steps (batches of 32 tiles)")
-    q.add_argument("--lr", type=float, default=1e-3, help="pruning fine-tune rate (constant)")
+    q.add_argument("--lr", type=float, default=1e-3, help="pruning fine-tune rate")
+    q.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                   help="pruning fine-tune rate schedule: constant, or cosine (constant while the "
+                        "sparsity ramps up, then decayed to 1e-5 over the recovery half)")
     q.add_argument("--loss", choices=["charbonnier", "mse"], default="mse",
                    help="pruning fine-tune loss: the one the weights were trained with (the shipped "
                         "weights' last stage: mse)")
     q.add_argument("--limit", type=int, default=None, help="evaluate on the first N eval15 pairs only")
+    q.add_argument("--out", type=Path, default=None,
+                   help="folder for the .tflite files, pruned weights and report (default quantize/artifacts)")
+    q.add_argument("--no-firmware", action="store_true",
+                   help="leave firmware/lib/tinymirnet_model as it is (default: export this model to it)")
     q.set_defaults(func=cmd_quantize)
+
+    x = sub.add_parser("export", help="write the firmware's model files (C arrays, headers) from a "
+                       "finished `tinymirnet quantize` folder, without quantizing again")
+    x.add_argument("artifacts", type=Path, nargs="?", default=Path(__file__).resolve().parents[1] / "quantize" / "artifacts",
+                   help="a quantize output folder (default quantize/artifacts; the per-tile-attention network: "
+                        "quantize/artifacts/per_tile_attention)")
+    x.add_argument("--firmware-dir", type=Path, default=None, help="default firmware/lib/tinymirnet_model")
+    x.set_defaults(func=cmd_export)
 
     b = sub.add_parser("budget", help="sweep network size x tiling candidates: flash, arena, MACs, int8 PSNR")
     b.add_argument("--data", type=Path, default=None, help="LoL root: adds int8 tiled PSNR for trained candidates")
-    b.add_argument("--weights", type=Path, nargs="+", default=[DEFAULT_WEIGHTS],
+    b.add_argument("--weights", type=Path, nargs="+", default=[PER_TILE_WEIGHTS],
                    help="trained weights (one or more architectures) whose candidates get a PSNR")
     b.add_argument("--report", type=Path, default=Path("budget_report.json"))
     b.set_defaults(func=cmd_budget)

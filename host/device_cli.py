@@ -9,7 +9,8 @@ Then the board enhances a frame tile by tile (a camera capture, or an uploaded i
 host stitches the tiles and, on the same raw frame with the same tiling, runs
 
 * the float network (--weights) tile by tile: the quality reference;
-* the host's int8 pipeline in the TFLM runtime (int8_tiled): what the board must reproduce
+* the host's int8 pipeline in the TFLM runtime (int8_tiled, or int8_frame_context for a
+  frame-context network): what the board must reproduce
   (bit for bit with TFLM's reference kernels; CMSIS-NN may differ by an LSB).
 
 Outputs per frame, each written atomically, report.json last: raw.png (the RGB888 of the
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+
+from .protocol import NO_CONTEXT_MODEL
 
 # USB IDs of the Arduino Nano 33 BLE (and BLE Sense, the same board definition), from
 # ArduinoCore-mbed's boards.txt (nano33ble.vid.N / pid.N).
@@ -203,22 +206,34 @@ def run_guarded(command, args) -> int:
 
 @dataclass
 class HostModel:
-    """What the host expects the board to run: the int8 flatbuffer and the tiling."""
+    """What the host expects the board to run: the int8 flatbuffer and the tiling; for a
+    frame-context network also the context model (the file beside the tile model)."""
 
     tflite: Path
     sha256: str
     tiling: Any  # tinymirnet.model.tiling.TilingConfig
+    context_tflite: Path | None = None
+    context_sha256: str = NO_CONTEXT_MODEL
     _tflm: Any = field(default=None, repr=False)
+    _context_tflm: Any = field(default=None, repr=False)
 
     @classmethod
     def load(cls, tflite: str | Path | None = None) -> HostModel:
         import hashlib
         from tinymirnet.model.tiling import load_tiling
-        from .virtual_board import DEFAULT_MODEL
+        from .virtual_board import CONTEXT_MODEL_NAME, DEFAULT_MODEL
         path = Path(tflite) if tflite else DEFAULT_MODEL
         if not path.is_file():
             raise CommandError(f"{path}: no such int8 model (give --int8 PATH)")
-        return cls(path, hashlib.sha256(path.read_bytes()).hexdigest(), load_tiling())
+        host = cls(path, hashlib.sha256(path.read_bytes()).hexdigest(), load_tiling())
+        if host.tflm.context_index is not None:
+            context = path.with_name(CONTEXT_MODEL_NAME)
+            if not context.is_file():
+                raise CommandError(f"{path} is a frame-context tile model, but its context model "
+                                   f"{context} is missing")
+            host.context_tflite = context
+            host.context_sha256 = hashlib.sha256(context.read_bytes()).hexdigest()
+        return host
 
     @property
     def tflm(self):
@@ -226,6 +241,37 @@ class HostModel:
             from tinymirnet.quantize.tflm import TflmModel
             self._tflm = TflmModel(self.tflite.read_bytes())
         return self._tflm
+
+    @property
+    def context_tflm(self):
+        if self._context_tflm is None and self.context_tflite is not None:
+            from tinymirnet.quantize.tflm import TflmModel
+            self._context_tflm = TflmModel(self.context_tflite.read_bytes())
+        return self._context_tflm
+
+    @property
+    def thumbnail_size(self) -> tuple[int, int] | None:
+        if self.context_tflite is None:
+            return None
+        _, h, w, _ = self.context_tflm.input_shape
+        return int(w), int(h)
+
+    def context_of(self, frame888: np.ndarray) -> np.ndarray | None:
+        """The int8 context vector the board computes for an exposure-normalised frame (None
+        for a one-model network)."""
+        from tinymirnet.quantize.tflm import frame_context_vector
+        if self.context_tflite is None:
+            return None
+        return frame_context_vector(self.context_tflm, self.tflm, frame888, self.thumbnail_size)
+
+    def int8_frame(self, raw888: np.ndarray) -> np.ndarray:
+        """The board's int8 pipeline on the host TFLM (both models for a frame-context network)."""
+        from tinymirnet.quantize.tflm import int8_frame_context, int8_tiled
+        t = self.tiling
+        if self.context_tflite is None:
+            return int8_tiled(self.tflm, raw888, t.tile, t.halo, exposure_target=t.exposure_target)
+        return int8_frame_context(self.context_tflm, self.tflm, raw888, t.tile, t.halo, self.thumbnail_size,
+                                  exposure_target=t.exposure_target)
 
 
 def handshake_mismatches(info, host: HostModel) -> list[str]:
@@ -235,6 +281,11 @@ def handshake_mismatches(info, host: HostModel) -> list[str]:
     if info.model_sha256 != host.sha256:
         problems.append(f"model sha256 {info.model_sha256} (device) != {host.sha256} "
                         f"(host, {host.tflite})")
+    if info.context_model_sha256 != host.context_sha256:
+        def which(sha, path):
+            return "none (one model)" if sha == NO_CONTEXT_MODEL else f"{sha} ({path})"
+        problems.append(f"context model {which(info.context_model_sha256, 'device')} != "
+                        f"{which(host.context_sha256, host.context_tflite)} (host)")
     pairs = [("tile", info.tile_size, t.tile), ("halo", info.halo, t.halo),
              ("model input", info.model_input_size, t.model_input),
              ("frame", f"{info.frame_width}x{info.frame_height}",
@@ -328,10 +379,9 @@ def score_frame(raw888: np.ndarray, enhanced, host: HostModel, enhancer) -> tupl
     Returns (images: raw/device/host_int8/float as uint8, report section)."""
     from tinymirnet.model.data import to_float, to_uint8
     from tinymirnet.model.metrics import psnr
-    from tinymirnet.quantize.tflm import int8_tiled
     t = host.tiling
     started = time.perf_counter()
-    host_int8 = int8_tiled(host.tflm, raw888, t.tile, t.halo, exposure_target=t.exposure_target)
+    host_int8 = host.int8_frame(raw888)
     int8_s = time.perf_counter() - started
     started = time.perf_counter()
     float_img = enhancer.enhance(raw888, t.tile, t.halo)
@@ -360,6 +410,9 @@ def score_frame(raw888: np.ndarray, enhanced, host: HostModel, enhancer) -> tupl
         "device_time_us": {
             "per_tile_invoke": _time_summary([t_["invoke_us"] for t_ in tiles]),
             "inference_total": done.inference_us if done else enhanced.device_inference_us,
+            # a frame-context network's context model, once per frame: DONE's total - the tiles'
+            "context_model": (done.inference_us - enhanced.device_inference_us
+                              if done and host.context_tflite is not None else None),
             "job_elapsed": done.elapsed_us if done else None},
         "host_time_s": {"host_int8": round(int8_s, 3), "host_float": round(float_s, 3)},
         "repaired_tiles": list(enhanced.repaired_tiles),
@@ -391,7 +444,9 @@ def write_outputs(out_dir: Path, images: dict, report: dict) -> list[Path]:
 
 def _device_section(info, link, port: str) -> dict:
     return {"port": port, "firmware_version": info.firmware_version,
-            "model_sha256": info.model_sha256, "frame": [info.frame_width, info.frame_height],
+            "model_sha256": info.model_sha256, "frame_context": info.frame_context,
+            "context_model_sha256": info.context_model_sha256 if info.frame_context else None,
+            "frame": [info.frame_width, info.frame_height],
             "tile": info.tile_size, "halo": info.halo, "tile_count": info.tile_count,
             "arena_size": info.arena_size, "arena_used_bytes": info.arena_used_bytes,
             "model_bytes": info.model_bytes}

@@ -31,7 +31,7 @@ import numpy as np
 # Frames
 
 SYNC = b"\xa5\x5a"
-VERSION = 1
+VERSION = 2  # 2: INFO carries the context model's SHA-256 (firmware/PROTOCOL.md)
 HEADER_BYTES = 10
 TRAILER_BYTES = 4
 FRAMING_BYTES = HEADER_BYTES + TRAILER_BYTES
@@ -305,10 +305,13 @@ class RunTile:
         return cls(_U16.unpack(payload)[0])
 
 
+NO_CONTEXT_MODEL = "0" * 64  # INFO's context model SHA-256 on a one-model firmware
+
+
 @dataclass(frozen=True)
 class DeviceInfo:
     TYPE: ClassVar[MessageType] = MessageType.INFO
-    _LAYOUT: ClassVar[struct.Struct] = struct.Struct("<BBHHHHHHHfifiIII32s")
+    _LAYOUT: ClassVar[struct.Struct] = struct.Struct("<BBHHHHHHHfifiIII32s32s")
     protocol_version: int
     status_flags: int
     max_payload: int
@@ -325,7 +328,8 @@ class DeviceInfo:
     arena_size: int
     arena_used_bytes: int
     model_bytes: int
-    model_sha256: str  # 64 hex characters
+    model_sha256: str  # 64 hex characters (the tile model)
+    context_model_sha256: str  # 64 hex characters; all zeros for a one-model network
     firmware_version: str
 
     @property
@@ -349,17 +353,23 @@ class DeviceInfo:
     def read_chunk_bytes(self) -> int:
         return self.max_payload - 8
 
+    @property
+    def frame_context(self) -> bool:
+        """The board runs a frame-context network (a context model once per frame)."""
+        return self.context_model_sha256 != NO_CONTEXT_MODEL
+
     def pack(self) -> bytes:
-        numbers = [getattr(self, f.name) for f in fields(self)][:-2]
-        return (self._LAYOUT.pack(*numbers, bytes.fromhex(self.model_sha256))
+        numbers = [getattr(self, f.name) for f in fields(self)][:-3]
+        return (self._LAYOUT.pack(*numbers, bytes.fromhex(self.model_sha256),
+                                  bytes.fromhex(self.context_model_sha256))
                 + self.firmware_version.encode())
 
     @classmethod
     def unpack(cls, payload: bytes) -> DeviceInfo:
         _require_length("INFO", payload, cls._LAYOUT.size, at_least=True)
-        *numbers, sha256 = cls._LAYOUT.unpack_from(payload)
+        *numbers, sha256, context_sha256 = cls._LAYOUT.unpack_from(payload)
         version = payload[cls._LAYOUT.size:].decode("utf-8", errors="replace")
-        return cls(*numbers, sha256.hex(), version)
+        return cls(*numbers, sha256.hex(), context_sha256.hex(), version)
 
 
 @dataclass(frozen=True)
@@ -459,7 +469,7 @@ class Done:
     TYPE: ClassVar[MessageType] = MessageType.DONE
     _LAYOUT: ClassVar[struct.Struct] = struct.Struct("<HII")
     tile_count: int
-    inference_us: int  # sum of the tiles' invoke_us
+    inference_us: int  # the tiles' invoke_us summed, plus the context model's (frame context)
     elapsed_us: int  # from the command to DONE, on the device
 
     def pack(self) -> bytes:
@@ -542,6 +552,7 @@ class EnhanceResult:
 
     @property
     def device_inference_us(self) -> int:
+        """The tile model's time over all tiles (DONE adds a frame-context network's context model)."""
         return sum(tile.invoke_us for tile in self.tiles)
 
 

@@ -11,6 +11,8 @@ backed by this machine:
   ``/dev/ttyACM0`` for a board;
 * model: the ``tflite_micro`` runtime running ``quantize/artifacts/tiny_mirnet_int8.tflite``
   (the TFLM reference kernels: bit-exact with :func:`tinymirnet.quantize.tflm.int8_tiled`);
+  for a frame-context build also the context model beside it
+  (``tiny_mirnet_context_int8.tflite``, :func:`tinymirnet.quantize.tflm.int8_frame_context`);
 * camera: image files cycled frame by frame (``camera_dir``), or by default a low-light frame
   synthesized from the bundled ``coffee`` photograph (``model/samples/``); each resized to the frame by scaling
   to cover and centre-cropping (:func:`tinymirnet.model.samples.resize_to`), then RGB565;
@@ -50,6 +52,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout (the package is 
 FIRMWARE_DIR = REPO_ROOT / "firmware"
 SIM_LIBRARY = FIRMWARE_DIR / "tests" / "build" / "libtinymirnet_sim.so"
 DEFAULT_MODEL = REPO_ROOT / "quantize" / "artifacts" / "tiny_mirnet_int8.tflite"
+CONTEXT_MODEL_NAME = "tiny_mirnet_context_int8.tflite"  # beside a frame-context tile model
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 FIRMWARE_VERSION = "virtual-board (host build of the firmware core)"
 
@@ -69,7 +72,10 @@ _STATUS_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
 _CAPTURE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint16),
                                ctypes.c_size_t)
 _INVOKE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int8),
+                              ctypes.POINTER(ctypes.c_int8), ctypes.c_size_t,
                               ctypes.POINTER(ctypes.c_int8), ctypes.c_size_t)
+_INVOKE_CONTEXT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int8),
+                                      ctypes.c_size_t, ctypes.POINTER(ctypes.c_int8), ctypes.c_size_t)
 _SIZE_FN = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_void_p)
 _CLOCK_FN = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p)
 
@@ -78,6 +84,7 @@ class _SimPorts(ctypes.Structure):
     _fields_ = [("user", ctypes.c_void_p), ("link_read", _READ_FN), ("link_write", _WRITE_FN),
                 ("camera_begin", _STATUS_FN), ("camera_capture", _CAPTURE_FN),
                 ("model_begin", _STATUS_FN), ("model_invoke", _INVOKE_FN),
+                ("model_invoke_context", _INVOKE_CONTEXT_FN),
                 ("model_arena_used_bytes", _SIZE_FN), ("clock_micros", _CLOCK_FN)]
 
 
@@ -86,7 +93,8 @@ class _SimConfig(ctypes.Structure):
         "protocol_version", "frame_width", "frame_height", "tile_size", "halo",
         "model_input_size", "tile_count", "max_payload", "frame_gap_timeout_us",
         "frame_buffer_bytes", "tile_io_bytes", "protocol_buffer_bytes", "device_object_bytes",
-        "exposure_target")]
+        "exposure_target", "frame_context", "thumbnail_width", "thumbnail_height", "context_values",
+        "frame_context_bytes")]
 
 
 def _sim_inputs() -> list[Path]:
@@ -135,6 +143,9 @@ def load_sim_library(path: Path | None = None) -> ctypes.CDLL:
     lib.tmn_sim_create.restype = ctypes.c_int
     lib.tmn_sim_poll.restype = ctypes.c_int
     lib.tmn_sim_get_config.argtypes = [ctypes.POINTER(_SimConfig)]
+    lib.tmn_thumbnail_input.argtypes = [ctypes.POINTER(ctypes.c_uint16), ctypes.c_uint32,
+                                        ctypes.POINTER(ctypes.c_int8)]
+    lib.tmn_context_requantization_table.argtypes = [ctypes.POINTER(ctypes.c_int8)]
     return lib
 
 
@@ -213,6 +224,7 @@ class BoardStats:
     bytes_out: int = 0  # device -> host, taken from the core
     bytes_dropped: int = 0  # device output lost (stalled board, or nobody reading)
     invokes: int = 0
+    context_invokes: int = 0  # a frame-context build's context model (once per frame)
     invoke_s: float = 0.0  # in the model port
     write_s: float = 0.0  # in the link port, writing to the pty
     capture_s: float = 0.0  # in the camera port
@@ -248,6 +260,9 @@ class VirtualBoard:
         self.model_sha256 = ""
         self._lib = None
         self._model = None
+        self._context_model = None  # a frame-context build's second model
+        self.context_model_path: Path | None = None
+        self.context_model_sha256 = ""
         self._model_error = ""
         self._arena_used = 0
         self._master = self._slave = -1
@@ -279,6 +294,8 @@ class VirtualBoard:
         flatbuffer = self.model_path.read_bytes()
         self.model_sha256 = hashlib.sha256(flatbuffer).hexdigest()
         self._load_model(flatbuffer)
+        if self.config["frame_context"]:
+            self._load_context_model()
 
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)
@@ -290,7 +307,8 @@ class VirtualBoard:
             None, _READ_FN(self._link_read), _WRITE_FN(self._link_write),
             _STATUS_FN(lambda user: 0), _CAPTURE_FN(self._camera_capture),
             _STATUS_FN(lambda user: 0 if self._model is not None else 1),
-            _INVOKE_FN(self._model_invoke), _SIZE_FN(lambda user: self._arena_used),
+            _INVOKE_FN(self._model_invoke), _INVOKE_CONTEXT_FN(self._model_invoke_context),
+            _SIZE_FN(lambda user: self._arena_used),
             _CLOCK_FN(lambda user: (time.monotonic_ns() // 1000) & 0xFFFFFFFF))
         self._thread = threading.Thread(target=self._run, name="virtual-board", daemon=True)
         self._thread.start()
@@ -352,7 +370,9 @@ class VirtualBoard:
         try:
             self._model = TflmModel(flatbuffer)
             size = self.config["model_input_size"]
-            self._model.invoke(np.zeros(self._model.input_shape, np.int8))
+            context = (None if self._model.context_shape is None
+                       else np.zeros(self._model.context_shape, np.int8))
+            self._model.invoke(np.zeros(self._model.input_shape, np.int8), context)
             # Measured once here: TFLM prints its allocations to fd 2, which is redirected
             # for that moment, so never from the poll thread.
             self._arena_used = self._model.arena_used_bytes()
@@ -364,6 +384,34 @@ class VirtualBoard:
         if shape != (1, size, size, 3):
             self._model_error = (f"{self.model_path}: model input {shape} does not fit the "
                                  f"simulator's {size}x{size}x3 tiles")
+            self._model = None
+
+    def _load_context_model(self) -> None:
+        """A frame-context build: the context model beside the tile model; both take turns
+        in one arena on the board, so the arena used is the larger of the two."""
+        from tinymirnet.quantize.tflm import TflmModel
+        path = self.model_path.with_name(CONTEXT_MODEL_NAME)
+        self.context_model_path = path
+        if not path.is_file():
+            self._model_error = (f"{path}: no such file; the simulator is a frame-context build and "
+                                 f"needs the context model beside {self.model_path.name}")
+            self._model = None
+            return
+        flatbuffer = path.read_bytes()
+        self.context_model_sha256 = hashlib.sha256(flatbuffer).hexdigest()
+        try:
+            self._context_model = TflmModel(flatbuffer)
+            self._context_model.invoke(np.zeros(self._context_model.input_shape, np.int8))
+            self._arena_used = max(self._arena_used, self._context_model.arena_used_bytes())
+        except Exception as e:
+            self._model_error = f"{path}: TFLM could not load it ({e})"
+            self._model = None
+            return
+        c = self.config
+        shape = tuple(int(v) for v in self._context_model.input_shape)
+        if shape != (1, c["thumbnail_height"], c["thumbnail_width"], 3):
+            self._model_error = (f"{path}: context model input {shape} does not fit the simulator's "
+                                 f"{c['thumbnail_width']}x{c['thumbnail_height']} thumbnail")
             self._model = None
 
     def _handshake(self) -> DeviceInfo:
@@ -391,6 +439,10 @@ class VirtualBoard:
                 f"firmware/lib/tinymirnet_model/model_settings.h); {rebuild}")
         if self._model is None:
             raise VirtualBoardError(self._model_error or f"{self.model_path}: model failed")
+        if self.config["frame_context"] and info.context_model_sha256 != self.context_model_sha256:
+            raise VirtualBoardError(
+                f"{self.context_model_path} (sha256 {self.context_model_sha256}) is not the context "
+                f"model compiled into the simulator (sha256 {info.context_model_sha256}); {rebuild}")
         q_in, q_out = self._model.input_quant, self._model.output_quant
         problems = []
         if (np.float32(q_in.scale), q_in.zero_point) != (np.float32(info.input_scale),
@@ -487,13 +539,31 @@ class VirtualBoard:
         finally:
             self.stats.capture_s += time.perf_counter() - started
 
-    def _model_invoke(self, user, model_input, model_output, size):
+    def _model_invoke_context(self, user, thumbnail, thumbnail_size, context, context_size):
+        if self._model is None or self._context_model is None:
+            return 1
+        started = time.perf_counter()
+        try:
+            thumb = np.ctypeslib.as_array(thumbnail, shape=(thumbnail_size,)).copy()
+            out = np.ascontiguousarray(self._context_model.invoke(thumb), dtype=np.int8)
+            if out.size != context_size:
+                return 1
+            ctypes.memmove(context, out.ctypes.data, context_size)
+            self.stats.context_invokes += 1
+            return 0
+        except Exception:
+            return 1
+        finally:
+            self.stats.invoke_s += time.perf_counter() - started
+
+    def _model_invoke(self, user, model_input, context, context_size, model_output, size):
         if self._model is None:
             return 1
         started = time.perf_counter()
         try:
             tile = np.ctypeslib.as_array(model_input, shape=(size,)).copy()
-            out = np.ascontiguousarray(self._model.invoke(tile), dtype=np.int8)
+            ctx = np.ctypeslib.as_array(context, shape=(context_size,)).copy() if context_size else None
+            out = np.ascontiguousarray(self._model.invoke(tile, ctx), dtype=np.int8)
             if out.size != size:
                 return 1
             ctypes.memmove(model_output, out.ctypes.data, size)

@@ -3,4 +3,8 @@ from pathlib import Path
 
 MODEL_DIR = Path(__file__).resolve().parent
 WEIGHTS_DIR = MODEL_DIR / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "tiny_mirnet.weights.h5"
+# The shipped network: frame context (attention from a thumbnail of the whole frame, two int8
+# models on the board). The per-tile-attention network it replaced is kept for the studies
+# and reports made with it (tiling study, budget sweep, quantize/artifacts/per_tile_attention).
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "tiny_mirnet_frame_context.weights.h5"
+PER_TILE_WEIGHTS = WEIGHTS_DIR / "tiny_mirnet.weights.h5"

@@ -2,8 +2,10 @@
 real TFLM kernels, with budgets checked and a JSON + markdown report.
 
 Regenerates every shipped artifact from the float weights in one command:
-  quantize/artifacts/tiny_mirnet_int8.tflite, tiny_mirnet_pruned.weights.h5,
+  quantize/artifacts/tiny_mirnet_int8.tflite (the tile model), tiny_mirnet_context_int8.tflite
+  (a frame-context network's context model), tiny_mirnet_pruned.weights.h5,
   quantize_report.json, quantize_report.md; firmware/lib/tinymirnet_model/*.
+The network it quantizes becomes the firmware's (unless firmware_dir is None: --no-firmware).
 """
 from __future__ import annotations
 
@@ -25,18 +27,13 @@ from tinymirnet.model.tiling import TilingConfig, iter_tiles, load_tiling, tile_
 
 from .budget import Measured, budget_violations, check_budgets, firmware_buffers, ram_table
 from .convert import convert_int8, fixed_frame_context_models, fixed_shape_model, representative_tiles
-from .export import ExportInfo, write_firmware_files
+from .export import CONTEXT_INT8_NAME, INT8_NAME, ContextExport, ExportInfo, write_firmware_files
 from .prune import gzip_size, prune, sparsity_report
 from .tflm import (ReferenceModel, TflmModel, arena_after_one_run, int8_frame_context_method, int8_method, op_names,
                    quantize_pixels, requantize)
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 FIRMWARE_MODEL_DIR = Path(__file__).resolve().parent.parent / "firmware" / "lib" / "tinymirnet_model"
-INT8_NAME = "tiny_mirnet_int8.tflite"
-CONTEXT_INT8_NAME = "tiny_mirnet_context_int8.tflite"  # a frame-context network's second model
-# Where a frame-context network's artifacts go: the firmware runs one-model networks only so far,
-# so they are measured and reported but never replace the shipped export.
-FRAME_CONTEXT_ARTIFACTS = ARTIFACTS / "frame_context"
 
 # Projection of device time: CMSIS-NN's paper (Lai, Suda, Chandra 2018, arXiv:1801.06601)
 # runs a 12.3 M-MAC CIFAR-10 CNN in 99.1 ms on a 216 MHz Cortex-M7, 0.57 MAC per cycle. The
@@ -76,8 +73,8 @@ def eval_tiles(data_dir, tiling: TilingConfig, count: int = 64) -> list[np.ndarr
 
 def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps: int = 400,
                  finetune_batch: int = 32, finetune_crop: int | None = None,
-                 finetune_lr: float = 1e-3, finetune_loss: str = "mse",
-                 out_dir: Path | None = None, firmware_dir: Path = FIRMWARE_MODEL_DIR,
+                 finetune_lr: float = 1e-3, finetune_loss: str = "mse", finetune_schedule: str = "constant",
+                 out_dir: Path | None = None, firmware_dir: Path | None = FIRMWARE_MODEL_DIR,
                  eval_limit: int | None = None, log=print) -> dict:
     t_start = time.monotonic()
     tiling = load_tiling()
@@ -93,7 +90,7 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
     context = cfg.frame_context
     thumb_size = (cfg.thumbnail_width, cfg.thumbnail_height)
     if out_dir is None:
-        out_dir = FRAME_CONTEXT_ARTIFACTS if context else ARTIFACTS
+        out_dir = ARTIFACTS
 
     # 1. Pruning, fine-tuned on training crops (eval15 is never seen).
     crop = finetune_crop or size
@@ -107,13 +104,14 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
         data = crop_dataset(lows, highs, crop, finetune_batch, finetune_steps, seed=1234).repeat()
     margin = tiling.halo if crop == size else 0
     log(f"pruning to {sparsity:.0%} sparsity: {finetune_steps} steps of {finetune_batch} {crop}x{crop} crops"
-        f" at {finetune_lr:g}, {finetune_loss} loss"
+        f" at {finetune_lr:g} ({finetune_schedule}), {finetune_loss} loss"
         + (f" on the {tiling.tile}x{tiling.tile} centre the board keeps" if margin else ""))
     trainer = (lambda clone: build_frame_context_trainer(cfg, clone, crop)) if context else None
     pruned = prune(float_model, data, finetune_steps, sparsity=sparsity, lr=finetune_lr, margin=margin,
-                   loss=finetune_loss, trainer=trainer)
+                   loss=finetune_loss, trainer=trainer, schedule=finetune_schedule)
     report["pruning_finetune"] = {"steps": finetune_steps, "batch": finetune_batch, "crop": crop,
-                                  "lr": finetune_lr, "loss": finetune_loss, "loss_margin": margin}
+                                  "lr": finetune_lr, "schedule": finetune_schedule, "loss": finetune_loss,
+                                  "loss_margin": margin}
     del lows, highs
 
     # 2. int8 conversion of the pruned model, float baseline converted too for the report.
@@ -182,7 +180,8 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
 
     # 4. Budgets and the RAM table.
     report["budgets"] = {"problems": budget_violations(measured)}
-    buffers = firmware_buffers(tiling.frame_width, tiling.frame_height, tiling.tile, tiling.model_input)
+    buffers = firmware_buffers(tiling.frame_width, tiling.frame_height, tiling.tile, tiling.model_input,
+                               *((thumb_size, int(tflm.context_shape[-1])) if context else ()))
     macs_tile = conv_macs(tile_fixed if context else fixed_shape_model(pruned, cfg, size))
     macs_once = conv_macs(context_fixed) if context else 0  # the context model, once per frame
     tiles = len(tile_grid(tiling.frame_width, tiling.frame_height, tiling.tile))
@@ -225,15 +224,23 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
     atomic_save_weights(pruned, out_dir / "tiny_mirnet_pruned.weights.h5")
     atomic_write_text(out_dir / "tiny_mirnet_pruned.json", cfg.to_json() + "\n")
     atomic_write_bytes(out_dir / INT8_NAME, flatbuffer)
-    info = ExportInfo(flatbuffer, tiling, tflm.input_quant, tflm.output_quant, arena, op_names(flatbuffer))
+    context_export = None
     if context:
         atomic_write_bytes(out_dir / CONTEXT_INT8_NAME, context_flatbuffer)
-        report["export"] = {"sha256": info.sha256, "arena_size_in_firmware": info.arena_size, "files": [],
-                            "firmware": "not exported: the firmware runs one-model networks only so far; "
-                                        "the frame-context models are measured here on the host TFLM"}
+        context_export = ContextExport(
+            context_flatbuffer, thumb_size, int(tflm.context_shape[-1]), context_tflm.input_quant,
+            context_tflm.output_quant, tflm.context_quant, tflm.image_index, tflm.context_index,
+            op_names(context_flatbuffer))
+    info = ExportInfo(flatbuffer, tiling, tflm.input_quant, tflm.output_quant, arena, op_names(flatbuffer),
+                      context_export)
+    report["export"] = {"sha256": info.sha256, "arena_size_in_firmware": info.arena_size}
+    if context:
+        report["export"]["context_sha256"] = context_export.sha256
+    if firmware_dir is None:
+        report["export"]["files"] = []
+        report["export"]["firmware"] = "not exported (--no-firmware): the firmware keeps its previous model"
     else:
-        report["export"] = {"sha256": info.sha256, "arena_size_in_firmware": info.arena_size,
-                            "files": [str(p.name) for p in write_firmware_files(info, firmware_dir)]}
+        report["export"]["files"] = [str(p.name) for p in write_firmware_files(info, firmware_dir)]
     report["seconds"] = round(time.monotonic() - t_start, 1)
     atomic_write_json(out_dir / "quantize_report.json", report)
     atomic_write_text(out_dir / "quantize_report.md", markdown_report(report))
@@ -259,8 +266,8 @@ def frame_context_lines(r: dict) -> list[str]:
         f"Budgets: {fc['budget_basis']}: flash {fc['context_flatbuffer_bytes'] + fc['tile_model_flatbuffer_bytes']:,} B "
         f"of 300,000 B, arena {max(fc['context_arena_bytes'], fc['tile_model_arena_bytes']):,} B of 131,072 B. "
         f"The context model adds {fc['context_macs_per_frame']:,} MACs per frame; its ops: "
-        f"{', '.join(fc['context_model_ops'])}. Not in the RAM table below: the thumbnail and context "
-        f"buffers a two-model firmware needs ({w * h * 3 + fc['context_values']:,} B).",
+        f"{', '.join(fc['context_model_ops'])}. The RAM table below counts the int8 thumbnail and the "
+        f"context vector the device keeps ({w * h * 3 + fc['context_values']:,} B).",
         f"Firmware: {r['export'].get('firmware', 'exported')}.", "",
     ]
 
@@ -285,7 +292,8 @@ def markdown_report(r: dict) -> str:
         "## Pruning", "",
         f"Conv-weight sparsity reached: {r['sparsity']['overall']:.1%} of {r['sparsity']['conv_weights']:,} weights.",
         *([f"Fine-tuned while pruning: {f['steps']:,} steps of {f['batch']} {f['crop']}² crops, "
-           f"constant rate {f['lr']:g}, {f['loss']} loss (border {f['loss_margin']} px left out)."]
+           f"rate {f['lr']:g} ({f.get('schedule', 'constant')}), {f['loss']} loss "
+           f"(border {f['loss_margin']} px left out)."]
           if (f := r.get("pruning_finetune")) else []),
         f"Flatbuffer {s['flatbuffer_bytes']:,} B pruned vs {s['dense_flatbuffer_bytes']:,} B dense (unchanged); "
         f"gzip {s['flatbuffer_gzip_bytes']:,} B pruned vs {s['dense_flatbuffer_gzip_bytes']:,} B dense.",

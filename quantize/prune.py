@@ -56,10 +56,32 @@ def centre_loss(margin: int, loss: str = "charbonnier"):
     return centre
 
 
+class RampThenCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """`lr` while the sparsity ramps up (the first `ramp` steps), then a cosine decay to
+    `min_lr` over the recovery steps at the final sparsity."""
+
+    def __init__(self, lr: float, ramp: int, total: int, min_lr: float = 1e-5):
+        self.lr, self.ramp, self.total, self.min_lr = lr, ramp, total, min_lr
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        t = tf.clip_by_value((step - self.ramp) / max(1, self.total - self.ramp), 0.0, 1.0)
+        decayed = self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + tf.cos(np.pi * t))
+        return tf.where(step < self.ramp, tf.constant(self.lr, tf.float32), decayed)
+
+    def get_config(self):
+        return {"lr": self.lr, "ramp": self.ramp, "total": self.total, "min_lr": self.min_lr}
+
+
+SCHEDULES = ("constant", "cosine")
+
+
 def prune(model, dataset, steps: int, sparsity: float = 0.5, lr: float = 1e-3, margin: int = 0,
-          loss: str = "charbonnier", trainer=None):
+          loss: str = "charbonnier", trainer=None, schedule: str = "constant"):
     """Fine-tunes `model` for `steps` batches of `dataset` while pruning its convolutions to
     `sparsity`; returns the stripped (plain Keras) model. `model` itself is left unchanged.
+    `schedule`: "constant" (`lr` throughout) or "cosine" (`lr` while the sparsity ramps up,
+    then decayed to 1e-5 while the network recovers at the final sparsity).
 
     The rate, measured on the validation split (stage-3 weights, tiled PSNR of the pruned
     float model against the unpruned one, 1,200 steps unless said): a constant 1e-3 lost
@@ -69,9 +91,13 @@ def prune(model, dataset, steps: int, sparsity: float = 0.5, lr: float = 1e-3, m
     `trainer(clone)`, when given, builds the model the loss is computed on from the clone's
     layers (a frame-context network: thumbnail + tile -> tile); `dataset` feeds that model."""
     # Sparsity ramps up over the first half; the second half recovers at the final sparsity.
-    pruned = prunable_clone(model, sparsity, end_step=int(steps * 0.5))
+    if schedule not in SCHEDULES:
+        raise ValueError(f"pruning schedule {schedule!r}: expected one of {', '.join(SCHEDULES)}")
+    ramp = int(steps * 0.5)
+    pruned = prunable_clone(model, sparsity, end_step=ramp)
     fitted = trainer(pruned) if trainer else pruned
-    fitted.compile(optimizer=keras.optimizers.Adam(lr), loss=centre_loss(margin, loss))
+    rate = lr if schedule == "constant" else RampThenCosine(lr, ramp, steps)
+    fitted.compile(optimizer=keras.optimizers.Adam(rate), loss=centre_loss(margin, loss))
     fitted.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=2,
                callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     return tfmot.sparsity.keras.strip_pruning(pruned)

@@ -217,17 +217,24 @@ def requantize(values_i8: np.ndarray, src: QuantParams, dst: QuantParams) -> np.
     return np.clip(_round_half_away(real / np.float32(dst.scale)) + dst.zero_point, -128, 127).astype(np.int8)
 
 
+def frame_context_vector(context_model: TflmModel, tile_model: TflmModel, frame_u8: np.ndarray,
+                         thumbnail_size: tuple[int, int]) -> np.ndarray:
+    """The int8 context vector the tile model gets for an (exposure-normalised) frame: its
+    thumbnail -> the context model -> requantized for the tile model's context input."""
+    from tinymirnet.model.thumbnail import thumbnail
+    thumb = quantize_pixels(thumbnail(frame_u8, *thumbnail_size), context_model.input_quant)
+    return requantize(context_model.invoke(thumb), context_model.output_quant, tile_model.context_quant)
+
+
 def int8_frame_context(context_model: TflmModel, tile_model: TflmModel, low_u8: np.ndarray,
                        tile: int, halo: int, thumbnail_size: tuple[int, int], *,
                        exposure_target: int) -> np.ndarray:
     """`int8_tiled` for a frame-context network: exposure gain -> thumbnail of the frame ->
     context model -> context vector requantized for the tile model -> every tile with it."""
     from tinymirnet.model.exposure import normalize_exposure
-    from tinymirnet.model.thumbnail import thumbnail
     from tinymirnet.model.tiling import run_tiled
     frame = normalize_exposure(low_u8, exposure_target)
-    thumb = quantize_pixels(thumbnail(frame, *thumbnail_size), context_model.input_quant)
-    context = requantize(context_model.invoke(thumb), context_model.output_quant, tile_model.context_quant)
+    context = frame_context_vector(context_model, tile_model, frame, thumbnail_size)
 
     def infer(batch):
         return np.stack([tile_model.invoke(t, context) for t in batch])

@@ -34,6 +34,29 @@ def test_host_unit_tests_pass():
     assert failed == 0 and passed > 100
 
 
+def export_per_tile_attention(folder: Path) -> Path:
+    """The firmware model files of the per-tile-attention network (one model, committed in
+    quantize/artifacts/per_tile_attention), beside the shipped frame-context export."""
+    from tinymirnet.model.tiling import load_tiling
+    from tinymirnet.quantize.export import export_info_from_artifacts, write_firmware_files
+    artifacts = TESTS_DIR.parents[1] / "quantize" / "artifacts" / "per_tile_attention"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_firmware_files(export_info_from_artifacts(artifacts, load_tiling()), folder)
+    return folder
+
+
+def test_host_unit_tests_pass_with_a_one_model_export(tmp_path):
+    """The core is built for the exported network's kind (model_settings.h kFrameContext):
+    its tests pass for the other kind too."""
+    model_dir = export_per_tile_attention(tmp_path / "model")
+    assert "kFrameContext = false" in (model_dir / "model_settings.h").read_text()
+    result = subprocess.run(["make", "-C", str(TESTS_DIR), "host", f"MODEL_DIR={model_dir}",
+                             f"BUILD={tmp_path / 'build'}"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    passed, failed = summary_of(result)
+    assert failed == 0 and passed > 100
+
+
 needs_arm = pytest.mark.skipif(
     shutil.which("arm-none-eabi-g++") is None or shutil.which("qemu-system-arm") is None,
     reason="needs arm-none-eabi-g++ and qemu-system-arm for the Cortex-M4 build")

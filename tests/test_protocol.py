@@ -34,7 +34,8 @@ MessageType = protocol.MessageType
 
 # The ctypes view of firmware/sim/sim_api.h, shared with the virtual board.
 from tinymirnet.host.virtual_board import (  # noqa: E402
-    _CAPTURE_FN as CAPTURE_FN, _CLOCK_FN as CLOCK_FN, _INVOKE_FN as INVOKE_FN, _READ_FN as READ_FN,
+    _CAPTURE_FN as CAPTURE_FN, _CLOCK_FN as CLOCK_FN, _INVOKE_CONTEXT_FN as INVOKE_CONTEXT_FN,
+    _INVOKE_FN as INVOKE_FN, _READ_FN as READ_FN,
     _SIZE_FN as SIZE_FN, _SimConfig as SimConfig, _SimPorts as SimPorts, _STATUS_FN as STATUS_FN,
     _WRITE_FN as WRITE_FN)
 
@@ -97,6 +98,7 @@ class SimBoard:
             STATUS_FN(lambda user: 0),
             CAPTURE_FN(self._capture) if camera else CAPTURE_FN(),
             STATUS_FN(lambda user: 0), INVOKE_FN(self._invoke),
+            INVOKE_CONTEXT_FN(self._invoke_context),
             SIZE_FN(lambda user: 4321), CLOCK_FN(self._micros))
         assert lib.tmn_sim_create(ctypes.byref(self._callbacks), b"sim-test 1.0") == 0
 
@@ -120,9 +122,13 @@ class SimBoard:
         ctypes.memmove(pixels, self.frame.ctypes.data, count * 2)
         return 0
 
-    def _invoke(self, user, model_input, model_output, size):
+    def _invoke(self, user, model_input, context, context_size, model_output, size):
         self.invokes += 1
-        ctypes.memmove(model_output, model_input, size)  # the identity model
+        ctypes.memmove(model_output, model_input, size)  # the identity model (context unused)
+        return 0
+
+    def _invoke_context(self, user, thumbnail, thumbnail_size, context, context_size):
+        ctypes.memset(context, 0, context_size)  # a frame-context build: any context will do
         return 0
 
     def _micros(self, user):
@@ -223,7 +229,7 @@ def expected_identity_enhancement(frame_rgb565: np.ndarray, info) -> np.ndarray:
 
 def test_frame_layout_matches_the_specification():
     frame = protocol.encode_frame(0x86, 0x1234, b"\x01\x02\x03")
-    header = bytes([0xA5, 0x5A, 0x01, 0x86, 0x34, 0x12, 0x03, 0x00])
+    header = bytes([0xA5, 0x5A, protocol.VERSION, 0x86, 0x34, 0x12, 0x03, 0x00])
     check = (zlib.crc32(header) & 0xFFFF).to_bytes(2, "little")
     trailer = zlib.crc32(b"\x01\x02\x03").to_bytes(4, "little")
     assert frame == header + check + b"\x01\x02\x03" + trailer
@@ -277,7 +283,7 @@ def test_decoder_ignores_a_false_sync_marker_before_a_frame():
 
 def test_messages_round_trip_through_pack_and_unpack():
     info = protocol.DeviceInfo(1, 3, 2048, 24, 4, 32, 160, 120, 35, 1 / 256, -128, 0.5, 3,
-                               131072, 90000, 50000, "ab" * 32, "fw 1.2.3")
+                               131072, 90000, 50000, "ab" * 32, "cd" * 32, "fw 1.2.3")
     messages = [protocol.Hello(), protocol.Capture(3), protocol.Enhance(160, 120),
                 protocol.UploadChunk(2044, b"xyz"), protocol.Run(), protocol.ReadFrame(8, 100),
                 protocol.RunTile(34), info, protocol.Ack(4), protocol.Nak(2),
@@ -403,7 +409,8 @@ def test_capture_returns_raw_frame_and_enhanced_image(board):
     assert np.array_equal(result.enhanced.image, expected_identity_enhancement(board.frame, info))
     assert seen == list(range(info.tile_count))
     assert result.enhanced.done.tile_count == info.tile_count
-    assert result.enhanced.done.inference_us == result.enhanced.device_inference_us
+    # DONE adds the context model's time (once per frame) to the tiles'.
+    assert result.enhanced.done.inference_us >= result.enhanced.device_inference_us
     assert result.enhanced.repaired_tiles == [] and board.invokes == info.tile_count
     assert np.array_equal(link.read_frame(), board.frame)
 

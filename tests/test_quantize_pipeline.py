@@ -2,6 +2,8 @@
 budget stops it with a message naming the budget before anything is written; a passing run
 writes the .tflite, the C array and headers (which read back to the same bytes) and reports."""
 import json
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from tinymirnet.model.network import MirnetConfig, build_mirnet
 from tinymirnet.model.tiling import load_tiling
 from tinymirnet.quantize import budget
 from tinymirnet.quantize.export import parse_c_array
+from tinymirnet.host.cli import main as main_cli
 from tinymirnet.quantize.pipeline import INT8_NAME, run_quantize
 
 
@@ -58,7 +61,7 @@ def test_quantize_pipeline_budget_failure_then_success(lol_root, small_weights, 
     assert saved["export"]["sha256"] == report["export"]["sha256"]
     assert "Projected device time" in (out / "quantize_report.md").read_text()
     assert saved["pruning_finetune"] == {"steps": 3, "batch": 4, "crop": load_tiling().model_input,
-                                         "lr": 1e-3, "loss": "mse", "loss_margin": load_tiling().halo}
+                                         "lr": 1e-3, "schedule": "constant", "loss": "mse", "loss_margin": load_tiling().halo}
     assert all(np.isfinite(v["psnr_gt_mean"]) for k, v in saved["quality"].items() if isinstance(v, dict))
     assert not list(out.glob("*.tmp")) and not list(fw.glob(".*tmp*"))
 
@@ -95,11 +98,13 @@ def varied_lol_root(tmp_path):
     return tmp_path / "LOL"
 
 
-def test_quantize_a_frame_context_network_measures_both_models_and_leaves_the_firmware(
+def test_quantize_a_frame_context_network_measures_both_models_and_exports_both(
         varied_lol_root, small_weights, tmp_path):
     """A frame-context network becomes two int8 models (context on the thumbnail, tile model
     with the context as a second input), both bit-exact on TFLM, budgeted together, scored on
-    the ladder; the firmware export (one-model only so far) is left untouched."""
+    the ladder, and exported for the firmware: two C arrays, the union of their ops, the
+    context settings; the firmware core compiles against the export, and `tinymirnet export`
+    writes the same files again from the artifacts folder."""
     from tinymirnet.model.network import context_size
     from tinymirnet.quantize.pipeline import CONTEXT_INT8_NAME
     from tinymirnet.quantize.tflm import TflmModel
@@ -130,7 +135,26 @@ def test_quantize_a_frame_context_network_measures_both_models_and_leaves_the_fi
     assert report["tflm"]["arena_bytes"] == max(fc["context_arena_bytes"], fc["tile_model_arena_bytes"])
     assert report["compute"]["macs_context_model_per_frame"] > 0
     assert np.isfinite(report["quality"]["tiny_mirnet_int8_tiled"]["psnr"])
-    assert (fw / "model_settings.h").read_text() == "// previous export\n" and report["export"]["files"] == []
+    # The firmware export: both arrays read back, the settings say what the models are.
+    from tinymirnet.quantize.export import CONTEXT_ARRAY_NAME
+    source = (fw / "model_data.cc").read_text()
+    assert parse_c_array(source) == (out / INT8_NAME).read_bytes()
+    assert parse_c_array(source, CONTEXT_ARRAY_NAME) == (out / CONTEXT_INT8_NAME).read_bytes()
+    settings = (fw / "model_settings.h").read_text()
+    for line in ("kFrameContext = true", "kThumbnailWidth = 32", "kThumbnailHeight = 24",
+                 f"kContextValues = {context_size(framed)}", report["export"]["context_sha256"],
+                 f"kTileImageInput = {tile_model.image_index}", f"kTileContextInput = {tile_model.context_index}"):
+        assert line in settings, line
+    ops = sorted(set(report["tflm"]["ops"]) | set(fc["context_model_ops"]))
+    assert f"kModelOpCount = {len(ops)};" in settings and all(f'"{op}"' in settings for op in ops)
+    assert report["ram"]["rows"]["frame context (int8 thumbnail + context vector)"] == 32 * 24 * 3 + context_size(framed)
+    root = Path(__file__).resolve().parents[1] / "firmware" / "lib" / "tinymirnet_core"
+    for unit in sorted(root.glob("*.cc")) + [fw / "model_data.cc"]:
+        subprocess.run(["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", f"-I{root}",
+                        f"-I{fw}", str(unit)], check=True)
+    again = tmp_path / "again"
+    assert main_cli(["export", str(out), "--firmware-dir", str(again)]) == 0
+    assert all((again / f).read_bytes() == (fw / f).read_bytes() for f in report["export"]["files"])
     assert report["sparsity"]["overall"] > 0.1
     assert "## Frame context (two models)" in (out / "quantize_report.md").read_text()
     # `tinymirnet eval --int8` finds the context model beside the tile model: same figure.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,19 +29,20 @@ from tinymirnet.host.cli import main  # noqa: E402
 from tinymirnet.host.link_faults import Faults, FaultyLink  # noqa: E402
 from tinymirnet.host.protocol import (Connection, rgb565_to_rgb888,  # noqa: E402
                                       rgb888_to_rgb565)
-from tinymirnet.host.virtual_board import (DEFAULT_MODEL, VirtualBoard,  # noqa: E402
+from tinymirnet.host.protocol import NO_CONTEXT_MODEL  # noqa: E402
+from tinymirnet.host.virtual_board import (CONTEXT_MODEL_NAME, DEFAULT_MODEL, VirtualBoard,  # noqa: E402
                                            VirtualBoardError)
 from tinymirnet.model.samples import resize_to  # noqa: E402
 from tinymirnet.model.tiling import load_tiling, tile_grid, tile_input  # noqa: E402
-from tinymirnet.quantize.tflm import (TflmModel, dequantize_pixels, int8_tiled,  # noqa: E402
-                                      quantize_pixels)
+from tinymirnet.quantize.tflm import dequantize_pixels, quantize_pixels  # noqa: E402
 
 OUTPUT_FILES = {"raw.png", "device.png", "float.png", "side_by_side.png", "report.json"}
 
 
 @pytest.fixture(scope="module")
-def tflm() -> TflmModel:
-    return TflmModel(DEFAULT_MODEL.read_bytes())
+def host() -> device_cli.HostModel:
+    """The shipped int8 model(s) on the host TFLM (a frame-context network: both)."""
+    return device_cli.HostModel.load(DEFAULT_MODEL)
 
 
 @pytest.fixture(scope="module")
@@ -50,17 +52,16 @@ def board():
 
 
 @pytest.fixture(scope="module")
-def expected(board, tflm) -> np.ndarray:
+def expected(board, host) -> np.ndarray:
     """The host's int8 pipeline on the virtual camera's frame."""
     tiling = load_tiling()
     raw = rgb565_to_rgb888(board.camera.frames[0], tiling.frame_width, tiling.frame_height)
-    return host_int8(tflm, raw)
+    return host_int8(host, raw)
 
 
-def host_int8(tflm: TflmModel, raw888: np.ndarray) -> np.ndarray:
-    """The board's whole pipeline on the host (exposure gain, tiles, TFLM)."""
-    t = load_tiling()
-    return int8_tiled(tflm, raw888, t.tile, t.halo, exposure_target=t.exposure_target)
+def host_int8(host: device_cli.HostModel, raw888: np.ndarray) -> np.ndarray:
+    """The board's whole pipeline on the host (exposure gain, [context model,] tiles, TFLM)."""
+    return host.int8_frame(raw888)
 
 
 def open_link(port: str, **options) -> Connection:
@@ -69,14 +70,16 @@ def open_link(port: str, **options) -> Connection:
     return Connection.open(port, **settings)
 
 
-def host_tile(tflm: TflmModel, raw888: np.ndarray, tile) -> np.ndarray:
+def host_tile(host: device_cli.HostModel, raw888: np.ndarray, tile) -> np.ndarray:
     """TFLM on one tile's input, cut from the exposure-normalised frame, quantized and
-    dequantized as the firmware's tables do."""
+    dequantized as the firmware's tables do (with the frame's context vector for a
+    frame-context network, computed here on its own from the frame's thumbnail)."""
     from tinymirnet.model.exposure import normalize_exposure
     t = load_tiling()
     frame = normalize_exposure(raw888, t.exposure_target)
-    x = quantize_pixels(tile_input(frame, tile, t.tile, t.halo), tflm.input_quant)
-    y = dequantize_pixels(tflm.invoke(x), tflm.output_quant)
+    model = host.tflm
+    x = quantize_pixels(tile_input(frame, tile, t.tile, t.halo), model.input_quant)
+    y = dequantize_pixels(model.invoke(x, host.context_of(frame)), model.output_quant)
     return y[t.halo:t.halo + tile.h, t.halo:t.halo + tile.w]
 
 
@@ -92,7 +95,7 @@ def error_lines(err: str) -> list[str]:
 # Bit-exactness over the pty
 
 
-def test_capture_over_pty_equals_host_tflm_tile_by_tile(board, tflm, expected):
+def test_capture_over_pty_equals_host_tflm_tile_by_tile(board, host, expected):
     tiling = load_tiling()
     with open_link(board.port) as link:
         info = link.hello()
@@ -105,14 +108,15 @@ def test_capture_over_pty_equals_host_tflm_tile_by_tile(board, tflm, expected):
     for device_tile, grid_tile in zip(result.enhanced.tiles, tiles):
         assert (device_tile.x, device_tile.y, device_tile.width, device_tile.height) == (
             grid_tile.x, grid_tile.y, grid_tile.w, grid_tile.h)
-        assert np.array_equal(device_tile.pixels(), host_tile(tflm, raw, grid_tile)), grid_tile
+        assert np.array_equal(device_tile.pixels(), host_tile(host, raw, grid_tile)), grid_tile
         assert device_tile.invoke_us > 0
-    assert np.array_equal(result.enhanced.image, host_int8(tflm, raw))
+    assert np.array_equal(result.enhanced.image, host_int8(host, raw))
     assert np.array_equal(result.enhanced.image, expected)
-    assert result.enhanced.done.inference_us == result.enhanced.device_inference_us
+    # DONE adds the context model's time (once per frame) to the tiles'.
+    assert result.enhanced.done.inference_us >= result.enhanced.device_inference_us
 
 
-def test_uploaded_frame_is_enhanced_bit_exactly(board, tflm):
+def test_uploaded_frame_is_enhanced_bit_exactly(board, host):
     tiling = load_tiling()
     rng = np.random.default_rng(3)
     image = (rng.random((tiling.frame_height, tiling.frame_width, 3)) ** 3 * 255).astype(np.uint8)
@@ -121,14 +125,14 @@ def test_uploaded_frame_is_enhanced_bit_exactly(board, tflm):
         result = link.enhance(frame)
         assert np.array_equal(link.read_frame(), frame)
     raw = rgb565_to_rgb888(frame, tiling.frame_width, tiling.frame_height)
-    assert np.array_equal(result.image, host_int8(tflm, raw))
+    assert np.array_equal(result.image, host_int8(host, raw))
 
 
 # --------------------------------------------------------------------------------------------
 # The CLI with --port sim
 
 
-def test_cli_capture_on_the_virtual_board(tmp_path, small_float_weights, tflm, capsys):
+def test_cli_capture_on_the_virtual_board(tmp_path, small_float_weights, host, capsys):
     out = tmp_path / "cap"
     assert main(["capture", "--port", "sim", "--out", str(out),
                  "--weights", str(small_float_weights)]) == 0
@@ -140,8 +144,9 @@ def test_cli_capture_on_the_virtual_board(tmp_path, small_float_weights, tflm, c
                                              "max_abs_diff": 0, "bit_exact": True,
                                              "differing_tiles": []}
     assert len(report["tiles"]) == 48 and all(t["invoke_us"] > 0 for t in report["tiles"])
-    assert report["device_time_us"]["inference_total"] == sum(t["invoke_us"]
-                                                              for t in report["tiles"])
+    times = report["device_time_us"]
+    assert times["inference_total"] == sum(t["invoke_us"] for t in report["tiles"]) + (times["context_model"] or 0)
+    assert (times["context_model"] is not None and times["context_model"] > 0) == (host.context_tflite is not None)
     psnr = report["psnr_db"]
     assert psnr["device_int8_vs_host_float"] == psnr["host_int8_vs_host_float"]
     assert report["device"]["model_sha256"] == report["host_model"]["sha256"]
@@ -149,12 +154,12 @@ def test_cli_capture_on_the_virtual_board(tmp_path, small_float_weights, tflm, c
     raw = np.asarray(Image.open(out / "raw.png"))
     device = np.asarray(Image.open(out / "device.png"))
     assert raw.shape == (120, 160, 3)
-    assert np.array_equal(device, host_int8(tflm, raw))
+    assert np.array_equal(device, host_int8(host, raw))
     assert Image.open(out / "side_by_side.png").size[0] > 3 * 160
 
 
 def test_cli_enhance_uploads_images_to_the_virtual_board(tmp_path, small_float_weights,
-                                                         tflm, capsys):
+                                                         host, capsys):
     src = tmp_path / "in"
     src.mkdir()
     rng = np.random.default_rng(1)
@@ -175,7 +180,7 @@ def test_cli_enhance_uploads_images_to_the_virtual_board(tmp_path, small_float_w
     report = json.loads((out / "wide" / "report.json").read_text())
     assert report["device_vs_host_int8"]["bit_exact"] and report["source_size"] == [200, 90]
     assert np.array_equal(np.asarray(Image.open(out / "wide" / "device.png")),
-                          host_int8(tflm, raw))
+                          host_int8(host, raw))
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,6 +191,9 @@ def test_handshake_mismatch_is_one_clear_error_before_any_work(tmp_path, small_f
                                                                capsys):
     other = tmp_path / "other.tflite"
     other.write_bytes(DEFAULT_MODEL.read_bytes() + b"tampered")
+    context = DEFAULT_MODEL.with_name(CONTEXT_MODEL_NAME)
+    if context.is_file():  # a frame-context network: its context model goes beside it
+        shutil.copyfile(context, tmp_path / CONTEXT_MODEL_NAME)
     host = device_cli.HostModel.load(other)
     out = tmp_path / "never"
     code = main(["capture", "--port", "sim", "--int8", str(other), "--out", str(out),
@@ -210,6 +218,31 @@ def test_handshake_names_geometry_differences(board):
     quant = device_cli.handshake_mismatches(dataclasses.replace(board.info, input_scale=0.5),
                                             host)
     assert len(quant) == 1 and quant[0].startswith("input quantization scale 0.5 zero point")
+    # A board with another context model, or none (a one-model firmware).
+    for device_context in ("ab" * 32, NO_CONTEXT_MODEL):
+        if device_context == host.context_sha256:
+            continue
+        problems = device_cli.handshake_mismatches(
+            dataclasses.replace(board.info, context_model_sha256=device_context), host)
+        assert len(problems) == 1 and problems[0].startswith("context model "), problems
+
+
+def test_frame_context_board_runs_its_context_model_once_per_frame(board, host, tmp_path):
+    """The shipped network is a frame-context one: the board reports it, runs the context
+    model once per captured frame, and a missing context model is one clear error."""
+    assert board.info.frame_context == (host.context_tflite is not None)
+    if not board.info.frame_context:
+        pytest.skip("the shipped network has one model")
+    before = board.stats.context_invokes, board.stats.invokes
+    with open_link(board.port) as link:
+        link.capture()
+    tiles = board.config["tile_count"]
+    assert (board.stats.context_invokes, board.stats.invokes) == (before[0] + 1, before[1] + tiles)
+    lonely = tmp_path / "tile_only.tflite"
+    shutil.copyfile(DEFAULT_MODEL, lonely)
+    with pytest.raises(device_cli.CommandError) as error:
+        device_cli.HostModel.load(lonely)
+    assert "context model" in str(error.value) and "\n" not in str(error.value)
 
 
 def test_virtual_board_refuses_a_model_that_is_not_compiled_in(tmp_path):

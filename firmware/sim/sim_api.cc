@@ -9,6 +9,7 @@
 #include "device.h"
 #include "pixels.h"
 #include "protocol.h"
+#include "thumbnail.h"
 
 namespace {
 
@@ -45,9 +46,16 @@ class CallbackModel final : public tinymirnet::Model {
   Status begin() override {
     return g_ports.model_begin ? to_status(g_ports.model_begin(g_ports.user)) : Status::kOk;
   }
-  Status invoke(const int8_t* input, int8_t* output) override {
-    return to_status(
-        g_ports.model_invoke(g_ports.user, input, output, tinymirnet::kModelTensorBytes));
+  Status invoke_context(const int8_t* thumbnail, int8_t* context) override {
+    if (g_ports.model_invoke_context == nullptr) return Status::kError;
+    return to_status(g_ports.model_invoke_context(g_ports.user, thumbnail,
+                                                  tinymirnet::kThumbnailBytes, context,
+                                                  tinymirnet::kContextValues));
+  }
+  Status invoke(const int8_t* input, const int8_t* context, int8_t* output) override {
+    return to_status(g_ports.model_invoke(g_ports.user, input, context,
+                                          context ? tinymirnet::kContextValues : 0, output,
+                                          tinymirnet::kModelTensorBytes));
   }
   size_t arena_used_bytes() const override {
     return g_ports.model_arena_used_bytes ? g_ports.model_arena_used_bytes(g_ports.user) : 0;
@@ -88,6 +96,11 @@ void tmn_sim_get_config(tmn_sim_config* config) {
   config->protocol_buffer_bytes = tinymirnet::kProtocolBufferBytes;
   config->device_object_bytes = sizeof(tinymirnet::Device);
   config->exposure_target = tinymirnet::kExposureTarget;
+  config->frame_context = tinymirnet::kFrameContext ? 1 : 0;
+  config->thumbnail_width = tinymirnet::kThumbnailWidth;
+  config->thumbnail_height = tinymirnet::kThumbnailHeight;
+  config->context_values = tinymirnet::kContextValues;
+  config->frame_context_bytes = tinymirnet::kFrameContextBytes;
 }
 
 int tmn_sim_create(const tmn_sim_ports* ports, const char* firmware_version) {
@@ -153,6 +166,14 @@ void tmn_exposed_input_table(uint32_t gain_q8, int8_t table[256]) {
 
 void tmn_output_table(uint8_t table[256]) {
   memcpy(table, tinymirnet::kOutputTable.values, 256);
+}
+
+void tmn_thumbnail_input(const uint16_t* frame, uint32_t gain_q8, int8_t* thumbnail) {
+  tinymirnet::make_thumbnail_input(frame, gain_q8, thumbnail);
+}
+
+void tmn_context_requantization_table(int8_t table[256]) {
+  memcpy(table, tinymirnet::kContextRequantizationTable.values, 256);
 }
 
 }  // extern "C"

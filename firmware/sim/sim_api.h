@@ -27,8 +27,15 @@ typedef struct tmn_sim_ports {
   /* Fill `pixel_count` (= width * height) native-order RGB565 values, row-major. */
   int (*camera_capture)(void* user, uint16_t* pixels, size_t pixel_count);
   int (*model_begin)(void* user);
-  /* `input` and `output` are `size` (= model input side^2 * 3) int8 values, HWC. */
-  int (*model_invoke)(void* user, const int8_t* input, int8_t* output, size_t size);
+  /* The tile model. `input` and `output` are `size` (= model input side^2 * 3) int8 values,
+   * HWC; `context` is the frame's `context_size` int8 context values (NULL and 0 for a
+   * one-model build). */
+  int (*model_invoke)(void* user, const int8_t* input, const int8_t* context, size_t context_size,
+                      int8_t* output, size_t size);
+  /* A frame-context build only: the context model on the `thumbnail_size` int8 thumbnail
+   * values, writing `context_size` int8 values (NULL: the context model fails). */
+  int (*model_invoke_context)(void* user, const int8_t* thumbnail, size_t thumbnail_size,
+                              int8_t* context, size_t context_size);
   size_t (*model_arena_used_bytes)(void* user);
   uint32_t (*clock_micros)(void* user);
 } tmn_sim_ports;
@@ -51,6 +58,13 @@ typedef struct tmn_sim_config {
   uint32_t device_object_bytes;
   /* Exposure normalisation target (0 = off), from model_settings.h. */
   uint32_t exposure_target;
+  /* Frame context (model_settings.h kFrameContext): 1 for a two-model build, else 0 (and 0
+   * sizes); the thumbnail's size, the context vector's length, and their buffers' bytes. */
+  uint32_t frame_context;
+  uint32_t thumbnail_width;
+  uint32_t thumbnail_height;
+  uint32_t context_values;
+  uint32_t frame_context_bytes;
 } tmn_sim_config;
 
 void tmn_sim_get_config(tmn_sim_config* config);
@@ -73,6 +87,11 @@ long tmn_decode_frame(const uint8_t* data, size_t size, uint8_t* type, uint16_t*
                       uint8_t* payload, size_t capacity);
 void tmn_input_table(int8_t table[256]);
 void tmn_output_table(uint8_t table[256]);
+/* A frame-context build: the int8 thumbnail (thumbnail_height x thumbnail_width x 3) the
+ * device makes of a frame_width x frame_height RGB565 frame with exposure gain `gain_q8`, and
+ * the table that requantizes the context model's output for the tile model (thumbnail.h). */
+void tmn_thumbnail_input(const uint16_t* frame, uint32_t gain_q8, int8_t* thumbnail);
+void tmn_context_requantization_table(int8_t table[256]);
 /* The exposure gain (Q8) of an RGB565 frame of `pixel_count` pixels, and the input table of
  * a frame with gain `gain_q8` (pixels.h). */
 uint32_t tmn_exposure_gain_q8(const uint16_t* frame, size_t pixel_count, uint32_t target);

@@ -1,5 +1,10 @@
-// Model over TensorFlow Lite Micro: the generated flatbuffer (model_data.h), the generated op
+// Model over TensorFlow Lite Micro: the generated flatbuffer(s) (model_data.h), the generated op
 // registrations (model_ops.h) and a statically allocated tensor arena of kArenaSize bytes.
+// A frame-context network has two models (kFrameContext): they take turns in the one arena.
+// The interpreter of the model about to run is created in place (and the other one destroyed)
+// when the device switches between them, twice per frame (context model, then the tiles):
+// the arena then only has to hold the larger model, at the cost of two AllocateTensors()
+// calls per frame.
 #pragma once
 
 #include <stddef.h>
@@ -16,13 +21,16 @@ namespace tinymirnet {
 
 class TflmModel final : public Model {
  public:
-  // Maps the flatbuffer, registers exactly the generated ops, allocates the tensors and checks
-  // the input/output tensors against model_settings.h. On failure returns kError (the core
-  // then answers with ERROR MODEL_FAILED) and status_text() says what failed.
+  // Maps the flatbuffer(s), registers exactly the generated ops, allocates the tensors of each
+  // model in turn and checks its tensors against model_settings.h. On failure returns kError
+  // (the core then answers with ERROR MODEL_FAILED) and status_text() says what failed.
   Status begin() override;
-  // Copies the int8 tile in, runs the interpreter, copies the int8 result out.
-  Status invoke(const int8_t* input, int8_t* output) override;
-  // Arena bytes used after AllocateTensors() (0 when the model did not start).
+  // The context model on the frame's thumbnail (frame-context network only).
+  Status invoke_context(const int8_t* thumbnail, int8_t* context) override;
+  // Copies the int8 tile (and the context) in, runs the tile model, copies the result out.
+  Status invoke(const int8_t* input, const int8_t* context, int8_t* output) override;
+  // Arena bytes used after AllocateTensors(), the larger of the two models' (0 when the model
+  // did not start).
   size_t arena_used_bytes() const override;
 
   bool ready() const { return ready_; }
@@ -30,14 +38,25 @@ class TflmModel final : public Model {
   const char* status_text() const { return status_; }
 
  private:
+  enum class Active : uint8_t { kNone, kTile, kContext };
+
   Status fail(const char* format, ...) __attribute__((format(printf, 2, 3)));
-  Status check_tensor(const TfLiteTensor* tensor, const char* name, float scale,
+  // Makes `which` the model in the arena (creating its interpreter there) and checks it.
+  Status activate(Active which);
+  Status check_model_bytes(unsigned int actual, size_t expected, const char* name);
+  Status check_tensor(const TfLiteTensor* tensor, const char* name, size_t bytes, float scale,
                       int zero_point);
+  Status check_tile_tensors();
+  Status check_context_tensors();
 
   ModelOpResolver resolver_;
-  tflite::MicroInterpreter* interpreter_ = nullptr;
-  TfLiteTensor* input_ = nullptr;
+  tflite::MicroInterpreter* interpreter_ = nullptr;  // in interpreter_storage_, or null
+  alignas(tflite::MicroInterpreter) unsigned char interpreter_storage_[sizeof(tflite::MicroInterpreter)];
+  Active active_ = Active::kNone;
+  TfLiteTensor* input_ = nullptr;          // the tile (tile model) or the thumbnail
+  TfLiteTensor* context_input_ = nullptr;  // the tile model's context input
   TfLiteTensor* output_ = nullptr;
+  size_t arena_used_ = 0;
   bool started_ = false;
   bool ready_ = false;
   char status_[224] = "not started";

@@ -1,10 +1,12 @@
 // In-memory ports for the device tests: a link with a byte queue in each direction, a camera
-// that produces a fixed pattern, a model that copies or inverts its input, a manual clock.
+// that produces a fixed pattern, a model that copies or inverts its input (and, for a
+// frame-context build, a context model that records its thumbnail), a manual clock.
 #pragma once
 
 #include <string.h>
 
 #include "ports.h"
+#include "thumbnail.h"
 #include "tiler.h"
 
 namespace fakes {
@@ -80,14 +82,45 @@ class FakeModel final : public tinymirnet::Model {
   Mode mode = Mode::kCopy;
   bool fail_begin = false;
   int fail_on_invoke = -1;  // 0-based invoke number that fails, -1 for none
+  bool fail_context = false;
   int invokes = 0;
+  int context_invokes = 0;
+  int tiles_with_wrong_context = 0;  // tile invokes whose context was not the expected one
+  int8_t last_thumbnail[tinymirnet::kFrameContext ? tinymirnet::kThumbnailBytes : 1] = {};
+  int8_t last_raw_context[tinymirnet::kFrameContext ? tinymirnet::kContextValues : 1] = {};
 
   tinymirnet::Status begin() override {
     return fail_begin ? tinymirnet::Status::kError : tinymirnet::Status::kOk;
   }
 
-  tinymirnet::Status invoke(const int8_t* input, int8_t* output) override {
+  // The context "model": context value i = thumbnail byte (7 i) minus i, so that every value
+  // depends on the thumbnail and the requantization table sees a spread of values.
+  int8_t raw_context_value(const int8_t* thumbnail, int i) const {
+    const size_t at = (static_cast<size_t>(i) * 7u) % sizeof(last_thumbnail);
+    return static_cast<int8_t>(thumbnail[at] - i);
+  }
+
+  tinymirnet::Status invoke_context(const int8_t* thumbnail, int8_t* context) override {
+    if (!tinymirnet::kFrameContext || fail_context) return tinymirnet::Status::kError;
+    ++context_invokes;
+    memcpy(last_thumbnail, thumbnail, sizeof(last_thumbnail));
+    for (int i = 0; i < tinymirnet::kContextValues; ++i) {
+      context[i] = last_raw_context[i] = raw_context_value(thumbnail, i);
+    }
+    return tinymirnet::Status::kOk;
+  }
+
+  tinymirnet::Status invoke(const int8_t* input, const int8_t* context, int8_t* output) override {
     if (invokes++ == fail_on_invoke) return tinymirnet::Status::kError;
+    if (tinymirnet::kFrameContext) {
+      bool right = context != nullptr;
+      for (int i = 0; right && i < tinymirnet::kContextValues; ++i) {
+        right = context[i] == tinymirnet::kContextRequantizationTable.values[last_raw_context[i] + 128];
+      }
+      if (!right) ++tiles_with_wrong_context;
+    } else if (context != nullptr) {
+      ++tiles_with_wrong_context;
+    }
     for (size_t i = 0; i < tinymirnet::kModelTensorBytes; ++i) output[i] = apply(input[i]);
     return tinymirnet::Status::kOk;
   }

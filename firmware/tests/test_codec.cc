@@ -74,7 +74,7 @@ void check_frame_layout() {
   uint8_t frame[32];
   const size_t size = encode_frame(0x86, 0x1234, kPayload, 3, frame, sizeof(frame));
   CHECK_EQ(size, kFramingBytes + 3);
-  const uint8_t header[] = {0xA5, 0x5A, 0x01, 0x86, 0x34, 0x12, 0x03, 0x00};
+  const uint8_t header[] = {0xA5, 0x5A, kVersion, 0x86, 0x34, 0x12, 0x03, 0x00};
   CHECK(memcmp(frame, header, sizeof(header)) == 0);
   const uint32_t header_crc = crc32(frame, 8);
   CHECK_EQ(frame[8], header_crc & 0xFF);

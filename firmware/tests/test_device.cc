@@ -242,6 +242,39 @@ void compute_expected_image(const uint16_t* frame, const FakeModel& model) {
   }
 }
 
+// The thumbnail the device must give the context model (model/thumbnail.py), computed here
+// pixel by pixel: each frame pixel is added to the box that holds it, and each box counts
+// its own pixels.
+int8_t g_expected_thumbnail[kFrameContext ? kThumbnailBytes : 1];
+
+void compute_expected_thumbnail(const uint16_t* frame) {
+  constexpr int kBoxesX = kThumbnailWidth > 0 ? kThumbnailWidth : 1;  // (one-model builds)
+  constexpr int kBoxesY = kThumbnailHeight > 0 ? kThumbnailHeight : 1;
+  static uint32_t sums[kFrameContext ? kThumbnailBytes : 1];
+  static uint32_t counts[kFrameContext ? kThumbnailBytes / 3 : 1];
+  memset(sums, 0, sizeof(sums));
+  memset(counts, 0, sizeof(counts));
+  const uint32_t gain = exposure_gain_q8(frame, kFramePixels, kExposureTarget);
+  for (int y = 0; y < kFrameHeight; ++y) {
+    int j = 0;
+    while ((j + 1) * kFrameHeight / kBoxesY <= y) ++j;
+    for (int x = 0; x < kFrameWidth; ++x) {
+      int i = 0;
+      while ((i + 1) * kFrameWidth / kBoxesX <= x) ++i;
+      const Rgb888 rgb = rgb565_to_rgb888(frame[y * kFrameWidth + x]);
+      const int box = j * kBoxesX + i;
+      sums[box * 3 + 0] += apply_gain_q8(rgb.r, gain);
+      sums[box * 3 + 1] += apply_gain_q8(rgb.g, gain);
+      sums[box * 3 + 2] += apply_gain_q8(rgb.b, gain);
+      ++counts[box];
+    }
+  }
+  for (size_t v = 0; v < kThumbnailBytes; ++v) {
+    const uint32_t count = counts[v / 3];
+    g_expected_thumbnail[v] = kThumbnailInputTable.values[(sums[v] + count / 2) / count];
+  }
+}
+
 // ---------------------------------------------------------------------------------------
 
 void check_hello_returns_info() {
@@ -270,7 +303,10 @@ void check_hello_returns_info() {
   CHECK_EQ(reader.u32(), kArenaSize);
   CHECK_EQ(reader.u32(), 12345u);  // FakeModel::arena_used_bytes
   CHECK_EQ(reader.u32(), kModelBytes);
-  CHECK_EQ(reader.remaining(), 32u + strlen("test-1.0"));
+  CHECK_EQ(reader.remaining(), 64u + strlen("test-1.0"));  // two SHA-256, then the version
+  bool context_sha_is_zero = true;
+  for (size_t i = 44 + 32; i < 44 + 64; ++i) context_sha_is_zero &= info.payload[i] == 0;
+  CHECK_EQ(context_sha_is_zero, !kFrameContext);
   CHECK(memcmp(info.payload + kInfoFixedBytes, "test-1.0", 8) == 0);
   CHECK(bench.nothing_more());
 }
@@ -286,7 +322,12 @@ void check_upload_and_run_streams_tiles() {
   CHECK_EQ(outcome.tiles, kTileCount);
   CHECK(outcome.done);
   CHECK_EQ(outcome.done_tile_count, kTileCount);
-  CHECK_EQ(outcome.done_inference_us, outcome.tile_inference_us);
+  // DONE's total adds the context model's time to the tiles' (a frame-context network).
+  if (kFrameContext) {
+    CHECK(outcome.done_inference_us > outcome.tile_inference_us);
+  } else {
+    CHECK_EQ(outcome.done_inference_us, outcome.tile_inference_us);
+  }
   CHECK(outcome.tile_inference_us > 0);
   CHECK_EQ(bench.model.invokes, kTileCount);
   compute_expected_image(g_pattern_frame, bench.model);
@@ -402,7 +443,7 @@ void check_unsupported_version() {
   Bench& bench = started_bench();
   uint8_t frame[kFramingBytes];
   encode_frame(kHello, 5, nullptr, 0, frame, sizeof(frame));
-  frame[2] = 2;
+  frame[2] = kVersion + 1;
   const uint32_t check = crc32(frame, 8);
   frame[8] = static_cast<uint8_t>(check);
   frame[9] = static_cast<uint8_t>(check >> 8);
@@ -574,6 +615,91 @@ void check_garbage_and_oversize_frames() {
   CHECK(bench.nothing_more());
 }
 
+// The context model runs once per frame, on the frame's thumbnail, before the frame's first
+// tile; every tile gets its output through the requantization table (FakeModel counts the
+// tiles that got anything else). A one-model build never calls it and passes no context.
+void check_frame_context_runs_once_per_frame() {
+  Bench& bench = started_bench();
+  fill_pattern_frame();
+  uint16_t seq = 1;
+  upload_frame(bench, &seq, g_pattern_frame);
+  command(bench, kRun, seq);
+  expect_ack(bench, seq, kRun);
+  StreamOutcome outcome = read_stream(bench, seq++);
+  CHECK(outcome.done);
+  CHECK_EQ(bench.model.context_invokes, kFrameContext ? 1 : 0);
+  CHECK_EQ(bench.model.tiles_with_wrong_context, 0);
+  if (kFrameContext) {
+    compute_expected_thumbnail(g_pattern_frame);
+    CHECK(memcmp(bench.model.last_thumbnail, g_expected_thumbnail, kThumbnailBytes) == 0);
+  }
+  // The same frame again (RUN, then RUN_TILE): the context is kept.
+  command(bench, kRun, seq);
+  expect_ack(bench, seq, kRun);
+  outcome = read_stream(bench, seq++);
+  CHECK(outcome.done);
+  const uint8_t tile[] = {5, 0};
+  command(bench, kRunTile, seq, tile, sizeof(tile));
+  Message message;
+  expect(bench, kTile, seq++, &message);
+  CHECK_EQ(bench.model.context_invokes, kFrameContext ? 1 : 0);
+  // A new frame (the pattern, brighter at the top left): a new context, from its thumbnail.
+  for (int y = 0; y < kFrameHeight / 2; ++y) {
+    for (int x = 0; x < kFrameWidth / 2; ++x) g_pattern_frame[y * kFrameWidth + x] |= 0xC618u;
+  }
+  upload_frame(bench, &seq, g_pattern_frame);
+  command(bench, kRunTile, seq, tile, sizeof(tile));
+  expect(bench, kTile, seq++, &message);
+  CHECK_EQ(bench.model.context_invokes, kFrameContext ? 2 : 0);
+  CHECK_EQ(bench.model.tiles_with_wrong_context, 0);
+  if (kFrameContext) {
+    compute_expected_thumbnail(g_pattern_frame);
+    CHECK(memcmp(bench.model.last_thumbnail, g_expected_thumbnail, kThumbnailBytes) == 0);
+  }
+  CHECK(bench.nothing_more());
+}
+
+// A failing context model ends the job with ERROR MODEL_FAILED before any tile; the next
+// RUN tries again.
+void check_context_model_failure() {
+  if (!kFrameContext) return;
+  Bench& bench = started_bench();
+  fill_pattern_frame();
+  uint16_t seq = 1;
+  upload_frame(bench, &seq, g_pattern_frame);
+  bench.model.fail_context = true;
+  command(bench, kRun, seq);
+  expect_ack(bench, seq, kRun);
+  StreamOutcome outcome = read_stream(bench, seq++);
+  CHECK_EQ(outcome.error_code, kErrorModelFailed);
+  CHECK_EQ(outcome.tiles, 0);
+  CHECK_EQ(bench.model.invokes, 0);
+  bench.model.fail_context = false;
+  command(bench, kRun, seq);
+  expect_ack(bench, seq, kRun);
+  outcome = read_stream(bench, seq);
+  CHECK(outcome.done);
+  CHECK_EQ(outcome.tiles, kTileCount);
+  CHECK_EQ(bench.model.context_invokes, 1);
+}
+
+void check_requantization_tables() {
+  // Same quantization on both sides: the identity.
+  constexpr RequantizationTable same = make_requantization_table(0.02f, 3, 0.02f, 3);
+  int identical = 0;
+  for (int q = -128; q < 128; ++q) identical += same.values[q + 128] == q;
+  CHECK_EQ(identical, 256);
+  // Half the scale: values double (+ the zero points), rounding half away, saturating.
+  constexpr RequantizationTable doubled = make_requantization_table(0.02f, 0, 0.01f, -5);
+  CHECK_EQ(doubled.values[10 + 128], 15);
+  CHECK_EQ(doubled.values[-10 + 128], -25);
+  CHECK_EQ(doubled.values[100 + 128], 127);
+  CHECK_EQ(doubled.values[-100 + 128], -128);
+  constexpr RequantizationTable halved = make_requantization_table(0.01f, 0, 0.02f, 0);
+  CHECK_EQ(halved.values[3 + 128], 2);    // 1.5 -> 2
+  CHECK_EQ(halved.values[-3 + 128], -2);  // -1.5 -> -2
+}
+
 void check_buffer_sizes() {
   CHECK_EQ(kFrameBufferBytes, static_cast<size_t>(kFrameWidth) * kFrameHeight * 2);
   CHECK(sizeof(Device) >= kDeviceBufferBytes);
@@ -598,5 +724,8 @@ void device_tests() {
   check_model_failures();
   check_recovery_after_truncated_upload();
   check_garbage_and_oversize_frames();
+  check_frame_context_runs_once_per_frame();
+  check_context_model_failure();
+  check_requantization_tables();
   check_buffer_sizes();
 }

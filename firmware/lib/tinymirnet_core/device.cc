@@ -12,6 +12,7 @@ using protocol::PayloadWriter;
 // The frame buffer is sent and received as its memory image: little-endian RGB565.
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "wire RGB565 is the LE memory image");
 static_assert(sizeof(kModelSha256) == 65, "kModelSha256 must be 64 hex characters");
+static_assert(sizeof(kContextModelSha256) == 65, "kContextModelSha256 must be 64 hex characters");
 
 namespace {
 
@@ -28,10 +29,10 @@ uint8_t hex_digit_value(char digit) {
   return 0;
 }
 
-void write_model_sha256(PayloadWriter& writer) {
+void write_sha256(PayloadWriter& writer, const char* hex) {
   for (size_t i = 0; i < 32; ++i) {
-    writer.u8(static_cast<uint8_t>((hex_digit_value(kModelSha256[2 * i]) << 4) |
-                                   hex_digit_value(kModelSha256[2 * i + 1])));
+    writer.u8(static_cast<uint8_t>((hex_digit_value(hex[2 * i]) << 4) |
+                                   hex_digit_value(hex[2 * i + 1])));
   }
 }
 
@@ -69,6 +70,8 @@ Device::Device(Link& link, Camera& camera, Model& model, Clock& clock,
       frame_(),
       model_input_(),
       model_output_(),
+      thumbnail_(),
+      context_(),
       rx_payload_(),
       tx_frame_(),
       decoder_(rx_payload_, sizeof(rx_payload_)) {}
@@ -355,6 +358,7 @@ void Device::step_capture() {
 void Device::frame_ready() {
   exposure_gain_q8_ = exposure_gain_q8(frame_, kFramePixels, kExposureTarget);
   make_exposed_input_table(exposure_gain_q8_, &input_table_);
+  context_valid_ = false;  // computed with the frame's first tile
   frame_valid_ = true;
 }
 
@@ -425,7 +429,8 @@ void Device::send_info(uint16_t seq) {
   writer.u32(static_cast<uint32_t>(kArenaSize));
   writer.u32(static_cast<uint32_t>(model_.arena_used_bytes()));
   writer.u32(static_cast<uint32_t>(kModelBytes));
-  write_model_sha256(writer);
+  write_sha256(writer, kModelSha256);
+  write_sha256(writer, kContextModelSha256);  // all zero for a one-model network
   writer.text(firmware_version_);
   send(protocol::kInfo, seq, writer.size());
 }
@@ -438,12 +443,31 @@ void Device::send_frame_chunk(uint16_t seq, uint32_t offset, size_t length) {
   send(protocol::kFrameChunk, seq, writer.size());
 }
 
+bool Device::ensure_frame_context(uint16_t seq, uint32_t* invoke_us) {
+  *invoke_us = 0;
+  if (!kFrameContext || context_valid_) return true;
+  make_thumbnail_input(frame_, exposure_gain_q8_, thumbnail_);
+  const uint32_t start_us = clock_.micros();
+  const Status status = model_.invoke_context(thumbnail_, context_);
+  *invoke_us = clock_.micros() - start_us;
+  if (status != Status::kOk) {
+    send_error(seq, protocol::kErrorModelFailed, "context model invoke failed");
+    return false;
+  }
+  requantize_context(context_, kContextValues);
+  context_valid_ = true;
+  return true;
+}
+
 bool Device::send_tile(uint16_t seq, int index, uint32_t* invoke_us) {
   const TileRect tile = tile_rect(index);
+  uint32_t context_us = 0;
+  if (!ensure_frame_context(seq, &context_us)) return false;
   extract_model_input(frame_, tile, input_table_, model_input_);
   const uint32_t start_us = clock_.micros();
-  const Status status = model_.invoke(model_input_, model_output_);
-  *invoke_us = clock_.micros() - start_us;
+  const Status status = model_.invoke(model_input_, kFrameContext ? context_ : nullptr, model_output_);
+  const uint32_t tile_us = clock_.micros() - start_us;
+  *invoke_us = tile_us + context_us;
   if (status != Status::kOk) {
     send_error(seq, protocol::kErrorModelFailed, "model invoke failed on tile ",
                uint32_t(index));
@@ -455,7 +479,7 @@ bool Device::send_tile(uint16_t seq, int index, uint32_t* invoke_us) {
   writer.u16(static_cast<uint16_t>(tile.y));
   writer.u16(static_cast<uint16_t>(tile.width));
   writer.u16(static_cast<uint16_t>(tile.height));
-  writer.u32(*invoke_us);
+  writer.u32(tile_us);  // the tile model only; DONE's total includes the context model
   // Always fits: kMaxPayload >= kTilePayloadMaxBytes.
   crop_model_output(model_output_, tile, writer.reserve(static_cast<size_t>(tile.width) *
                                                         tile.height * kChannels));

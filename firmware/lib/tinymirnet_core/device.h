@@ -14,6 +14,7 @@
 #include "model_settings.h"
 #include "ports.h"
 #include "protocol.h"
+#include "thumbnail.h"
 #include "tiler.h"
 
 namespace tinymirnet {
@@ -33,8 +34,10 @@ constexpr size_t kFrameBufferBytes = kFramePixels * sizeof(uint16_t);
 constexpr size_t kTileIoBytes = 2 * kModelTensorBytes;                 // model input + output
 constexpr size_t kProtocolBufferBytes = kMaxPayload + kMaxFrameBytes;  // receive + transmit
 constexpr size_t kExposedTableBytes = sizeof(InputQuantizationTable);  // the frame's gain folded in
-constexpr size_t kDeviceBufferBytes =
-    kFrameBufferBytes + kTileIoBytes + kProtocolBufferBytes + kExposedTableBytes;
+// A frame-context network: the int8 thumbnail and the context vector (0 for one model).
+constexpr size_t kFrameContextBytes = kFrameContext ? kThumbnailBytes + kContextValues : 0;
+constexpr size_t kDeviceBufferBytes = kFrameBufferBytes + kTileIoBytes + kProtocolBufferBytes +
+                                      kExposedTableBytes + kFrameContextBytes;
 
 // INFO status flags.
 constexpr uint8_t kStatusCameraReady = 0x01;
@@ -106,7 +109,11 @@ class Device {
   void send_info(uint16_t seq);
   void send_frame_chunk(uint16_t seq, uint32_t offset, size_t length);
   // Runs one tile on the frame buffer and sends it as TILE (or ERROR on a model failure).
+  // `invoke_us`: the tile model's time, plus the context model's when this tile ran it.
   bool send_tile(uint16_t seq, int index, uint32_t* invoke_us);
+  // A frame-context network: runs the context model on this frame's thumbnail unless it
+  // already has (once per frame). Sends ERROR and returns false on a model failure.
+  bool ensure_frame_context(uint16_t seq, uint32_t* invoke_us);
   template <typename... TextParts>
   void send_error(uint16_t seq, uint16_t code, TextParts... text);
 
@@ -134,8 +141,12 @@ class Device {
   uint16_t frame_[kFramePixels];
   uint32_t exposure_gain_q8_ = kGainOneQ8;  // of the frame in frame_ (pixels.h)
   InputQuantizationTable input_table_ = {};  // kInputTable with that gain folded in
+  bool context_valid_ = false;               // context_ belongs to the frame in frame_
   int8_t model_input_[kModelTensorBytes];
   int8_t model_output_[kModelTensorBytes];
+  // A frame-context network's per-frame buffers (one byte each in a one-model build).
+  int8_t thumbnail_[kFrameContext ? kThumbnailBytes : 1];
+  int8_t context_[kFrameContext ? kContextValues : 1];
   uint8_t rx_payload_[kMaxPayload];
   uint8_t tx_frame_[kMaxFrameBytes];
   protocol::FrameDecoder decoder_;

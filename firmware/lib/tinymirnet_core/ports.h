@@ -39,9 +39,16 @@ class Camera {
 class Model {
  public:
   virtual Status begin() = 0;
-  // Runs the model on one tile. `input` and `output` are kModelInputSize x kModelInputSize x
-  // kChannels int8 values, row-major HWC, quantized as in model_settings.h.
-  virtual Status invoke(const int8_t* input, int8_t* output) = 0;
+  // A frame-context network (kFrameContext) only: runs the context model once per frame on
+  // the thumbnail (kThumbnailHeight x kThumbnailWidth x kChannels int8, HWC, quantized with
+  // kContextInputScale/ZeroPoint) and writes its kContextValues int8 outputs (quantized with
+  // kContextOutputScale/ZeroPoint). The device calls it before the frame's first tile.
+  virtual Status invoke_context(const int8_t* thumbnail, int8_t* context) = 0;
+  // Runs the tile model on one tile. `input` and `output` are kModelInputSize x
+  // kModelInputSize x kChannels int8 values, row-major HWC, quantized as in model_settings.h.
+  // `context`: the frame's kContextValues int8 values for the tile model's context input
+  // (kTileContextScale/ZeroPoint); nullptr for a one-model network.
+  virtual Status invoke(const int8_t* input, const int8_t* context, int8_t* output) = 0;
   // Tensor arena bytes the interpreter actually uses (0 if unknown).
   virtual size_t arena_used_bytes() const = 0;
 

@@ -21,7 +21,7 @@ namespace protocol {
 
 constexpr uint8_t kSync0 = 0xA5;
 constexpr uint8_t kSync1 = 0x5A;
-constexpr uint8_t kVersion = 1;
+constexpr uint8_t kVersion = 2;  // 2: INFO carries the context model's SHA-256
 constexpr size_t kHeaderBytes = 10;
 constexpr size_t kTrailerBytes = 4;
 constexpr size_t kFramingBytes = kHeaderBytes + kTrailerBytes;
@@ -67,7 +67,7 @@ constexpr uint8_t kCaptureEnhance = 0x02;    // then enhance it and stream TILEs
 constexpr uint8_t kPixelFormatRgb565 = 0;
 
 // Fixed payload sizes.
-constexpr size_t kInfoFixedBytes = 76;  // followed by the firmware version text
+constexpr size_t kInfoFixedBytes = 108;  // followed by the firmware version text
 constexpr size_t kTileHeaderBytes = 14;
 constexpr size_t kFrameChunkHeaderBytes = 8;
 constexpr size_t kUploadChunkHeaderBytes = 4;

@@ -29,17 +29,40 @@ constexpr int kInputZeroPoint = -128;
 constexpr float kOutputScale = 0.00392156886f;
 constexpr int kOutputZeroPoint = -128;
 
+// Frame context (model/network.py, model/thumbnail.py): a second, small model runs once per
+// frame on a thumbnail of the exposure-normalised frame (integer box means) and computes every
+// attention weight; each tile then gets them as its second input. false: one model, attention
+// pooled over each tile.
+constexpr bool kFrameContext = true;
+constexpr int kThumbnailWidth = 32;
+constexpr int kThumbnailHeight = 24;
+constexpr int kContextValues = 144;       // the context vector's length
+// The context model's thumbnail input and its output, and the tile model's context input
+// (the device requantizes the output to it with a 256-entry table, thumbnail.h).
+constexpr float kContextInputScale = 0.00392156886f;
+constexpr int kContextInputZeroPoint = -128;
+constexpr float kContextOutputScale = 0.00391910924f;
+constexpr int kContextOutputZeroPoint = -128;
+constexpr float kTileContextScale = 0.00391910924f;
+constexpr int kTileContextZeroPoint = -128;
+// The tile model's inputs: which one takes the tile and which the context.
+constexpr int kTileImageInput = 1;
+constexpr int kTileContextInput = 0;
+constexpr size_t kContextModelBytes = 154072;
+constexpr char kContextModelSha256[] =
+    "fc862285b00d19d6f5963fd80129ab76b53b76b4a7e605bc7cfa7a8286d1a14f";
+
 // Memory.
-constexpr size_t kArenaMeasuredBytes = 116816;   // TFLM arena measured on the host
-constexpr size_t kArenaSize = 120912;       // measured + 4096 B margin, 16-aligned
-constexpr size_t kModelBytes = 148336;           // flatbuffer length
+constexpr size_t kArenaMeasuredBytes = 100720;   // TFLM arena measured on the host (the larger model's: they take turns in one arena)
+constexpr size_t kArenaSize = 104816;       // measured + 4096 B margin, 16-aligned
+constexpr size_t kModelBytes = 138936;           // flatbuffer length
 
 // Identity of the model (sha256 of the .tflite flatbuffer, hex).
 constexpr char kModelSha256[] =
-    "ba9566d7f3dd16ba89433ac0bfc80017fa3c02e407a158140efe00895cc39c50";
+    "c11f49be22616d472638162746c0b1830f1e2be5d04187d29936c41e81005592";
 
-// The builtin ops the model uses; model_ops.h registers exactly these.
-constexpr int kModelOpCount = 15;
-constexpr const char* kModelOps[kModelOpCount] = {"ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "LOGISTIC", "MEAN", "MINIMUM", "MUL", "PRELU", "REDUCE_MAX", "RELU", "RESHAPE", "RESIZE_BILINEAR", "SOFTMAX", "SPLIT"};
+// The builtin ops the models use (both together); model_ops.h registers exactly these.
+constexpr int kModelOpCount = 17;
+constexpr const char* kModelOps[kModelOpCount] = {"ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "LOGISTIC", "MEAN", "MINIMUM", "MUL", "PRELU", "QUANTIZE", "REDUCE_MAX", "RELU", "RESHAPE", "RESIZE_BILINEAR", "SOFTMAX", "SPLIT", "SPLIT_V"};
 
 }  // namespace tinymirnet
