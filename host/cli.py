@@ -82,6 +82,10 @@ def cmd_tiling_study(args) -> int:
     tiling = load_tiling()
     enhancer, _, cfg = _load_enhancer(args.weights)
     int8_model = _load_int8(args.int8, tiling) if args.int8 else None
+    if int8_model is not None and int8_model.context_index is not None:
+        raise SystemExit(f"error: {args.int8} is a frame-context tile model; the tiling study is about "
+                         f"attention pooled per tile (give quantize/artifacts/per_tile_attention/"
+                         f"tiny_mirnet_int8.tflite)")
     tiling_study(args.data, enhancer, tiling.tile, tiling.halo, args.report,
                  meta={"weights": str(args.weights), "model": cfg.__dict__},
                  split=args.split, val_percent=args.val_percent, int8_model=int8_model)
@@ -315,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--sparsity", type=float, default=0.5)
     q.add_argument("--steps", type=int, default=1200, help="pruning fine-tune steps (batches of 32 tiles)")
     q.add_argument("--lr", type=float, default=1e-3, help="pruning fine-tune rate")
-    q.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+    q.add_argument("--schedule", choices=["constant", "cosine"], default="cosine",
                    help="pruning fine-tune rate schedule: constant, or cosine (constant while the "
                         "sparsity ramps up, then decayed to 1e-5 over the recovery half)")
     q.add_argument("--loss", choices=["charbonnier", "mse"], default="mse",

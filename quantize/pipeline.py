@@ -73,7 +73,7 @@ def eval_tiles(data_dir, tiling: TilingConfig, count: int = 64) -> list[np.ndarr
 
 def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps: int = 400,
                  finetune_batch: int = 32, finetune_crop: int | None = None,
-                 finetune_lr: float = 1e-3, finetune_loss: str = "mse", finetune_schedule: str = "constant",
+                 finetune_lr: float = 1e-3, finetune_loss: str = "mse", finetune_schedule: str = "cosine",
                  out_dir: Path | None = None, firmware_dir: Path | None = FIRMWARE_MODEL_DIR,
                  eval_limit: int | None = None, log=print) -> dict:
     t_start = time.monotonic()

@@ -94,9 +94,14 @@ def test_tile_means_are_set_per_tile_and_channel():
 
 def test_tiling_study_report(lol_root, tiny_weights, tmp_path):
     from tinymirnet.host.cli import main
-    shipped_int8 = Path(__file__).resolve().parents[1] / "quantize" / "artifacts" / "tiny_mirnet_int8.tflite"
+    artifacts = Path(__file__).resolve().parents[1] / "quantize" / "artifacts"
+    # The study is about attention pooled per tile: a frame-context tile model is refused.
+    with pytest.raises(SystemExit, match="is a frame-context tile model"):
+        main(["tiling-study", "--data", str(lol_root), "--weights", str(tiny_weights),
+              "--int8", str(artifacts / "tiny_mirnet_int8.tflite"), "--report", str(tmp_path / "no.json")])
+    per_tile_int8 = artifacts / "per_tile_attention" / "tiny_mirnet_int8.tflite"
     assert main(["tiling-study", "--data", str(lol_root), "--weights", str(tiny_weights),
-                 "--int8", str(shipped_int8), "--report", str(tmp_path / "study.json")]) == 0
+                 "--int8", str(per_tile_int8), "--report", str(tmp_path / "study.json")]) == 0
     report = json.loads((tmp_path / "study.json").read_text())
     m = report["meta"]
     assert m["images"] == 3

@@ -171,3 +171,33 @@ def test_calibration_tiles_are_low_light_only_unless_asked(lol_root):
     assert np.max(tiles, axis=(1, 2, 3)).max() <= low_light_max  # no normal-light crop slipped in
     mixed = representative_tiles(lol_root, 16, count=8, bright_fraction=0.5, exposure_target=0)
     assert int(np.sum(np.max(mixed, axis=(1, 2, 3)) > low_light_max)) == 4
+
+
+def test_quantize_cli_passes_out_schedule_and_no_firmware(monkeypatch, tmp_path):
+    """`--no-firmware` leaves the firmware alone (firmware_dir=None), `--out` and `--schedule`
+    reach the pipeline; without them the firmware export and the cosine schedule are the default."""
+    import tinymirnet.quantize.pipeline as pipeline
+    from tinymirnet.host.cli import main
+    calls = []
+
+    def fake_run_quantize(data, weights, **options):
+        calls.append(options)
+        raise BudgetError("stop here")
+    monkeypatch.setattr(pipeline, "run_quantize", fake_run_quantize)
+    assert main(["quantize", "--data", str(tmp_path), "--no-firmware", "--out", str(tmp_path / "o"),
+                 "--schedule", "constant"]) == 1
+    assert calls[0]["firmware_dir"] is None and calls[0]["out_dir"] == tmp_path / "o"
+    assert calls[0]["finetune_schedule"] == "constant"
+    assert main(["quantize", "--data", str(tmp_path)]) == 1
+    assert "firmware_dir" not in calls[1] and calls[1]["out_dir"] is None
+    assert calls[1]["finetune_schedule"] == "cosine"
+
+
+def test_export_from_a_folder_that_is_not_a_quantize_output_is_one_error_line(tmp_path, capsys):
+    from tinymirnet.host.cli import main
+    (tmp_path / "quantize_report.json").write_text("{not json")
+    fw = tmp_path / "fw"
+    assert main(["export", str(tmp_path), "--firmware-dir", str(fw)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "not the output of `tinymirnet quantize`" in err
+    assert not fw.exists()

@@ -61,7 +61,7 @@ def test_quantize_pipeline_budget_failure_then_success(lol_root, small_weights, 
     assert saved["export"]["sha256"] == report["export"]["sha256"]
     assert "Projected device time" in (out / "quantize_report.md").read_text()
     assert saved["pruning_finetune"] == {"steps": 3, "batch": 4, "crop": load_tiling().model_input,
-                                         "lr": 1e-3, "schedule": "constant", "loss": "mse", "loss_margin": load_tiling().halo}
+                                         "lr": 1e-3, "schedule": "cosine", "loss": "mse", "loss_margin": load_tiling().halo}
     assert all(np.isfinite(v["psnr_gt_mean"]) for k, v in saved["quality"].items() if isinstance(v, dict))
     assert not list(out.glob("*.tmp")) and not list(fw.glob(".*tmp*"))
 

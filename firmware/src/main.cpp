@@ -70,6 +70,13 @@ void print_banner() {
              tinymirnet::kModelSha256, static_cast<unsigned long>(tinymirnet::kModelBytes),
              tinymirnet::kTileCount, tinymirnet::kTileSize, tinymirnet::kTileSize,
              tinymirnet::kHalo, tinymirnet::kFrameWidth, tinymirnet::kFrameHeight);
+  if (tinymirnet::kFrameContext) {
+    print_line("context model sha256 %.16s, %lu B flatbuffer, %dx%d thumbnail -> %d values, once per frame",
+               tinymirnet::kContextModelSha256,
+               static_cast<unsigned long>(tinymirnet::kContextModelBytes),
+               tinymirnet::kThumbnailWidth, tinymirnet::kThumbnailHeight,
+               tinymirnet::kContextValues);
+  }
   print_line("tensor arena %lu / %lu B used (host-measured %lu B)",
              static_cast<unsigned long>(g_model.arena_used_bytes()),
              static_cast<unsigned long>(tinymirnet::kArenaSize),

@@ -41,16 +41,16 @@ constexpr int kContextValues = 144;       // the context vector's length
 // (the device requantizes the output to it with a 256-entry table, thumbnail.h).
 constexpr float kContextInputScale = 0.00392156886f;
 constexpr int kContextInputZeroPoint = -128;
-constexpr float kContextOutputScale = 0.00391910924f;
+constexpr float kContextOutputScale = 0.00391778164f;
 constexpr int kContextOutputZeroPoint = -128;
-constexpr float kTileContextScale = 0.00391910924f;
+constexpr float kTileContextScale = 0.00391778164f;
 constexpr int kTileContextZeroPoint = -128;
 // The tile model's inputs: which one takes the tile and which the context.
 constexpr int kTileImageInput = 1;
 constexpr int kTileContextInput = 0;
 constexpr size_t kContextModelBytes = 154072;
 constexpr char kContextModelSha256[] =
-    "fc862285b00d19d6f5963fd80129ab76b53b76b4a7e605bc7cfa7a8286d1a14f";
+    "5cd72b07a8ac6df9588e1a5f76e47d3bd9fc18b687e2e4b88eb2b7d30d760970";
 
 // Memory.
 constexpr size_t kArenaMeasuredBytes = 100720;   // TFLM arena measured on the host (the larger model's: they take turns in one arena)
@@ -59,7 +59,7 @@ constexpr size_t kModelBytes = 138936;           // flatbuffer length
 
 // Identity of the model (sha256 of the .tflite flatbuffer, hex).
 constexpr char kModelSha256[] =
-    "c11f49be22616d472638162746c0b1830f1e2be5d04187d29936c41e81005592";
+    "74c624423fdc4231afa03a9822464db542b7f04dd334ce145de6939a71150a8b";
 
 // The builtin ops the models use (both together); model_ops.h registers exactly these.
 constexpr int kModelOpCount = 17;
