@@ -188,6 +188,7 @@ def cmd_quantize(args) -> int:
     try:
         r = run_quantize(args.data, args.weights, sparsity=args.sparsity, finetune_steps=args.steps,
                          finetune_lr=args.lr, finetune_loss=args.loss, finetune_schedule=args.schedule,
+                         finetune_distill=args.distill,
                          eval_limit=args.limit,
                          out_dir=args.out, **({"firmware_dir": None} if args.no_firmware else {}))
     except (BudgetError, ExposureMismatch) as e:
@@ -203,10 +204,11 @@ def cmd_quantize(args) -> int:
 def cmd_export(args) -> int:
     from tinymirnet.model.tiling import load_tiling
     from tinymirnet.quantize.export import ExportError, export_info_from_artifacts, write_firmware_files
-    from tinymirnet.quantize.pipeline import FIRMWARE_MODEL_DIR
+    from tinymirnet.quantize.pipeline import FIRMWARE_MODEL_DIR, record_export
     try:
         info = export_info_from_artifacts(args.artifacts, load_tiling())
         written = write_firmware_files(info, args.firmware_dir or FIRMWARE_MODEL_DIR)
+        record_export(args.artifacts, [p.name for p in written])
     except (ExportError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -325,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--loss", choices=["charbonnier", "mse"], default="mse",
                    help="pruning fine-tune loss: the one the weights were trained with (the shipped "
                         "weights' last stage: mse)")
+    q.add_argument("--distill", action="store_true",
+                   help="fine-tune the pruned model towards the unpruned model's outputs instead of the ground truth")
     q.add_argument("--limit", type=int, default=None, help="evaluate on the first N eval15 pairs only")
     q.add_argument("--out", type=Path, default=None,
                    help="folder for the .tflite files, pruned weights and report (default quantize/artifacts)")

@@ -35,7 +35,7 @@ VERSION = 2  # 2: INFO carries the context model's SHA-256 (firmware/PROTOCOL.md
 HEADER_BYTES = 10
 TRAILER_BYTES = 4
 FRAMING_BYTES = HEADER_BYTES + TRAILER_BYTES
-MAX_PAYLOAD_LIMIT = 4096  # no v1 frame is longer; a device announces its own limit in INFO
+MAX_PAYLOAD_LIMIT = 4096  # no v2 frame is longer; a device announces its own limit in INFO
 
 _HEADER = struct.Struct("<2sBBHH")  # sync, version, type, seq, payload length
 _U16 = struct.Struct("<H")

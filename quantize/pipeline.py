@@ -9,6 +9,7 @@ The network it quantizes becomes the firmware's (unless firmware_dir is None: --
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -74,6 +75,7 @@ def eval_tiles(data_dir, tiling: TilingConfig, count: int = 64) -> list[np.ndarr
 def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps: int = 400,
                  finetune_batch: int = 32, finetune_crop: int | None = None,
                  finetune_lr: float = 1e-3, finetune_loss: str = "mse", finetune_schedule: str = "cosine",
+                 finetune_distill: bool = False,
                  out_dir: Path | None = None, firmware_dir: Path | None = FIRMWARE_MODEL_DIR,
                  eval_limit: int | None = None, log=print) -> dict:
     t_start = time.monotonic()
@@ -105,12 +107,15 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
     margin = tiling.halo if crop == size else 0
     log(f"pruning to {sparsity:.0%} sparsity: {finetune_steps} steps of {finetune_batch} {crop}x{crop} crops"
         f" at {finetune_lr:g} ({finetune_schedule}), {finetune_loss} loss"
+        + (" towards the unpruned model's outputs" if finetune_distill else "")
         + (f" on the {tiling.tile}x{tiling.tile} centre the board keeps" if margin else ""))
     trainer = (lambda clone: build_frame_context_trainer(cfg, clone, crop)) if context else None
     pruned = prune(float_model, data, finetune_steps, sparsity=sparsity, lr=finetune_lr, margin=margin,
-                   loss=finetune_loss, trainer=trainer, schedule=finetune_schedule)
+                   loss=finetune_loss, trainer=trainer, schedule=finetune_schedule, distill=finetune_distill)
     report["pruning_finetune"] = {"steps": finetune_steps, "batch": finetune_batch, "crop": crop,
-                                  "lr": finetune_lr, "schedule": finetune_schedule, "loss": finetune_loss,
+                                  "lr": finetune_lr, "schedule": finetune_schedule,
+                                  "target": "unpruned model (distillation)" if finetune_distill else "ground truth",
+                                  "loss": finetune_loss,
                                   "loss_margin": margin}
     del lows, highs
 
@@ -247,6 +252,16 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
     return report
 
 
+def record_export(folder: Path, files: list[str]) -> None:
+    """`tinymirnet export` wrote the firmware files from this quantize folder: its report says so."""
+    path = Path(folder) / "quantize_report.json"
+    report = json.loads(path.read_text())
+    report["export"]["files"] = files
+    report["export"]["firmware"] = "exported (tinymirnet export)"
+    atomic_write_json(path, report)
+    atomic_write_text(path.with_suffix(".md"), markdown_report(report))
+
+
 def frame_context_lines(r: dict) -> list[str]:
     """The markdown of a frame-context network's two models (none for a textbook network)."""
     fc = r.get("frame_context")
@@ -293,7 +308,7 @@ def markdown_report(r: dict) -> str:
         f"Conv-weight sparsity reached: {r['sparsity']['overall']:.1%} of {r['sparsity']['conv_weights']:,} weights.",
         *([f"Fine-tuned while pruning: {f['steps']:,} steps of {f['batch']} {f['crop']}² crops, "
            f"rate {f['lr']:g} ({f.get('schedule', 'constant')}), {f['loss']} loss "
-           f"(border {f['loss_margin']} px left out)."]
+           f"(border {f['loss_margin']} px left out), towards the {f.get('target', 'ground truth')}."]
           if (f := r.get("pruning_finetune")) else []),
         f"Flatbuffer {s['flatbuffer_bytes']:,} B pruned vs {s['dense_flatbuffer_bytes']:,} B dense (unchanged); "
         f"gzip {s['flatbuffer_gzip_bytes']:,} B pruned vs {s['dense_flatbuffer_gzip_bytes']:,} B dense.",

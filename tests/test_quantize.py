@@ -201,3 +201,15 @@ def test_export_from_a_folder_that_is_not_a_quantize_output_is_one_error_line(tm
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "not the output of `tinymirnet quantize`" in err
     assert not fw.exists()
+
+
+def test_distilled_dataset_targets_are_the_teachers_outputs():
+    """--distill: the pruning fine-tune's targets become the unpruned model's outputs."""
+    import tensorflow as tf
+    import tf_keras as keras
+    from tinymirnet.quantize.prune import distilled
+    teacher = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Conv2D(3, 1)])
+    x = np.random.default_rng(0).random((2, 4, 4, 3)).astype(np.float32)
+    data = tf.data.Dataset.from_tensors((x, np.zeros_like(x)))
+    (inputs, targets), = list(distilled(data, teacher).as_numpy_iterator())
+    assert np.allclose(targets, teacher.predict(x, verbose=0), atol=1e-6) and np.array_equal(inputs, x)

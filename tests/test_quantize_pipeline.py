@@ -61,7 +61,7 @@ def test_quantize_pipeline_budget_failure_then_success(lol_root, small_weights, 
     assert saved["export"]["sha256"] == report["export"]["sha256"]
     assert "Projected device time" in (out / "quantize_report.md").read_text()
     assert saved["pruning_finetune"] == {"steps": 3, "batch": 4, "crop": load_tiling().model_input,
-                                         "lr": 1e-3, "schedule": "cosine", "loss": "mse", "loss_margin": load_tiling().halo}
+                                         "lr": 1e-3, "schedule": "cosine", "target": "ground truth", "loss": "mse", "loss_margin": load_tiling().halo}
     assert all(np.isfinite(v["psnr_gt_mean"]) for k, v in saved["quality"].items() if isinstance(v, dict))
     assert not list(out.glob("*.tmp")) and not list(fw.glob(".*tmp*"))
 
@@ -155,6 +155,7 @@ def test_quantize_a_frame_context_network_measures_both_models_and_exports_both(
     again = tmp_path / "again"
     assert main_cli(["export", str(out), "--firmware-dir", str(again)]) == 0
     assert all((again / f).read_bytes() == (fw / f).read_bytes() for f in report["export"]["files"])
+    assert json.loads((out / "quantize_report.json").read_text())["export"]["firmware"] == "exported (tinymirnet export)"
     assert report["sparsity"]["overall"] > 0.1
     assert "## Frame context (two models)" in (out / "quantize_report.md").read_text()
     # `tinymirnet eval --int8` finds the context model beside the tile model: same figure.

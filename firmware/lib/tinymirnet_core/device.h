@@ -23,7 +23,7 @@ namespace tinymirnet {
 constexpr size_t kTilePayloadMaxBytes = protocol::kTileHeaderBytes + kMaxTileRgbBytes;
 constexpr size_t kMaxPayload = kTilePayloadMaxBytes > 2048 ? kTilePayloadMaxBytes : 2048;
 constexpr size_t kMaxFrameBytes = protocol::kFramingBytes + kMaxPayload;
-static_assert(kMaxPayload <= protocol::kMaxPayloadLimit, "tile too large for one v1 frame");
+static_assert(kMaxPayload <= protocol::kMaxPayloadLimit, "tile too large for one v2 frame");
 
 // A frame whose bytes stop arriving for this long is dropped, so a host that vanished
 // mid-frame cannot swallow the next command. Hosts wait longer than this before retrying.

@@ -1,4 +1,4 @@
-// Serial protocol v1: frame layout, message types, payload helpers and the frame codec.
+// Serial protocol v2: frame layout, message types, payload helpers and the frame codec.
 // firmware/PROTOCOL.md is the specification; host/protocol.py is the Python side.
 //
 // Frame (all integers little-endian):
@@ -25,7 +25,7 @@ constexpr uint8_t kVersion = 2;  // 2: INFO carries the context model's SHA-256
 constexpr size_t kHeaderBytes = 10;
 constexpr size_t kTrailerBytes = 4;
 constexpr size_t kFramingBytes = kHeaderBytes + kTrailerBytes;
-// No v1 frame carries a longer payload; a device announces its own (smaller) limit in INFO.
+// No v2 frame carries a longer payload; a device announces its own (smaller) limit in INFO.
 constexpr size_t kMaxPayloadLimit = 4096;
 
 // Host-to-device commands have the high bit clear, device-to-host messages have it set.
