@@ -539,37 +539,33 @@ class VirtualBoard:
         finally:
             self.stats.capture_s += time.perf_counter() - started
 
-    def _model_invoke_context(self, user, thumbnail, thumbnail_size, context, context_size):
-        if self._model is None or self._context_model is None:
-            return 1
+    def _run_model(self, model, inputs, output, output_size: int) -> int:
+        """One model port call: `inputs` as (pointer, size) pairs (size 0: None) -> `model` on
+        TFLM -> `output_size` int8 values at `output`. 0 on success, 1 on any failure."""
         started = time.perf_counter()
         try:
-            thumb = np.ctypeslib.as_array(thumbnail, shape=(thumbnail_size,)).copy()
-            out = np.ascontiguousarray(self._context_model.invoke(thumb), dtype=np.int8)
-            if out.size != context_size:
+            arrays = [np.ctypeslib.as_array(ptr, shape=(size,)).copy() if size else None
+                      for ptr, size in inputs]
+            out = np.ascontiguousarray(model.invoke(*arrays), dtype=np.int8)
+            if out.size != output_size:
                 return 1
-            ctypes.memmove(context, out.ctypes.data, context_size)
-            self.stats.context_invokes += 1
+            ctypes.memmove(output, out.ctypes.data, output_size)
             return 0
         except Exception:
             return 1
         finally:
             self.stats.invoke_s += time.perf_counter() - started
 
+    def _model_invoke_context(self, user, thumbnail, thumbnail_size, context, context_size):
+        if self._model is None or self._context_model is None:
+            return 1
+        status = self._run_model(self._context_model, [(thumbnail, thumbnail_size)], context, context_size)
+        self.stats.context_invokes += status == 0
+        return status
+
     def _model_invoke(self, user, model_input, context, context_size, model_output, size):
         if self._model is None:
             return 1
-        started = time.perf_counter()
-        try:
-            tile = np.ctypeslib.as_array(model_input, shape=(size,)).copy()
-            ctx = np.ctypeslib.as_array(context, shape=(context_size,)).copy() if context_size else None
-            out = np.ascontiguousarray(self._model.invoke(tile, ctx), dtype=np.int8)
-            if out.size != size:
-                return 1
-            ctypes.memmove(model_output, out.ctypes.data, size)
-            self.stats.invokes += 1
-            return 0
-        except Exception:
-            return 1
-        finally:
-            self.stats.invoke_s += time.perf_counter() - started
+        status = self._run_model(self._model, [(model_input, size), (context, context_size)], model_output, size)
+        self.stats.invokes += status == 0
+        return status
