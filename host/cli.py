@@ -188,7 +188,7 @@ def cmd_quantize(args) -> int:
     try:
         r = run_quantize(args.data, args.weights, sparsity=args.sparsity, finetune_steps=args.steps,
                          finetune_lr=args.lr, finetune_loss=args.loss, finetune_schedule=args.schedule,
-                         finetune_distill=args.distill,
+                         finetune_distill=args.distill, qat_steps=args.qat_steps, qat_lr=args.qat_lr,
                          eval_limit=args.limit,
                          out_dir=args.out, **({"firmware_dir": None} if args.no_firmware else {}))
     except (BudgetError, ExposureMismatch) as e:
@@ -233,6 +233,11 @@ def cmd_budget(args) -> int:
     return 0
 
 
+# The names of model/metrics.py's LOSSES, spelled here so that parsing the command line does not
+# import TensorFlow (a test holds the two equal).
+LOSS_NAMES = ("charbonnier", "mse")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tinymirnet", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -264,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--loss-margin", type=int, default=0,
                    help="leave this many border pixels out of the loss (the halo, when training on tiles)")
     t.add_argument("--val-tiled", action="store_true", help="validate tile by tile (model/tiling.json)")
-    t.add_argument("--loss", choices=["charbonnier", "mse"], default="charbonnier",
+    t.add_argument("--loss", choices=LOSS_NAMES, default="charbonnier",
                    help="training loss: Charbonnier (MIRNet's) or MSE (what PSNR measures)")
     t.add_argument("--exposure", type=int, default=None,
                    help="normalise every low-light frame to this mean (8-bit units) before cropping, "
@@ -324,11 +329,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--schedule", choices=["constant", "cosine"], default="cosine",
                    help="pruning fine-tune rate schedule: constant, or cosine (constant while the "
                         "sparsity ramps up, then decayed to 1e-5 over the recovery half)")
-    q.add_argument("--loss", choices=["charbonnier", "mse"], default="mse",
+    q.add_argument("--loss", choices=LOSS_NAMES, default="mse",
                    help="pruning fine-tune loss: the one the weights were trained with (the shipped "
                         "weights' last stage: mse)")
     q.add_argument("--distill", action="store_true",
                    help="fine-tune the pruned model towards the unpruned model's outputs instead of the ground truth")
+    q.add_argument("--qat-steps", type=int, default=600,
+                   help="quantization-aware fine-tune steps after pruning (int8 rounding in the forward "
+                        "pass, quantize/qat.py); 0 = none")
+    q.add_argument("--qat-lr", type=float, default=3e-4, help="quantization-aware fine-tune rate (cosine to 1/100 of it)")
     q.add_argument("--limit", type=int, default=None, help="evaluate on the first N eval15 pairs only")
     q.add_argument("--out", type=Path, default=None,
                    help="folder for the .tflite files, pruned weights and report (default quantize/artifacts)")

@@ -106,6 +106,9 @@ class Builder:
         self.context = list(context or [])
         self.collected: list = []
         self.names = _Namer()
+        # Where the weightless layers come from: Keras itself here; a subclass may hand out
+        # layers that do more (quantize/qat.py's fake quantization of every output).
+        self.layers = layers
 
     def shared(self, cls, name, **kwargs):
         if name not in self.bank:
@@ -136,20 +139,20 @@ class Builder:
         c = x.shape[-1]
 
         def compute():
-            w = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_gap")(x)
+            w = self.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_gap")(x)
             w = self.conv(w, max(2, c // self.cfg.attention_reduction), 1, f"{name}_squeeze", activation="relu")
             return [self.conv(w, c, 1, f"{name}_excite", activation="sigmoid")]
 
         (w,) = self.attention_weights(1, compute)
-        return layers.Multiply(name=f"{name}_scale")([x, w])
+        return self.layers.Multiply(name=f"{name}_scale")([x, w])
 
     def spatial_attention(self, x, name):
         """Channel-wise mean and max -> conv -> sigmoid, rescales x."""
-        mean = layers.Lambda(lambda t: tf.reduce_mean(t, axis=-1, keepdims=True), name=f"{name}_mean")(x)
-        peak = layers.Lambda(lambda t: tf.reduce_max(t, axis=-1, keepdims=True), name=f"{name}_max")(x)
-        w = layers.Concatenate(name=f"{name}_pool")([mean, peak])
+        mean = self.layers.Lambda(lambda t: tf.reduce_mean(t, axis=-1, keepdims=True), name=f"{name}_mean")(x)
+        peak = self.layers.Lambda(lambda t: tf.reduce_max(t, axis=-1, keepdims=True), name=f"{name}_max")(x)
+        w = self.layers.Concatenate(name=f"{name}_pool")([mean, peak])
         w = self.conv(w, 1, self.cfg.spatial_kernel, f"{name}_conv", activation="sigmoid")
-        return layers.Multiply(name=f"{name}_scale")([x, w])
+        return self.layers.Multiply(name=f"{name}_scale")([x, w])
 
     def dual_attention_unit(self, x, name):
         """DAU: conv-PReLU-conv, channel and spatial attention in parallel, concat, 1x1, + x."""
@@ -159,9 +162,9 @@ class Builder:
         f = self.conv(f, c, 3, f"{name}_conv_b")
         ca = self.channel_attention(f, f"{name}_ca")
         sa = self.spatial_attention(f, f"{name}_sa")
-        f = layers.Concatenate(name=f"{name}_cat")([ca, sa])
+        f = self.layers.Concatenate(name=f"{name}_cat")([ca, sa])
         f = self.conv(f, c, 1, f"{name}_fuse")
-        return layers.Add(name=f"{name}_res")([x, f])
+        return self.layers.Add(name=f"{name}_res")([x, f])
 
     def selective_kernel_fusion(self, streams, name):
         """SKFF: sum the streams, GAP, 1x1 down, one merged 1x1 up for all streams, softmax
@@ -170,30 +173,30 @@ class Builder:
         n = len(streams)
 
         def compute():
-            total = layers.Add(name=f"{name}_sum")(streams)
-            z = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_gap")(total)
+            total = self.layers.Add(name=f"{name}_sum")(streams)
+            z = self.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_gap")(total)
             z = self.conv(z, max(4, c // self.cfg.skff_reduction), 1, f"{name}_down", activation="relu")
             z = self.conv(z, c * n, 1, f"{name}_up")  # output channel index = channel * n + stream
-            z = layers.Reshape((1, c, n), name=f"{name}_to_streams")(z)
-            z = layers.Softmax(axis=-1, name=f"{name}_softmax")(z)
-            parts = layers.Lambda(lambda t: tf.split(t, n, axis=-1), name=f"{name}_split")(z)
-            return [layers.Reshape((1, 1, c), name=f"{name}_weight{k}")(w) for k, w in enumerate(parts)]
+            z = self.layers.Reshape((1, c, n), name=f"{name}_to_streams")(z)
+            z = self.layers.Softmax(axis=-1, name=f"{name}_softmax")(z)
+            parts = self.layers.Lambda(lambda t: tf.split(t, n, axis=-1), name=f"{name}_split")(z)
+            return [self.layers.Reshape((1, 1, c), name=f"{name}_weight{k}")(w) for k, w in enumerate(parts)]
 
         weights = self.attention_weights(n, compute)
-        fused = [layers.Multiply(name=f"{name}_select{k}")([s, w])
+        fused = [self.layers.Multiply(name=f"{name}_select{k}")([s, w])
                  for k, (s, w) in enumerate(zip(streams, weights))]
-        return layers.Add(name=f"{name}_fused")(fused)
+        return self.layers.Add(name=f"{name}_fused")(fused)
 
     def downsample(self, x, out_channels, name):
         """Residual resizing module, 2x down: [1x1-PReLU-3x3-PReLU-avgpool-1x1] + [avgpool-1x1]."""
         c = x.shape[-1]
         m = self.prelu(self.conv(x, c, 1, f"{name}_conv_a"), f"{name}_prelu_a")
         m = self.prelu(self.conv(m, c, 3, f"{name}_conv_b"), f"{name}_prelu_b")
-        m = layers.AveragePooling2D(2, name=f"{name}_pool_main")(m)
+        m = self.layers.AveragePooling2D(2, name=f"{name}_pool_main")(m)
         m = self.conv(m, out_channels, 1, f"{name}_proj_main")
-        s = layers.AveragePooling2D(2, name=f"{name}_pool_skip")(x)
+        s = self.layers.AveragePooling2D(2, name=f"{name}_pool_skip")(x)
         s = self.conv(s, out_channels, 1, f"{name}_proj_skip")
-        return layers.Add(name=f"{name}_sum")([m, s])
+        return self.layers.Add(name=f"{name}_sum")([m, s])
 
     def upsample(self, x, out_channels, name):
         """Residual resizing module, 2x up: [1x1-PReLU-3x3-PReLU-up-1x1] + [up-1x1], with both
@@ -203,8 +206,8 @@ class Builder:
         m = self.prelu(self.conv(m, c, 3, f"{name}_conv_b"), f"{name}_prelu_b")
         m = self.conv(m, out_channels, 1, f"{name}_proj_main")
         s = self.conv(x, out_channels, 1, f"{name}_proj_skip")
-        total = layers.Add(name=f"{name}_sum")([m, s])
-        return layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_resize")(total)
+        total = self.layers.Add(name=f"{name}_sum")([m, s])
+        return self.layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_resize")(total)
 
     def resize(self, x, from_level, to_level):
         """Moves a feature map between stream levels with a chain of 2x resizing modules."""
@@ -232,7 +235,7 @@ class Builder:
         back = [self.resize(f, k, 0) for k, f in enumerate(refined)]
         f = self.selective_kernel_fusion(back, self.names("skff"))
         f = self.conv(f, self.cfg.stream_channels()[0], 3, self.names("mrb_out"))
-        return layers.Add(name=self.names("mrb_res"))([x, f])
+        return self.layers.Add(name=self.names("mrb_res"))([x, f])
 
     def recursive_residual_group(self, x):
         """RRG: conv -> MRBs -> conv, + the group's input."""
@@ -241,7 +244,7 @@ class Builder:
         for _ in range(self.cfg.num_mrb):
             f = self.multi_scale_residual_block(f)
         f = self.conv(f, c, 3, self.names("rrg_out"))
-        return layers.Add(name=self.names("rrg_res"))([x, f])
+        return self.layers.Add(name=self.names("rrg_res"))([x, f])
 
     def network(self, image):
         """conv -> RRGs -> conv -> global residual I + R, clipped to [0, 1]."""
@@ -249,8 +252,8 @@ class Builder:
         for _ in range(self.cfg.num_rrg):
             f = self.recursive_residual_group(f)
         residual = self.conv(f, 3, 3, "residual_out")
-        out = layers.Add(name="global_residual")([image, residual])
-        return layers.Lambda(lambda t: tf.clip_by_value(t, 0.0, 1.0), name="enhanced")(out)
+        out = self.layers.Add(name="global_residual")([image, residual])
+        return self.layers.Lambda(lambda t: tf.clip_by_value(t, 0.0, 1.0), name="enhanced")(out)
 
 
 # The blocks on their own (textbook attention, fresh layers), as the keras.io example has them.
@@ -276,14 +279,15 @@ def multi_scale_residual_block(x, cfg: MirnetConfig, names: _Namer | None = None
     return b.multi_scale_residual_block(x)
 
 
-def build_mirnet(cfg: MirnetConfig = MirnetConfig(), input_shape=(None, None, 3), batch_size=None):
+def build_mirnet(cfg: MirnetConfig = MirnetConfig(), input_shape=(None, None, 3), batch_size=None,
+                 builder=Builder):
     """The whole network with textbook attention (pooled over its own input). Its layers hold
     every weight of a frame-context network too: the context and tile models are built on them.
 
     `input_shape` None sizes give a fully convolutional model (height and width must be
     multiples of SIZE_MULTIPLE); the converter needs a fixed shape and batch_size=1."""
     image = keras.Input(shape=input_shape, batch_size=batch_size, name="low_light")
-    return keras.Model(image, Builder(cfg).network(image), name="tiny_mirnet")
+    return keras.Model(image, builder(cfg).network(image), name="tiny_mirnet")
 
 
 PRUNING_PREFIX = "prune_low_magnitude_"  # TFMOT's name for the wrapper of a pruned layer
@@ -309,41 +313,42 @@ def context_size(cfg: MirnetConfig) -> int:
     return sum(context_parts(cfg))
 
 
-def build_context_model(cfg: MirnetConfig, textbook=None, batch_size=None):
+def build_context_model(cfg: MirnetConfig, textbook=None, batch_size=None, builder=Builder):
     """Thumbnail of the whole frame (thumbnail_height x thumbnail_width x 3) -> the context
     vector (1 x 1 x context_size): every attention weight vector, concatenated in build order.
     Shares its layers with `textbook` (a `build_mirnet` model) when given."""
-    b = Builder(cfg, COLLECT, weight_bank(textbook) if textbook is not None else None)
+    b = builder(cfg, COLLECT, weight_bank(textbook) if textbook is not None else None)
     thumb = keras.Input(shape=(cfg.thumbnail_height, cfg.thumbnail_width, 3), batch_size=batch_size,
                         name="thumbnail")
     b.network(thumb)
     # TFLM's CONCATENATION takes at most 10 inputs: join groups of 8, then the groups.
     groups = [b.collected[k:k + 8] for k in range(0, len(b.collected), 8)]
-    groups = [g[0] if len(g) == 1 else layers.Concatenate(axis=-1, name=f"context_part{k}")(g)
+    groups = [g[0] if len(g) == 1 else b.layers.Concatenate(axis=-1, name=f"context_part{k}")(g)
               for k, g in enumerate(groups)]
-    context = groups[0] if len(groups) == 1 else layers.Concatenate(axis=-1, name="context")(groups)
+    context = groups[0] if len(groups) == 1 else b.layers.Concatenate(axis=-1, name="context")(groups)
     return keras.Model(thumb, context, name="tiny_mirnet_context")
 
 
-def build_tile_model(cfg: MirnetConfig, textbook=None, input_shape=(None, None, 3), batch_size=None):
+def build_tile_model(cfg: MirnetConfig, textbook=None, input_shape=(None, None, 3), batch_size=None,
+                     builder=Builder):
     """[tile, context vector] -> enhanced tile: the network with every attention weight read
     from the context (no pooling of its own). Shares its layers with `textbook` when given."""
     sizes = context_parts(cfg)
     image = keras.Input(shape=input_shape, batch_size=batch_size, name="low_light")
     context = keras.Input(shape=(1, 1, sum(sizes)), batch_size=batch_size, name="context")
     parts = layers.Lambda(lambda t: tf.split(t, sizes, axis=-1), name="context_split")(context)
-    b = Builder(cfg, GIVEN, weight_bank(textbook) if textbook is not None else None, parts)
+    b = builder(cfg, GIVEN, weight_bank(textbook) if textbook is not None else None, parts)
     out = b.network(image)
     if b.context:
         raise ValueError("the context has more attention vectors than the network uses")
     return keras.Model([image, context], out, name="tiny_mirnet_tile")
 
 
-def build_frame_context_trainer(cfg: MirnetConfig, textbook, tile: int):
+def build_frame_context_trainer(cfg: MirnetConfig, textbook, tile: int, builder=Builder):
     """[thumbnail, tile] -> enhanced tile, the context model feeding the tile model, both on
     `textbook`'s layers: what a frame-context network is trained as."""
-    context_model = build_context_model(cfg, textbook)
-    tile_model = build_tile_model(cfg, textbook, (tile, tile, 3))
+    context_model = build_context_model(cfg, textbook, builder=builder)
+    tile_model = build_tile_model(cfg, textbook, (tile, tile, 3), builder=builder)
     thumb = keras.Input(shape=context_model.input.shape[1:], name="thumbnail")
     image = keras.Input(shape=(tile, tile, 3), name="low_light")
     return keras.Model([thumb, image], tile_model([image, context_model(thumb)]), name="tiny_mirnet_framed")

@@ -30,6 +30,7 @@ from .budget import Measured, budget_violations, check_budgets, firmware_buffers
 from .convert import convert_int8, fixed_frame_context_models, fixed_shape_model, representative_tiles
 from .export import CONTEXT_INT8_NAME, INT8_NAME, ContextExport, ExportInfo, write_firmware_files
 from .prune import gzip_size, prune, sparsity_report
+from .qat import quantization_aware_finetune
 from .tflm import (ReferenceModel, TflmModel, arena_after_one_run, int8_frame_context_method, int8_method, op_names,
                    quantize_pixels, requantize)
 
@@ -75,7 +76,7 @@ def eval_tiles(data_dir, tiling: TilingConfig, count: int = 64) -> list[np.ndarr
 def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps: int = 400,
                  finetune_batch: int = 32, finetune_crop: int | None = None,
                  finetune_lr: float = 1e-3, finetune_loss: str = "mse", finetune_schedule: str = "cosine",
-                 finetune_distill: bool = False,
+                 finetune_distill: bool = False, qat_steps: int = 0, qat_lr: float = 3e-4,
                  out_dir: Path | None = None, firmware_dir: Path | None = FIRMWARE_MODEL_DIR,
                  eval_limit: int | None = None, log=print) -> dict:
     t_start = time.monotonic()
@@ -117,6 +118,15 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
                                   "target": "unpruned model (distillation)" if finetune_distill else "ground truth",
                                   "loss": finetune_loss,
                                   "loss_margin": margin}
+    # 1b. Quantization-aware fine-tune of the pruned network (quantize/qat.py), on other crops.
+    pruned_only = pruned
+    if qat_steps:
+        data = (context_crop_dataset(lows, highs, thumbs, crop, finetune_batch, qat_steps, seed=4321) if context
+                else crop_dataset(lows, highs, crop, finetune_batch, qat_steps, seed=4321)).repeat()
+        pruned = quantization_aware_finetune(pruned, cfg, data, qat_steps, crop, lr=qat_lr, margin=margin,
+                                             loss=finetune_loss, log=log)
+        report["qat_finetune"] = {"steps": qat_steps, "batch": finetune_batch, "crop": crop, "lr": qat_lr,
+                                  "schedule": "cosine to lr/100", "loss": finetune_loss, "loss_margin": margin}
     del lows, highs
 
     # 2. int8 conversion of the pruned model, float baseline converted too for the report.
@@ -179,6 +189,11 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
         "note": "unstructured sparsity leaves the flatbuffer size and the device's work unchanged "
                 "(int8 weights are stored densely and TFLM multiplies the zeros); only the "
                 "compressed (gzip) size shrinks"}
+    report["conversion"] = {
+        "widen_tied_ranges": True,
+        "note": "tensors the quantizer ties to one scale through CONCATENATION or REDUCE_MAX get the "
+                "union of their calibrated ranges (quantize/convert.py widen_tied_ranges): the "
+                "converter alone clipped the DAU features to the spatial-attention concatenation's range"}
     report["tflm"] = {"arena_bytes": arena, "ops": op_names(flatbuffer),
                       "input_quant": asdict(tflm.input_quant), "output_quant": asdict(tflm.output_quant),
                       "reference_check": exactness}
@@ -207,7 +222,7 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
     # 5. The quality ladder on eval15, tile by tile like the board.
     log("evaluating the ladder on eval15 (float / pruned float / int8 on TFLM, tiled)")
     target = tiling.exposure_target
-    float_enh, pruned_enh = FloatEnhancer(float_model, target, cfg), FloatEnhancer(pruned, target, cfg)
+    float_enh, pruned_enh = FloatEnhancer(float_model, target, cfg), FloatEnhancer(pruned_only, target, cfg)
     int8 = (int8_frame_context_method(context_tflm, tflm, tiling.tile, tiling.halo, thumb_size, exposure_target=target)
             if context else int8_method(tflm, tiling.tile, tiling.halo, exposure_target=target))
     methods = {
@@ -216,6 +231,9 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
         "tiny_mirnet_pruned_tiled": lambda lo: pruned_enh.enhance(lo, tiling.tile, tiling.halo),
         "tiny_mirnet_int8_tiled": int8,
     }
+    if qat_steps:  # the weights the int8 model was converted from, run in float
+        qat_enh = FloatEnhancer(pruned, target, cfg)
+        methods["tiny_mirnet_pruned_qat_tiled"] = lambda lo: qat_enh.enhance(lo, tiling.tile, tiling.halo)
     ladder = evaluate(data_dir, methods, limit=eval_limit, log=log)
     report["quality"] = {k: {"psnr": v["psnr"], "ssim": v["ssim"], "psnr_gt_mean": v["psnr_gt_mean"]}
                          for k, v in ladder.items() if k != "meta"}
@@ -313,10 +331,16 @@ def markdown_report(r: dict) -> str:
         f"Flatbuffer {s['flatbuffer_bytes']:,} B pruned vs {s['dense_flatbuffer_bytes']:,} B dense (unchanged); "
         f"gzip {s['flatbuffer_gzip_bytes']:,} B pruned vs {s['dense_flatbuffer_gzip_bytes']:,} B dense.",
         f"{s['note'][0].upper()}{s['note'][1:]}.", "",
+        *([f"Quantization-aware fine-tune of the pruned network before conversion (quantize/qat.py): "
+           f"{f['steps']:,} steps of {f['batch']} {f['crop']}² crops, rate {f['lr']:g} ({f['schedule']}), "
+           f"{f['loss']} loss, per-channel int8 kernels and 8-bit activations in the forward pass, zeros "
+           f"kept; the int8 model is converted from these weights (row tiny_mirnet_pruned_qat_tiled).", ""]
+          if (f := r.get("qat_finetune")) else []),
         "## TFLM (host, real kernels)", "",
         f"Arena {r['tflm']['arena_bytes']:,} B (budget 131,072 B); flatbuffer {s['flatbuffer_bytes']:,} B (budget 300,000 B"
         + (", shared with the context model below)." if r.get("frame_context") else ")."),
         f"Ops: {', '.join(r['tflm']['ops'])}.",
+        *([f"Conversion: {r['conversion']['note']}."] if r.get("conversion", {}).get("widen_tied_ranges") else []),
         f"TFLM vs reference kernels on {r['tflm']['reference_check']['tiles']} eval15 tiles: "
         f"{r['tflm']['reference_check']['values_differing']} values differ (bit exact: {r['tflm']['reference_check']['bit_exact']}).", "",
         *frame_context_lines(r),

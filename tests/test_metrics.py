@@ -52,3 +52,9 @@ def test_brightness_log_ratio_is_the_exposure_error():
     assert brightness_log_ratio(ref * 1.5, ref) == pytest.approx(np.log(1.5))
     assert brightness_log_ratio(ref, ref) == pytest.approx(0.0)
     assert np.isfinite(brightness_log_ratio(np.zeros_like(ref), ref))
+
+
+def test_the_command_line_offers_exactly_the_losses_training_knows():
+    from tinymirnet.host.cli import LOSS_NAMES
+    from tinymirnet.model.metrics import LOSSES
+    assert sorted(LOSS_NAMES) == sorted(LOSSES)

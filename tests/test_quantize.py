@@ -174,8 +174,9 @@ def test_calibration_tiles_are_low_light_only_unless_asked(lol_root):
 
 
 def test_quantize_cli_passes_out_schedule_and_no_firmware(monkeypatch, tmp_path):
-    """`--no-firmware` leaves the firmware alone (firmware_dir=None), `--out` and `--schedule`
-    reach the pipeline; without them the firmware export and the cosine schedule are the default."""
+    """`--no-firmware` leaves the firmware alone (firmware_dir=None), `--out`, `--schedule` and
+    `--qat-steps` reach the pipeline; without them the firmware export, the cosine schedule and
+    the quantization-aware fine-tune are the default."""
     import tinymirnet.quantize.pipeline as pipeline
     from tinymirnet.host.cli import main
     calls = []
@@ -191,6 +192,9 @@ def test_quantize_cli_passes_out_schedule_and_no_firmware(monkeypatch, tmp_path)
     assert main(["quantize", "--data", str(tmp_path)]) == 1
     assert "firmware_dir" not in calls[1] and calls[1]["out_dir"] is None
     assert calls[1]["finetune_schedule"] == "cosine"
+    assert calls[1]["qat_steps"] == 600 and calls[1]["qat_lr"] == 3e-4  # QAT on by default
+    assert main(["quantize", "--data", str(tmp_path), "--qat-steps", "0"]) == 1
+    assert calls[2]["qat_steps"] == 0
 
 
 def test_export_from_a_folder_that_is_not_a_quantize_output_is_one_error_line(tmp_path, capsys):
@@ -213,3 +217,142 @@ def test_distilled_dataset_targets_are_the_teachers_outputs():
     data = tf.data.Dataset.from_tensors((x, np.zeros_like(x)))
     (inputs, targets), = list(distilled(data, teacher).as_numpy_iterator())
     assert np.allclose(targets, teacher.predict(x, verbose=0), atol=1e-6) and np.array_equal(inputs, x)
+
+
+def test_per_channel_int8_rounding_is_tflites_weight_grid():
+    import tensorflow as tf
+    from tinymirnet.quantize.qat import per_channel_int8
+    kernel = tf.constant(np.random.default_rng(0).normal(size=(3, 3, 4, 5)), tf.float32)
+    q = per_channel_int8(kernel).numpy()
+    scale = np.abs(kernel.numpy()).max(axis=(0, 1, 2)) / 127
+    levels = q / scale
+    assert np.allclose(levels, np.round(levels), atol=1e-3) and np.abs(levels).max() <= 127 + 1e-3
+    assert 0 < np.abs(q - kernel.numpy()).max() <= scale.max() / 2 + 1e-6
+    with tf.GradientTape() as tape:  # straight through: the rounding passes the gradient as is
+        tape.watch(kernel)
+        g = tape.gradient(tf.reduce_sum(per_channel_int8(kernel) * 3.0), kernel)
+    assert np.allclose(g.numpy(), 3.0)
+
+
+@pytest.mark.parametrize("framed", [False, True], ids=["per-tile", "frame-context"])
+def test_quantization_aware_finetune_keeps_the_zeros_and_leaves_the_input_model_alone(framed):
+    """QAT fine-tunes a pruned network with int8 rounding in the forward pass: the result has
+    the same zeros (the masks hold), other weights moved, and the network it started from is
+    unchanged; the fake-quantized twin computes what the network computes, give or take the
+    rounding."""
+    import tensorflow as tf
+    from tinymirnet.model.network import build_frame_context_trainer, weight_bank
+    from tinymirnet.quantize.prune import PRUNABLE
+    from tinymirnet.quantize.qat import FakeQuantBuilder, quantization_aware_finetune, _copy_weights
+    cfg = MirnetConfig(channels=4, **({"thumbnail_width": 16, "thumbnail_height": 12} if framed else {}))
+    model = build_mirnet(cfg)
+    for layer in model.layers:  # a pruned network: half of every kernel zero
+        if isinstance(layer, PRUNABLE):
+            kernel, bias = layer.get_weights()
+            kernel[..., ::2] = 0.0
+            layer.set_weights([kernel, bias])
+    before = [w.copy() for w in model.get_weights()]
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 16, 16, 3)).astype(np.float32)
+    thumbs = rng.random((8, 12, 16, 3)).astype(np.float32)
+    inputs = (thumbs, x * 0.2) if framed else x * 0.2
+    data = tf.data.Dataset.from_tensor_slices((inputs, x)).batch(4).repeat()
+    tuned = quantization_aware_finetune(model, cfg, data, steps=6, crop=16, lr=1e-2, margin=2, log=lambda *_: None)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    moved = False
+    for layer in tuned.layers:
+        if isinstance(layer, PRUNABLE):
+            kernel = layer.kernel.numpy()
+            assert np.all(kernel[..., ::2] == 0)
+            moved |= not np.allclose(kernel, model.get_layer(layer.name).kernel.numpy())
+    assert moved
+    # The twin, ranges set on one batch, against the plain network on the same batch.
+    twin = build_mirnet(cfg, (16, 16, 3), builder=FakeQuantBuilder)
+    plain, fake = model, twin
+    if framed:
+        plain = build_frame_context_trainer(cfg, model, 16)
+        fake = build_frame_context_trainer(cfg, twin, 16, builder=FakeQuantBuilder)
+    _copy_weights(weight_bank(model), {n: l for n, l in weight_bank(twin).items() if n in weight_bank(model)},
+                  into_fake_quant=True)
+    batch = (tf.constant(thumbs[:4]), tf.constant(x[:4] * 0.2)) if framed else tf.constant(x[:4] * 0.2)
+    fake(batch, training=True)
+    a, b = plain(batch, training=False).numpy(), fake(batch, training=False).numpy()
+    assert 0 < np.abs(a - b).mean() < 0.02
+
+
+def _spatial_attention_model():
+    """conv -> [channel mean, channel max] -> conv: the DAU's spatial-attention pattern, with
+    features whose negative tail reaches far below the channel mean's."""
+    import tf_keras as keras
+    import tensorflow as tf
+    inp = keras.Input((8, 8, 3), batch_size=1)
+    f = keras.layers.Conv2D(8, 1, kernel_initializer=keras.initializers.RandomNormal(0, 4, seed=1))(inp)
+    mean = keras.layers.Lambda(lambda t: tf.reduce_mean(t, axis=-1, keepdims=True))(f)
+    peak = keras.layers.Lambda(lambda t: tf.reduce_max(t, axis=-1, keepdims=True))(f)
+    w = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(keras.layers.Concatenate()([mean, peak]))
+    return keras.Model(inp, keras.layers.Multiply()([f, w])), f
+
+
+def _tensor_range(flatbuffer, fragment):
+    from tensorflow.lite.python import schema_py_generated as schema
+    sg = schema.ModelT.InitFromPackedBuf(flatbuffer, 0).subgraphs[0]
+    t = next(t for t in sg.tensors if fragment in t.name.decode() and t.quantization.scale is not None)
+    s, z = float(t.quantization.scale[0]), int(t.quantization.zeroPoint[0])
+    return (-128 - z) * s, (127 - z) * s
+
+
+def test_widened_ranges_keep_the_features_that_the_concatenation_would_clip():
+    """The converter gives a feature map tied to a concatenation through REDUCE_MAX the
+    concatenation's range (its low end is the channel mean's): the features' negative tail is
+    clipped. widen_tied_ranges gives the group the union: nothing clips, and the int8 output
+    is closer to the float output on the real TFLM kernels."""
+    import tf_keras as keras
+    from tinymirnet.quantize.convert import convert_int8
+    model, features = _spatial_attention_model()
+    x = np.random.default_rng(0).random((32, 8, 8, 3)).astype(np.float32)
+    f = keras.Model(model.input, features).predict(x, verbose=0)
+    plain, widened = convert_int8(model, x, widen_ranges=False), convert_int8(model, x)
+    # The features' range is their channel max's (REDUCE_MAX keeps its input's scale).
+    assert _tensor_range(plain, "/Max")[0] > f.min() + 5  # clipped, as the converter comes
+    lo, hi = _tensor_range(widened, "/Max")
+    step = (hi - lo) / 255
+    assert lo <= f.min() + step and hi >= f.max() - step
+    errors = []
+    for flatbuffer in (plain, widened):
+        m = TflmModel(flatbuffer)
+        q = m.input_quant
+        out = [(m.invoke(np.clip(np.round(t / q.scale) + q.zero_point, -128, 127).astype(np.int8)[None])
+                .astype(np.float32) - m.output_quant.zero_point) * m.output_quant.scale for t in x]
+        errors.append(float(np.sqrt(np.mean((np.stack(out).reshape(-1, 8, 8, 8) - model.predict(x, verbose=0)) ** 2))))
+    assert errors[1] < 0.5 * errors[0]
+
+
+def test_two_step_conversion_equals_the_converter_when_nothing_is_widened(monkeypatch):
+    """convert_int8 calibrates, widens, then quantizes with the converter's own call: with the
+    widening a no-op, every tensor, quantization and weight buffer equals the converter's."""
+    import tinymirnet.quantize.convert as convert
+    from tensorflow.lite.python import schema_py_generated as schema
+    model, _ = _spatial_attention_model()
+    x = np.random.default_rng(0).random((8, 8, 8, 3)).astype(np.float32)
+    reference = convert.convert_int8(model, x, widen_ranges=False)
+    monkeypatch.setattr(convert, "widen_tied_ranges", lambda calibrated: calibrated)
+    two_step = convert.convert_int8(model, x)
+    a, b = (schema.ModelT.InitFromPackedBuf(m, 0) for m in (reference, two_step))
+    assert len(a.subgraphs[0].operators) == len(b.subgraphs[0].operators)
+    assert len(a.subgraphs[0].tensors) == len(b.subgraphs[0].tensors)
+    for ta, tb in zip(a.subgraphs[0].tensors, b.subgraphs[0].tensors):
+        assert ta.name == tb.name
+        if ta.quantization is not None and ta.quantization.scale is not None:
+            assert np.array_equal(ta.quantization.scale, tb.quantization.scale)
+            assert np.array_equal(ta.quantization.zeroPoint, tb.quantization.zeroPoint)
+        da, db = a.buffers[ta.buffer].data, b.buffers[tb.buffer].data
+        assert (da is None) == (db is None) and (da is None or np.array_equal(da, db))
+
+
+def test_the_host_finds_the_models_under_the_names_quantize_writes():
+    """host/virtual_board.py spells the artifact names itself (starting the host CLI must not
+    import TFLM or TensorFlow): they must be quantize's."""
+    from tinymirnet.host.virtual_board import CONTEXT_MODEL_NAME, DEFAULT_MODEL
+    from tinymirnet.quantize.export import CONTEXT_INT8_NAME, INT8_NAME
+    from tinymirnet.quantize.pipeline import ARTIFACTS
+    assert CONTEXT_MODEL_NAME == CONTEXT_INT8_NAME and DEFAULT_MODEL == ARTIFACTS / INT8_NAME

@@ -123,9 +123,11 @@ def test_quantize_a_frame_context_network_measures_both_models_and_exports_both(
     out, fw = tmp_path / "artifacts", tmp_path / "firmware"
     fw.mkdir()
     (fw / "model_settings.h").write_text("// previous export\n")
-    report = run_quantize(varied_lol_root, small_weights, finetune_steps=3, finetune_batch=4, out_dir=out,
-                          firmware_dir=fw, log=lambda *_: None)
+    report = run_quantize(varied_lol_root, small_weights, finetune_steps=3, finetune_batch=4, qat_steps=2,
+                          out_dir=out, firmware_dir=fw, log=lambda *_: None)
     fc = report["frame_context"]
+    # The quantization-aware fine-tune ran: its float row is on the ladder, the zeros held.
+    assert report["qat_finetune"]["steps"] == 2 and "tiny_mirnet_pruned_qat_tiled" in report["quality"]
     assert fc["thumbnail"] == [32, 24] and fc["context_values"] == context_size(framed)
     assert fc["context_reference_check"]["bit_exact"] and report["tflm"]["reference_check"]["bit_exact"]
     tile_model = TflmModel((out / INT8_NAME).read_bytes())

@@ -220,6 +220,13 @@ StreamOutcome read_stream(Bench& bench, uint16_t seq) {
   return outcome;
 }
 
+// RUN on the frame the device holds (uploaded or captured): its ACK, then the stream it answers with.
+StreamOutcome run_frame(Bench& bench, uint16_t seq) {
+  command(bench, kRun, seq);
+  expect_ack(bench, seq, kRun);
+  return read_stream(bench, seq);
+}
+
 void fill_pattern_frame() {
   for (int y = 0; y < kFrameHeight; ++y) {
     for (int x = 0; x < kFrameWidth; ++x) {
@@ -316,9 +323,7 @@ void check_upload_and_run_streams_tiles() {
   fill_pattern_frame();
   uint16_t seq = 100;
   upload_frame(bench, &seq, g_pattern_frame);
-  command(bench, kRun, seq);
-  expect_ack(bench, seq, kRun);
-  const StreamOutcome outcome = read_stream(bench, seq);
+  const StreamOutcome outcome = run_frame(bench, seq);
   CHECK_EQ(outcome.tiles, kTileCount);
   CHECK(outcome.done);
   CHECK_EQ(outcome.done_tile_count, kTileCount);
@@ -505,9 +510,7 @@ void check_busy_and_hello_aborts_job() {
   expect(bench, kTile, 1, &message);
   expect(bench, kInfo, 3, &message);
   CHECK(bench.nothing_more());  // no more tiles and no DONE after the abort
-  command(bench, kRun, 4);  // the captured frame is still there
-  expect_ack(bench, 4, kRun);
-  CHECK_EQ(read_stream(bench, 4).tiles, kTileCount);
+  CHECK_EQ(run_frame(bench, 4).tiles, kTileCount);  // the captured frame is still there
 }
 
 void check_camera_failures() {
@@ -545,9 +548,7 @@ void check_model_failures() {
   CHECK_EQ(failed.tiles, 3);
   CHECK_EQ(failed.error_code, kErrorModelFailed);
   CHECK(!bench.device.busy());
-  command(bench, kRun, 2);
-  expect_ack(bench, 2, kRun);
-  CHECK_EQ(read_stream(bench, 2).tiles, kTileCount);
+  CHECK_EQ(run_frame(bench, 2).tiles, kTileCount);
 
   Bench& no_model = new_bench();
   no_model.model.fail_begin = true;
@@ -587,9 +588,7 @@ void check_recovery_after_truncated_upload() {
   fill_pattern_frame();
   uint16_t seq = 502;
   upload_frame(bench, &seq, g_pattern_frame);
-  command(bench, kRun, seq);
-  expect_ack(bench, seq, kRun);
-  CHECK_EQ(read_stream(bench, seq).tiles, kTileCount);
+  CHECK_EQ(run_frame(bench, seq).tiles, kTileCount);
   CHECK(bench.nothing_more());
 }
 
@@ -623,9 +622,7 @@ void check_frame_context_runs_once_per_frame() {
   fill_pattern_frame();
   uint16_t seq = 1;
   upload_frame(bench, &seq, g_pattern_frame);
-  command(bench, kRun, seq);
-  expect_ack(bench, seq, kRun);
-  StreamOutcome outcome = read_stream(bench, seq++);
+  StreamOutcome outcome = run_frame(bench, seq++);
   CHECK(outcome.done);
   CHECK_EQ(bench.model.context_invokes, kFrameContext ? 1 : 0);
   CHECK_EQ(bench.model.tiles_with_wrong_context, 0);
@@ -634,9 +631,7 @@ void check_frame_context_runs_once_per_frame() {
     CHECK(memcmp(bench.model.last_thumbnail, g_expected_thumbnail, kThumbnailBytes) == 0);
   }
   // The same frame again (RUN, then RUN_TILE): the context is kept.
-  command(bench, kRun, seq);
-  expect_ack(bench, seq, kRun);
-  outcome = read_stream(bench, seq++);
+  outcome = run_frame(bench, seq++);
   CHECK(outcome.done);
   const uint8_t tile[] = {5, 0};
   command(bench, kRunTile, seq, tile, sizeof(tile));
@@ -668,16 +663,12 @@ void check_context_model_failure() {
   uint16_t seq = 1;
   upload_frame(bench, &seq, g_pattern_frame);
   bench.model.fail_context = true;
-  command(bench, kRun, seq);
-  expect_ack(bench, seq, kRun);
-  StreamOutcome outcome = read_stream(bench, seq++);
+  StreamOutcome outcome = run_frame(bench, seq++);
   CHECK_EQ(outcome.error_code, kErrorModelFailed);
   CHECK_EQ(outcome.tiles, 0);
   CHECK_EQ(bench.model.invokes, 0);
   bench.model.fail_context = false;
-  command(bench, kRun, seq);
-  expect_ack(bench, seq, kRun);
-  outcome = read_stream(bench, seq);
+  outcome = run_frame(bench, seq);
   CHECK(outcome.done);
   CHECK_EQ(outcome.tiles, kTileCount);
   CHECK_EQ(bench.model.context_invokes, 1);
