@@ -293,10 +293,14 @@ def _spatial_attention_model():
     return keras.Model(inp, keras.layers.Multiply()([f, w])), f
 
 
-def _tensor_range(flatbuffer, fragment):
+def _output_range(flatbuffer, op):
+    """The real range of the int8 output of the model's first `op` (a builtin operator name)."""
     from tensorflow.lite.python import schema_py_generated as schema
-    sg = schema.ModelT.InitFromPackedBuf(flatbuffer, 0).subgraphs[0]
-    t = next(t for t in sg.tensors if fragment in t.name.decode() and t.quantization.scale is not None)
+    model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
+    sg = model.subgraphs[0]
+    code = getattr(schema.BuiltinOperator, op)
+    first = next(o for o in sg.operators if model.operatorCodes[o.opcodeIndex].builtinCode == code)
+    t = sg.tensors[first.outputs[0]]
     s, z = float(t.quantization.scale[0]), int(t.quantization.zeroPoint[0])
     return (-128 - z) * s, (127 - z) * s
 
@@ -313,8 +317,8 @@ def test_widened_ranges_keep_the_features_that_the_concatenation_would_clip():
     f = keras.Model(model.input, features).predict(x, verbose=0)
     plain, widened = convert_int8(model, x, widen_ranges=False), convert_int8(model, x)
     # The features' range is their channel max's (REDUCE_MAX keeps its input's scale).
-    assert _tensor_range(plain, "/Max")[0] > f.min() + 5  # clipped, as the converter comes
-    lo, hi = _tensor_range(widened, "/Max")
+    assert _output_range(plain, "REDUCE_MAX")[0] > f.min() + 5  # clipped, as the converter comes
+    lo, hi = _output_range(widened, "REDUCE_MAX")
     step = (hi - lo) / 255
     assert lo <= f.min() + step and hi >= f.max() - step
     errors = []
@@ -356,3 +360,26 @@ def test_the_host_finds_the_models_under_the_names_quantize_writes():
     from tinymirnet.quantize.export import CONTEXT_INT8_NAME, INT8_NAME
     from tinymirnet.quantize.pipeline import ARTIFACTS
     assert CONTEXT_MODEL_NAME == CONTEXT_INT8_NAME and DEFAULT_MODEL == ARTIFACTS / INT8_NAME
+
+
+def test_stripped_names_leave_the_model_computing_the_same():
+    """strip_tensor_names drops the intermediate tensors' names (a third of the flatbuffer)
+    and nothing else: the inputs keep theirs, TFLM computes the same bytes."""
+    from tinymirnet.quantize.convert import strip_tensor_names
+    from tensorflow.lite.python import schema_py_generated as schema
+    model, _ = _spatial_attention_model()
+    x = np.random.default_rng(0).random((8, 8, 8, 3)).astype(np.float32)
+    import tensorflow as tf
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([t[None]] for t in x)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    named = conv.convert()
+    stripped = strip_tensor_names(named)
+    assert len(stripped) < len(named)
+    sg = schema.ModelT.InitFromPackedBuf(stripped, 0).subgraphs[0]
+    assert all((t.name is None) == (i not in set(sg.inputs) | set(sg.outputs)) for i, t in enumerate(sg.tensors))
+    a, b = TflmModel(named), TflmModel(stripped)
+    for t in np.random.default_rng(1).integers(-128, 128, (4, *a.input_shape), dtype=np.int8):
+        assert np.array_equal(a.invoke(t), b.invoke(t))
