@@ -41,25 +41,25 @@ constexpr int kContextValues = 144;       // the context vector's length
 // (the device requantizes the output to it with a 256-entry table, thumbnail.h).
 constexpr float kContextInputScale = 0.00392156886f;
 constexpr int kContextInputZeroPoint = -128;
-constexpr float kContextOutputScale = 0.00391778164f;
+constexpr float kContextOutputScale = 0.00391754182f;
 constexpr int kContextOutputZeroPoint = -128;
-constexpr float kTileContextScale = 0.00391778164f;
+constexpr float kTileContextScale = 0.00391754182f;
 constexpr int kTileContextZeroPoint = -128;
 // The tile model's inputs: which one takes the tile and which the context.
 constexpr int kTileImageInput = 1;
 constexpr int kTileContextInput = 0;
-constexpr size_t kContextModelBytes = 154072;
+constexpr size_t kContextModelBytes = 103328;
 constexpr char kContextModelSha256[] =
-    "5cd72b07a8ac6df9588e1a5f76e47d3bd9fc18b687e2e4b88eb2b7d30d760970";
+    "b8aa27d9cfaab2912868450f99486e96890c30d9288b33c92e80f6cc9a71b0f8";
 
 // Memory.
 constexpr size_t kArenaMeasuredBytes = 100720;   // TFLM arena measured on the host (the larger model's: they take turns in one arena)
 constexpr size_t kArenaSize = 104816;       // measured + 4096 B margin, 16-aligned
-constexpr size_t kModelBytes = 138936;           // flatbuffer length
+constexpr size_t kModelBytes = 88640;           // flatbuffer length
 
 // Identity of the model (sha256 of the .tflite flatbuffer, hex).
 constexpr char kModelSha256[] =
-    "74c624423fdc4231afa03a9822464db542b7f04dd334ce145de6939a71150a8b";
+    "9e8de524e92aee0c7ad99fbd32af5a85ab45a5ba3a7f72a65435711e7c08b0b5";
 
 // The builtin ops the models use (both together); model_ops.h registers exactly these.
 constexpr int kModelOpCount = 17;
