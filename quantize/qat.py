@@ -147,7 +147,7 @@ def quantization_aware_finetune(model, cfg: MirnetConfig, dataset, steps: int, c
     network as it is trained: (thumbnail, crop) -> crop for a frame-context network."""
     twin = build_mirnet(cfg, (crop, crop, 3), builder=FakeQuantBuilder)
     trained = build_frame_context_trainer(cfg, twin, crop, builder=FakeQuantBuilder) if cfg.frame_context else twin
-    plain_bank = {n: l for n, l in weight_bank(model).items()}
+    plain_bank = weight_bank(model)
     twin_bank = {n: l for n, l in weight_bank(twin).items() if not isinstance(l, RangeFakeQuant)}
     if set(plain_bank) != set(twin_bank):
         raise ValueError("the fake-quantized network's layers differ from the network's")
