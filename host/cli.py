@@ -207,8 +207,9 @@ def cmd_export(args) -> int:
     from tinymirnet.quantize.pipeline import FIRMWARE_MODEL_DIR, record_export
     try:
         info = export_info_from_artifacts(args.artifacts, load_tiling())
-        written = write_firmware_files(info, args.firmware_dir or FIRMWARE_MODEL_DIR)
-        record_export(args.artifacts, [p.name for p in written])
+        firmware_dir = args.firmware_dir or FIRMWARE_MODEL_DIR
+        written = write_firmware_files(info, firmware_dir)
+        record_export(args.artifacts, [p.relative_to(firmware_dir).as_posix() for p in written])
     except (ExportError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -379,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_options(c, port_required=True)
     c.add_argument("--out", type=Path, default=None, help="output folder (default captures/<timestamp>)")
     c.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="float reference weights")
-    c.add_argument("--camera-dir", type=Path, default=None, help="with --port sim: image files for the virtual camera")
+    c.add_argument("--camera-dir", type=Path, default=None, help="with --port sim or qemu: image files for the virtual camera")
     c.set_defaults(func=lambda a: _device_cli().cmd_capture(a))
 
     s = sub.add_parser("sim", help="run a virtual board (the firmware core on this machine) on a pseudo-terminal")

@@ -49,6 +49,9 @@ BOOTLOADER_PIDS = {0x005A}
 # Connection settings: a board may need seconds per tile; the virtual board answers at once.
 BOARD_LINK = dict(timeout=1.0, retries=3, stream_timeout=30.0)
 SIM_LINK = dict(timeout=0.5, retries=4, stream_timeout=5.0)
+# The QEMU board answers commands at once but computes tiles at (up to) a board's pace.
+QEMU_LINK = dict(timeout=1.0, retries=3, stream_timeout=30.0)
+VIRTUAL_PORTS = ("sim", "qemu")
 
 
 class CommandError(Exception):
@@ -119,7 +122,7 @@ def auto_port() -> str:
 
 
 def _link_settings(port: str, stream_timeout: float | None) -> dict:
-    settings = dict(SIM_LINK if port == "sim" else BOARD_LINK)
+    settings = dict({"sim": SIM_LINK, "qemu": QEMU_LINK}.get(port, BOARD_LINK))
     if stream_timeout is not None:
         settings["stream_timeout"] = stream_timeout
     return settings
@@ -127,8 +130,10 @@ def _link_settings(port: str, stream_timeout: float | None) -> dict:
 
 @contextmanager
 def open_device(port: str, *, stream_timeout: float | None = None,
-                camera_dir: str | Path | None = None) -> Iterator[tuple[Any, Any]]:
-    """(Connection, VirtualBoard or None) for --port PATH|auto|sim; closed on exit."""
+                camera_dir: str | Path | None = None,
+                board_speed: bool = False) -> Iterator[tuple[Any, Any]]:
+    """(Connection, VirtualBoard, QemuBoard or None) for --port PATH|auto|sim|qemu; closed on
+    exit. `board_speed`: the QEMU board at about a 64 MHz Cortex-M4's pace."""
     import serial
     from .protocol import Connection
     board = None
@@ -137,6 +142,10 @@ def open_device(port: str, *, stream_timeout: float | None = None,
         if port == "sim":
             from .virtual_board import VirtualBoard
             board = VirtualBoard(camera_dir=camera_dir).start()
+            path = board.port
+        elif port == "qemu":
+            from .qemu_board import QemuBoard
+            board = QemuBoard(camera_dir=camera_dir, board_speed=board_speed).start()
             path = board.port
         elif port == "auto":
             path = auto_port()
@@ -147,7 +156,7 @@ def open_device(port: str, *, stream_timeout: float | None = None,
             serial_port.reset_input_buffer()
         except serial.SerialException as e:
             raise CommandError(_open_error_text(path, e)) from None
-        name = f"virtual board {path}" if board is not None else path
+        name = f"{port} board {path}" if board is not None else path
         link = Connection(serial_port, name=name, **settings)
         try:
             yield link, board
@@ -524,7 +533,8 @@ def _capture(args) -> int:
     host = HostModel.load(args.int8)
     weights = _require_weights(args.weights)
     with open_device(args.port, stream_timeout=args.timeout,
-                     camera_dir=getattr(args, "camera_dir", None)) as (link, board):
+                     camera_dir=getattr(args, "camera_dir", None),
+                     board_speed=args.board_speed) as (link, board):
         info = link.hello()
         check_handshake(info, host, link.name)
         if not info.camera_ready:
@@ -570,7 +580,8 @@ def _enhance_on_device(args) -> int:
     failures = 0
     enhancer = None
     used_names: set[str] = set()
-    with open_device(args.port, stream_timeout=args.timeout) as (link, board):
+    with open_device(args.port, stream_timeout=args.timeout,
+                     board_speed=args.board_speed) as (link, board):
         info = link.hello()
         check_handshake(info, host, link.name)
         width, height = info.frame_width, info.frame_height
@@ -676,10 +687,15 @@ def _sim(args) -> int:
 def add_device_options(parser: argparse.ArgumentParser, *, port_required: bool) -> None:
     parser.add_argument("--port", required=port_required, default=None,
                         help="serial port of the board (e.g. /dev/ttyACM0), 'auto' (the one "
-                             "Nano 33 BLE found by USB id) or 'sim' (a virtual board)")
+                             "Nano 33 BLE found by USB id), 'qemu' (the firmware and the board's "
+                             "TFLM on an emulated Cortex-M4) or 'sim' (the firmware core on this "
+                             "machine)")
+    parser.add_argument("--board-speed", action="store_true",
+                        help="with --port qemu: run at about a 64 MHz Cortex-M4's pace (QEMU "
+                             "-icount shift=4,sleep=on) instead of as fast as this machine can")
     parser.add_argument("--int8", type=Path, default=None,
                         help="the int8 .tflite the board should run (default: the shipped "
                              "quantize/artifacts/tiny_mirnet_int8.tflite)")
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds a result stream may stay silent before the host gives "
-                             "up (default 30 for a board, 5 for sim)")
+                             "up (default 30 for a board or qemu, 5 for sim)")

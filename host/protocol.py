@@ -614,6 +614,7 @@ class Connection:
         self.timeout = timeout
         self.retries = retries
         self.stream_timeout = stream_timeout
+        self.longest_tile_s: float | None = None  # the device's own figure, from TILE replies
         self.info: DeviceInfo | None = None
         self.stats = LinkStats()
         self.decoder = FrameDecoder()
@@ -703,9 +704,22 @@ class Connection:
         return np.frombuffer(data, dtype="<u2").reshape(info.frame_height, info.frame_width)
 
     def run_tile(self, index: int) -> Tile:
-        """Enhances one tile of the device's frame buffer."""
-        frame = self._request(RunTile(index), lambda f: f.type == MessageType.TILE)
-        return Tile.unpack(frame.payload)
+        """Enhances one tile of the device's frame buffer. The wait for the answer comes from
+        the device's own figures: each TILE says how long the device computed it (invoke_us,
+        the context model included when that tile ran it), and the next RUN_TILE waits twice
+        the longest seen plus `timeout`; before the first one it waits `stream_timeout`, which
+        must exceed a tile's time."""
+        frame = self._request(RunTile(index), lambda f: f.type == MessageType.TILE,
+                              timeout=self.tile_wait())
+        tile = Tile.unpack(frame.payload)
+        self.longest_tile_s = max(self.longest_tile_s or 0.0, tile.invoke_us / 1e6)
+        return tile
+
+    def tile_wait(self) -> float:
+        """Seconds a RUN_TILE waits for its TILE (see run_tile)."""
+        if self.longest_tile_s is None:
+            return max(self.timeout, self.stream_timeout)
+        return self.timeout + 2 * self.longest_tile_s
 
     # Request/response ---------------------------------------------------------------------
 
@@ -728,21 +742,24 @@ class Connection:
             self._received.appendleft(frame)
         return frame.seq
 
-    def _request(self, message: Any, is_answer: Callable[[Frame], bool]) -> Frame:
-        """Sends `message` until an answer comes: again after each silent `timeout` and at
-        once after a NAK, at most `retries` times in all. After a NAK the wait goes on, since
-        the answer to an earlier copy may still arrive (and a NAK may be a late one)."""
+    def _request(self, message: Any, is_answer: Callable[[Frame], bool],
+                 timeout: float | None = None) -> Frame:
+        """Sends `message` until an answer comes: again after each silent `timeout` (the
+        connection's unless given) and at once after a NAK, at most `retries` times in all.
+        After a NAK the wait goes on, since the answer to an earlier copy may still arrive (and
+        a NAK may be a late one)."""
+        timeout = self.timeout if timeout is None else timeout
         seq = self._next_seq()
         frame_bytes = encode_message(message, seq)
         self._write(frame_bytes)
         tries, naks = 1, 0
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + timeout
         while True:
             frame = self._receive(deadline)
             if frame is None:
                 self.stats.timeouts += 1
                 if tries == self.retries:
-                    raise DeviceTimeout(self._no_answer_text(message.TYPE.name, naks))
+                    raise DeviceTimeout(self._no_answer_text(message.TYPE.name, naks, timeout))
             elif frame.seq != seq:
                 self.stats.stale_frames += 1
                 continue
@@ -761,10 +778,10 @@ class Connection:
             self._write(frame_bytes)
             self.stats.retransmissions += 1
             tries += 1
-            deadline = time.monotonic() + self.timeout
+            deadline = time.monotonic() + timeout
 
-    def _no_answer_text(self, command: str, naks: int) -> str:
-        tries = f"{self.retries} tries ({self.timeout:.1f} s each)"
+    def _no_answer_text(self, command: str, naks: int, timeout: float) -> str:
+        tries = f"{self.retries} tries ({timeout:.1f} s each)"
         if naks:
             return (f"no valid answer from device on {self.name} to {command} after {tries}; "
                     f"it reported {naks} corrupted copies (check the cable)")

@@ -120,7 +120,7 @@ extern const unsigned char {ARRAY_NAME}[];
 extern const unsigned int {ARRAY_NAME}_len;
 """
     source = f"""// {GENERATED_BY}
-#include "model_data.h"
+#include "tinymirnet/model_data.h"
 
 {c_array(info.flatbuffer)}"""
     if info.context:
@@ -244,7 +244,7 @@ def model_ops_header(info: ExportInfo) -> str:
     return f"""// {GENERATED_BY}
 // Registers exactly the ops of model {info.sha256[:16]}... (kModelOps in model_settings.h).
 #pragma once
-#include "model_settings.h"
+#include "tinymirnet/model_settings.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 
 namespace tinymirnet {{
@@ -260,6 +260,16 @@ inline TfLiteStatus RegisterModelOps(ModelOpResolver& resolver) {{
 """
 
 
+# The headers go under this prefix (#include "tinymirnet/model_settings.h"): a plain
+# "model_settings.h" on an -I folder could shadow a header of the Mbed core's ~290 folders.
+HEADER_PREFIX = "tinymirnet"
+
+
+def firmware_file(out_dir: Path, name: str) -> Path:
+    """Where a generated file lives in a model library folder: headers under tinymirnet/."""
+    return Path(out_dir) / HEADER_PREFIX / name if name.endswith(".h") else Path(out_dir) / name
+
+
 def write_firmware_files(info: ExportInfo, out_dir: Path) -> list[Path]:
     files = {**model_data_files(info), "model_settings.h": model_settings_header(info),
              "model_ops.h": model_ops_header(info)}
@@ -268,7 +278,7 @@ def write_firmware_files(info: ExportInfo, out_dir: Path) -> list[Path]:
         raise ExportError("the C array does not read back as the flatbuffer")
     if info.context and parse_c_array(files["model_data.cc"], CONTEXT_ARRAY_NAME) != info.context.flatbuffer:
         raise ExportError("the context model's C array does not read back as its flatbuffer")
-    return [atomic_write_text(out_dir / name, text) for name, text in files.items()]
+    return [atomic_write_text(firmware_file(out_dir, name), text) for name, text in files.items()]
 
 
 def export_info_from_artifacts(folder: Path, tiling: TilingConfig) -> ExportInfo:

@@ -263,7 +263,8 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
         report["export"]["files"] = []
         report["export"]["firmware"] = "not exported (--no-firmware): the firmware keeps its previous model"
     else:
-        report["export"]["files"] = [str(p.name) for p in write_firmware_files(info, firmware_dir)]
+        report["export"]["files"] = [p.relative_to(firmware_dir).as_posix()
+                                     for p in write_firmware_files(info, firmware_dir)]
     report["seconds"] = round(time.monotonic() - t_start, 1)
     atomic_write_json(out_dir / "quantize_report.json", report)
     atomic_write_text(out_dir / "quantize_report.md", markdown_report(report))

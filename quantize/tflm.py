@@ -1,18 +1,28 @@
-"""Running an int8 model on the host with the real TensorFlow Lite Micro kernels (the
-`tflite_micro` runtime), measuring its arena, and checking it against TFLite's reference
-kernels."""
+"""Running an int8 model on the host with the board's own TensorFlow Lite Micro: Chirale_TensorFlowLite
+2.0.0 (the library platformio.ini pins, from ../shared/firmware-deps) compiled for this machine
+(firmware/tflm, `make -C firmware/tflm host`) and called through ctypes, so every host figure is
+computed by the kernels the board runs. The `tflite_micro` Python runtime (a newer TFLM: its MEAN
+rounds differently) stays available as a cross-check (`runtime="python"`). Also: measuring the
+arena, and checking a model against TFLite's reference kernels."""
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import sys
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 _ARENA_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
 PROBE_ARENA = 1024 * 1024  # large enough for any model this project builds
+
+# The host build of the board's TFLM: TINYMIRNET_TFLM_LIB, else the repository's build folder.
+BOARD_TFLM_LIB = Path(__file__).resolve().parents[1] / "firmware" / "build" / "tflm" / "host" / "libtinymirnet_tflm.so"
+BOARD_TFLM = "Chirale_TensorFlowLite 2.0.0 (the board's TFLM, host build)"
+RUNTIMES = ("board", "python")
 
 
 @dataclass(frozen=True)
@@ -21,17 +31,133 @@ class QuantParams:
     zero_point: int
 
 
+class _TensorInfo(ctypes.Structure):
+    _fields_ = [("type", ctypes.c_int), ("dims", ctypes.c_int), ("shape", ctypes.c_int * 6),
+                ("scale", ctypes.c_float), ("zero_point", ctypes.c_int32), ("bytes", ctypes.c_size_t)]
+
+
+_lib = None
+
+
+def board_tflm_path() -> Path:
+    return Path(os.environ.get("TINYMIRNET_TFLM_LIB", BOARD_TFLM_LIB))
+
+
+def board_tflm_available() -> bool:
+    return board_tflm_path().is_file()
+
+
+def _board_lib():
+    global _lib
+    if _lib is None:
+        path = board_tflm_path()
+        if not path.is_file():
+            raise RuntimeError(f"the board's TFLM is not built for this machine ({path} is missing): run "
+                               f"`make -C firmware/tflm host` (needs ../shared/firmware-deps), or pass "
+                               f"--tflm python to use the tflite_micro runtime instead")
+        lib = ctypes.CDLL(str(path))
+        lib.tm_tflm_create.restype = ctypes.c_void_p
+        lib.tm_tflm_create.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t]
+        lib.tm_tflm_destroy.argtypes = [ctypes.c_void_p]
+        for name in ("tm_tflm_inputs", "tm_tflm_outputs", "tm_tflm_arena_used"):
+            getattr(lib, name).restype = ctypes.c_size_t
+            getattr(lib, name).argtypes = [ctypes.c_void_p]
+        for name in ("tm_tflm_input_info", "tm_tflm_output_info"):
+            getattr(lib, name).argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(_TensorInfo)]
+        for name in ("tm_tflm_set_input", "tm_tflm_get_output"):
+            getattr(lib, name).argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]
+        lib.tm_tflm_invoke.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+        lib.tm_tflm_library.restype = ctypes.c_char_p
+        _lib = lib
+    return _lib
+
+
+class _BoardInterpreter:
+    """The interface of tflite_micro's runtime.Interpreter that TflmModel uses, over the host
+    build of the board's TFLM."""
+
+    def __init__(self, flatbuffer: bytes, arena_size: int):
+        self._lib = _board_lib()
+        error = ctypes.create_string_buffer(1024)
+        self._h = self._lib.tm_tflm_create(flatbuffer, len(flatbuffer), arena_size, error, len(error))
+        if not self._h:
+            raise RuntimeError(f"the board's TFLM refused the model: {error.value.decode(errors='replace').strip()}")
+        self._in = [self._info(self._lib.tm_tflm_input_info, i) for i in range(self._lib.tm_tflm_inputs(self._h))]
+        self._out = [self._info(self._lib.tm_tflm_output_info, i) for i in range(self._lib.tm_tflm_outputs(self._h))]
+
+    def __del__(self):
+        if getattr(self, "_h", None):
+            self._lib.tm_tflm_destroy(self._h)
+            self._h = None
+
+    def _info(self, fn, index: int) -> dict:
+        info = _TensorInfo()
+        if fn(self._h, index, ctypes.byref(info)) != 0:
+            raise RuntimeError(f"tensor {index}: no such tensor")
+        dtype = {9: np.int8, 1: np.float32}[info.type]
+        return {"shape": np.array(info.shape[:info.dims]), "dtype": dtype, "quantization": (float(info.scale), int(info.zero_point)),
+                "bytes": int(info.bytes)}
+
+    def get_input_details(self, index: int) -> dict:
+        return self._in[index]
+
+    def get_output_details(self, index: int) -> dict:
+        return self._out[index]
+
+    def set_input(self, value: np.ndarray, index: int) -> None:
+        data = np.ascontiguousarray(value, self._in[index]["dtype"])
+        if self._lib.tm_tflm_set_input(self._h, index, data.ctypes.data, data.nbytes) != 0:
+            raise ValueError(f"input {index}: {data.nbytes} bytes, the model takes {self._in[index]['bytes']}")
+
+    def invoke(self) -> None:
+        error = ctypes.create_string_buffer(1024)
+        if self._lib.tm_tflm_invoke(self._h, error, len(error)) != 0:
+            raise RuntimeError(f"the board's TFLM failed to invoke: {error.value.decode(errors='replace').strip()}")
+
+    def get_output(self, index: int) -> np.ndarray:
+        d = self._out[index]
+        out = np.empty(tuple(d["shape"]), d["dtype"])
+        self._lib.tm_tflm_get_output(self._h, index, out.ctypes.data, out.nbytes)
+        return out
+
+    def arena_used_bytes(self) -> int:
+        return int(self._lib.tm_tflm_arena_used(self._h))
+
+
+def default_runtime() -> str:
+    """"board" (the board's TFLM) unless TINYMIRNET_TFLM=python asks for the tflite_micro runtime."""
+    runtime = os.environ.get("TINYMIRNET_TFLM", "board")
+    if runtime not in RUNTIMES:
+        raise ValueError(f"TINYMIRNET_TFLM={runtime!r}: expected one of {', '.join(RUNTIMES)}")
+    return runtime
+
+
+def runtime_name(runtime: str) -> str:
+    """Which TFLM computes a figure, for reports."""
+    if runtime == "board":
+        return BOARD_TFLM
+    from importlib.metadata import version
+    return f"tflite_micro {version('tflite_micro')} (Python runtime, a newer TFLM than the board's)"
+
+
 class TflmModel:
     """One int8 model in a TFLM interpreter: int8 tiles in, int8 tiles out."""
 
-    def __init__(self, flatbuffer: bytes, arena_size: int = PROBE_ARENA):
-        from tflite_micro import runtime
+    def __init__(self, flatbuffer: bytes, arena_size: int = PROBE_ARENA, runtime: str | None = None):
         from .convert import check_not_degenerate
         if flatbuffer[4:8] != b"TFL3":  # the TFLite flatbuffer file identifier
             raise ValueError("not a TFLite model (no 'TFL3' file identifier)")
         check_not_degenerate(flatbuffer)  # TFLM abort()s the process on such a model
         self.flatbuffer = flatbuffer
-        self.interpreter = runtime.Interpreter.from_bytes(flatbuffer, arena_size=arena_size)
+        self.runtime = runtime or default_runtime()
+        if self.runtime == "board":
+            self.interpreter = _BoardInterpreter(flatbuffer, arena_size)
+        elif self.runtime == "python":
+            from tflite_micro import runtime as tflm_runtime
+            self.interpreter = tflm_runtime.Interpreter.from_bytes(flatbuffer, arena_size=arena_size)
+        else:
+            raise ValueError(f"runtime {self.runtime!r}: expected one of {', '.join(RUNTIMES)}")
+        self.library = runtime_name(self.runtime)
         self.image_index, self.context_index = input_roles(flatbuffer)
         inp = self.interpreter.get_input_details(self.image_index)
         out = self.interpreter.get_output_details(0)
@@ -55,8 +181,11 @@ class TflmModel:
         return self.interpreter.get_output(0)[0].copy()
 
     def arena_used_bytes(self) -> int:
-        """The arena TFLM allocated, parsed from print_allocations() (it prints to the C
+        """The arena TFLM allocated on this (64-bit) machine: the board's TFLM says it directly;
+        the Python runtime's figure is parsed from print_allocations() (it prints to the C
         stderr, so the file descriptor is redirected, not sys.stderr)."""
+        if self.runtime == "board":
+            return self.interpreter.arena_used_bytes()
         return parse_arena_total(capture_fd_output(2, self.interpreter.print_allocations))
 
 

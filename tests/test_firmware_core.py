@@ -49,7 +49,7 @@ def test_host_unit_tests_pass_with_a_one_model_export(tmp_path):
     """The core is built for the exported network's kind (model_settings.h kFrameContext):
     its tests pass for the other kind too."""
     model_dir = export_per_tile_attention(tmp_path / "model")
-    assert "kFrameContext = false" in (model_dir / "model_settings.h").read_text()
+    assert "kFrameContext = false" in (model_dir / "tinymirnet" / "model_settings.h").read_text()
     result = subprocess.run(["make", "-C", str(TESTS_DIR), "host", f"MODEL_DIR={model_dir}",
                              f"BUILD={tmp_path / 'build'}"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -62,15 +62,15 @@ def test_c_array_parses_back_to_identical_bytes(export_info):
 def _compile(compiler, flags, tmp_path, export_info):
     write_firmware_files(export_info, tmp_path)
     (tmp_path / "check.cc").write_text(f"""
-#include "model_settings.h"
-#include "model_data.h"
+#include "tinymirnet/model_settings.h"
+#include "tinymirnet/model_data.h"
 static_assert(tinymirnet::kModelInputSize == {export_info.tiling.model_input}, "geometry");
 static_assert(sizeof(tinymirnet::kModelSha256) == 65, "sha256 hex");
 static_assert(tinymirnet::kArenaSize >= tinymirnet::kArenaMeasuredBytes, "arena margin");
 unsigned int model_length() {{ return g_tiny_mirnet_model_len; }}
 """)
     for src in ("check.cc", "model_data.cc"):
-        subprocess.run([compiler, "-std=c++17", "-Wall", "-Wextra", "-Werror", *flags, "-c", src,
+        subprocess.run([compiler, "-std=c++14", "-Wall", "-Wextra", "-Werror", *flags, "-I.", "-c", src,
                         "-o", f"{src}.o"], cwd=tmp_path, check=True, capture_output=True)
 
 

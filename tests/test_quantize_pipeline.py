@@ -38,21 +38,21 @@ def small_weights(tmp_path):
 
 def test_quantize_pipeline_budget_failure_then_success(lol_root, small_weights, tmp_path, monkeypatch):
     out, fw = tmp_path / "artifacts", tmp_path / "firmware"
-    fw.mkdir()
-    (fw / "model_settings.h").write_text("// previous export\n")
+    (fw / "tinymirnet").mkdir(parents=True)
+    (fw / "tinymirnet" / "model_settings.h").write_text("// previous export\n")
     quiet = dict(finetune_steps=3, finetune_batch=4, out_dir=out, firmware_dir=fw, log=lambda *_: None)
 
     monkeypatch.setattr(budget, "ARENA_BUDGET", 10_000)
     with pytest.raises(budget.BudgetError, match="TFLM arena budget broken: .* > 10,000 B"):
         run_quantize(lol_root, small_weights, **quiet)
     assert not out.exists()
-    assert (fw / "model_settings.h").read_text() == "// previous export\n"
+    assert (fw / "tinymirnet" / "model_settings.h").read_text() == "// previous export\n"
     monkeypatch.undo()
 
     report = run_quantize(lol_root, small_weights, **quiet)
     flatbuffer = (out / INT8_NAME).read_bytes()
     assert parse_c_array((fw / "model_data.cc").read_text()) == flatbuffer
-    assert report["export"]["sha256"] in (fw / "model_settings.h").read_text()
+    assert report["export"]["sha256"] in (fw / "tinymirnet" / "model_settings.h").read_text()
     assert report["tflm"]["reference_check"]["bit_exact"]
     assert report["sparsity"]["overall"] > 0.1  # 3 steps reach part of the 50% schedule
     assert set(report["quality"]) >= {"tiny_mirnet_float_tiled", "tiny_mirnet_pruned_tiled", "tiny_mirnet_int8_tiled"}
@@ -121,8 +121,8 @@ def test_quantize_a_frame_context_network_measures_both_models_and_exports_both(
             layer.set_weights([kernel, bias + 0.5])
     model.save_weights(str(small_weights))
     out, fw = tmp_path / "artifacts", tmp_path / "firmware"
-    fw.mkdir()
-    (fw / "model_settings.h").write_text("// previous export\n")
+    (fw / "tinymirnet").mkdir(parents=True)
+    (fw / "tinymirnet" / "model_settings.h").write_text("// previous export\n")
     report = run_quantize(varied_lol_root, small_weights, finetune_steps=3, finetune_batch=4, qat_steps=2,
                           out_dir=out, firmware_dir=fw, log=lambda *_: None)
     fc = report["frame_context"]
@@ -142,7 +142,7 @@ def test_quantize_a_frame_context_network_measures_both_models_and_exports_both(
     source = (fw / "model_data.cc").read_text()
     assert parse_c_array(source) == (out / INT8_NAME).read_bytes()
     assert parse_c_array(source, CONTEXT_ARRAY_NAME) == (out / CONTEXT_INT8_NAME).read_bytes()
-    settings = (fw / "model_settings.h").read_text()
+    settings = (fw / "tinymirnet" / "model_settings.h").read_text()
     for line in ("kFrameContext = true", "kThumbnailWidth = 32", "kThumbnailHeight = 24",
                  f"kContextValues = {context_size(framed)}", report["export"]["context_sha256"],
                  f"kTileImageInput = {tile_model.image_index}", f"kTileContextInput = {tile_model.context_index}"):
@@ -152,7 +152,7 @@ def test_quantize_a_frame_context_network_measures_both_models_and_exports_both(
     assert report["ram"]["rows"]["frame context (int8 thumbnail + context vector)"] == 32 * 24 * 3 + context_size(framed)
     root = Path(__file__).resolve().parents[1] / "firmware" / "lib" / "tinymirnet_core"
     for unit in sorted(root.glob("*.cc")) + [fw / "model_data.cc"]:
-        subprocess.run(["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", f"-I{root}",
+        subprocess.run(["g++", "-std=c++14", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", f"-I{root}",
                         f"-I{fw}", str(unit)], check=True)
     again = tmp_path / "again"
     assert main_cli(["export", str(out), "--firmware-dir", str(again)]) == 0

@@ -5,11 +5,11 @@
 
 #include <new>
 
-#include "crc32.h"
-#include "device.h"
-#include "pixels.h"
-#include "protocol.h"
-#include "thumbnail.h"
+#include "tinymirnet/crc32.h"
+#include "tinymirnet/device.h"
+#include "tinymirnet/pixels.h"
+#include "tinymirnet/protocol.h"
+#include "tinymirnet/thumbnail.h"
 
 namespace {
 

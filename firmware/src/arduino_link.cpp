@@ -20,6 +20,8 @@ size_t ArduinoSerialLink::write(const uint8_t* data, size_t size) {
   return Serial.write(data, size);
 }
 
-bool ArduinoSerialLink::connected() const { return Serial.connected(); }
+// Core 4.x: Serial is arduino::UART (USB CDC underneath); its operator bool() is true while a
+// host holds the port open (DTR), which is what the banner logic needs.
+bool ArduinoSerialLink::connected() const { return static_cast<bool>(Serial); }
 
 }  // namespace tinymirnet

@@ -1,16 +1,15 @@
-// The core and generated-model headers, included by path relative to this folder.
+// The core's and the generated model's headers, all under the "tinymirnet/" prefix.
 //
-// Why not #include "device.h": the Mbed core adds ~200 include folders with -iwithprefixbefore
-// (variants/ARDUINO_NANO33BLE/includes.txt), placed before the library folders on the command
-// line. Mbed has its own device.h (in its target folders) and Nanostack its own protocol.h, so
-// a plain "device.h" from firmware/src could resolve to Mbed's. A quoted include that starts
-// with "../" is looked up next to the including file first, which is unambiguous. The core's own
-// headers include each other the same way (same folder first), so they are safe.
-// PlatformIO's LDF still sees these includes and builds both libraries.
+// The prefix is what keeps them apart from Mbed's: the Mbed core adds ~290 include folders
+// (variants/ARDUINO_NANO33BLE/includes.txt), and Mbed has its own device.h (its HAL includes
+// "device.h" to get gpio_t), Cordio its own crc32.h and Nanostack its own protocol.h. A
+// library folder given with -I is searched before those, so an unprefixed core header named
+// like one of them would hijack Mbed's own #include. tests/test_board_compile.py compiles every
+// file here against the real headers.
 #pragma once
 
-#include "../lib/tinymirnet_core/device.h"
-#include "../lib/tinymirnet_core/ports.h"
-#include "../lib/tinymirnet_core/tiler.h"
-#include "../lib/tinymirnet_model/model_data.h"
-#include "../lib/tinymirnet_model/model_settings.h"
+#include "tinymirnet/device.h"
+#include "tinymirnet/model_data.h"
+#include "tinymirnet/model_settings.h"
+#include "tinymirnet/ports.h"
+#include "tinymirnet/tiler.h"

@@ -13,6 +13,9 @@
 // the port (DTR rising), because the Mbed core drops output while no terminal is attached and
 // does not reset the board when the port opens.
 #include <Arduino.h>
+// The TFLM library's main header, as in its examples; tflm_model.cpp itself includes only TFLM's
+// own headers, so it also builds for the virtual Cortex-M4 board (firmware/qemu).
+#include <Chirale_TensorFlowLite.h>
 #include <stdarg.h>
 #include <stdio.h>
 

@@ -35,20 +35,27 @@ constexpr int kResolutionQqvga = 4;   // QQVGA
 // earlier, as far as found) have only begin(resolution, format, fps); picked at compile time.
 constexpr int kCameraModelOv7675 = 1;  // OV7675
 
+template <typename...>
+using VoidT = void;  // std::void_t is C++17; the board builds C++14
+
 template <typename Cam, typename = void>
 struct HasCameraModelParameter : std::false_type {};
 template <typename Cam>
 struct HasCameraModelParameter<
-    Cam, std::void_t<decltype(std::declval<Cam&>().begin(0, 0, 0, kCameraModelOv7675))>>
+    Cam, VoidT<decltype(std::declval<Cam&>().begin(0, 0, 0, kCameraModelOv7675))>>
     : std::true_type {};
 
 template <typename Cam>
+int start_camera(Cam& camera, int resolution, int format, int fps, std::true_type) {
+  return camera.begin(resolution, format, fps, kCameraModelOv7675);
+}
+template <typename Cam>
+int start_camera(Cam& camera, int resolution, int format, int fps, std::false_type) {
+  return camera.begin(resolution, format, fps);
+}
+template <typename Cam>
 int start_camera(Cam& camera, int resolution, int format, int fps) {
-  if constexpr (HasCameraModelParameter<Cam>::value) {
-    return camera.begin(resolution, format, fps, kCameraModelOv7675);
-  } else {
-    return camera.begin(resolution, format, fps);
-  }
+  return start_camera(camera, resolution, format, fps, HasCameraModelParameter<Cam>{});
 }
 
 constexpr bool kSelectsOv7675 = HasCameraModelParameter<OV767X>::value;

@@ -84,8 +84,12 @@ Status TflmModel::activate(Active which) {
                 static_cast<unsigned long>(model->version()),
                 static_cast<unsigned long>(TFLITE_SCHEMA_VERSION));
   }
-  interpreter_ = new (interpreter_storage_)
-      tflite::MicroInterpreter(model, resolver_, g_tensor_arena, kArenaSize);
+  // A fresh arena for every interpreter: Chirale 2.0.0's REDUCE_MAX Prepare never sets its op
+  // data's zero points (tensorflow/tflite-micro issue 2336), so over the other model's
+  // leftovers its Eval reads garbage and fails ("input_zp != output_zp"); zeros make it pass.
+  memset(g_tensor_arena, 0, kArenaSize);
+  interpreter_ = new (interpreter_storage_) tflite::MicroInterpreter(
+      model, resolver_, g_tensor_arena, kArenaSize, nullptr, profiler_);
   if (interpreter_->AllocateTensors() != kTfLiteOk) {
     // TFLM has printed the cause on Serial just before (visible when a terminal was open at
     // boot): "Failed to ... Requested: X, available Y, missing: Z" for a small arena, or
@@ -97,6 +101,7 @@ Status TflmModel::activate(Active which) {
   }
   const size_t used = interpreter_->arena_used_bytes();
   if (used > arena_used_) arena_used_ = used;
+  (context ? context_arena_used_ : tile_arena_used_) = used;
   if ((context ? check_context_tensors() : check_tile_tensors()) != Status::kOk) {
     return Status::kError;
   }

@@ -4,18 +4,16 @@
 // The interpreter of the model about to run is created in place (and the other one destroyed)
 // when the device switches between them, twice per frame (context model, then the tiles):
 // the arena then only has to hold the larger model, at the cost of two AllocateTensors()
-// calls per frame.
+// calls per frame. The arena is zeroed before each interpreter (see activate()).
 #pragma once
 
 #include <stddef.h>
 #include <stdint.h>
 
-// The library's main header first, as in its examples (it also makes the LDF pick the library).
-#include <Chirale_TensorFlowLite.h>
-
-#include "../lib/tinymirnet_model/model_ops.h"
 #include "core_headers.h"
+#include "tinymirnet/model_ops.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/micro_profiler_interface.h"
 
 namespace tinymirnet {
 
@@ -32,6 +30,14 @@ class TflmModel final : public Model {
   // Arena bytes used after AllocateTensors(), the larger of the two models' (0 when the model
   // did not start).
   size_t arena_used_bytes() const override;
+  // The same for one of the two models (the context model's is 0 for a one-model network).
+  size_t arena_used_bytes(bool context_model) const {
+    return ready_ ? (context_model ? context_arena_used_ : tile_arena_used_) : 0;
+  }
+
+  // TFLM's per-op profiler for the interpreters created from now on (nullptr: none). The
+  // virtual board's device report uses it; the sketch does not.
+  void set_profiler(tflite::MicroProfilerInterface* profiler) { profiler_ = profiler; }
 
   bool ready() const { return ready_; }
   // One line for the boot banner: "ok, ..." or what failed and what to do.
@@ -50,6 +56,7 @@ class TflmModel final : public Model {
   Status check_context_tensors();
 
   ModelOpResolver resolver_;
+  tflite::MicroProfilerInterface* profiler_ = nullptr;
   tflite::MicroInterpreter* interpreter_ = nullptr;  // in interpreter_storage_, or null
   alignas(tflite::MicroInterpreter) unsigned char interpreter_storage_[sizeof(tflite::MicroInterpreter)];
   Active active_ = Active::kNone;
@@ -57,6 +64,8 @@ class TflmModel final : public Model {
   TfLiteTensor* context_input_ = nullptr;  // the tile model's context input
   TfLiteTensor* output_ = nullptr;
   size_t arena_used_ = 0;
+  size_t tile_arena_used_ = 0;
+  size_t context_arena_used_ = 0;
   bool started_ = false;
   bool ready_ = false;
   char status_[224] = "not started";

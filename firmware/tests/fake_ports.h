@@ -5,9 +5,9 @@
 
 #include <string.h>
 
-#include "ports.h"
-#include "thumbnail.h"
-#include "tiler.h"
+#include "tinymirnet/ports.h"
+#include "tinymirnet/thumbnail.h"
+#include "tinymirnet/tiler.h"
 
 namespace fakes {
 

@@ -2,8 +2,8 @@
 // helpers.
 #include <string.h>
 
-#include "crc32.h"
-#include "protocol.h"
+#include "tinymirnet/crc32.h"
+#include "tinymirnet/protocol.h"
 #include "test_framework.h"
 
 using namespace tinymirnet::protocol;

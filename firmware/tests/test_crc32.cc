@@ -1,6 +1,6 @@
 #include <string.h>
 
-#include "crc32.h"
+#include "tinymirnet/crc32.h"
 #include "test_framework.h"
 
 using tinymirnet::crc32;

@@ -4,11 +4,11 @@
 
 #include <new>
 
-#include "crc32.h"
-#include "device.h"
+#include "tinymirnet/crc32.h"
+#include "tinymirnet/device.h"
 #include "fake_ports.h"
-#include "pixels.h"
-#include "protocol.h"
+#include "tinymirnet/pixels.h"
+#include "tinymirnet/protocol.h"
 #include "test_framework.h"
 
 using namespace tinymirnet;

@@ -2,7 +2,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "pixels.h"
+#include "tinymirnet/pixels.h"
 #include "test_framework.h"
 
 using namespace tinymirnet;

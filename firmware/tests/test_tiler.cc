@@ -1,7 +1,7 @@
 // Tile geometry, edge replication of the model input and the output crop.
-#include "pixels.h"
+#include "tinymirnet/pixels.h"
 #include "test_framework.h"
-#include "tiler.h"
+#include "tinymirnet/tiler.h"
 
 using namespace tinymirnet;
 

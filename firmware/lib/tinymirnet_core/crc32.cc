@@ -1,4 +1,4 @@
-#include "crc32.h"
+#include "tinymirnet/crc32.h"
 
 namespace tinymirnet {
 namespace {

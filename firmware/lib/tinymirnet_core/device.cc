@@ -1,4 +1,4 @@
-#include "device.h"
+#include "tinymirnet/device.h"
 
 #include <string.h>
 
@@ -56,7 +56,8 @@ template <typename... TextParts>
 void Device::send_error(uint16_t seq, uint16_t code, TextParts... text) {
   PayloadWriter writer = start_payload();
   writer.u16(code);
-  (append_text(writer, text), ...);
+  const int appended[] = {0, (append_text(writer, text), 0)...};  // each part in order (C++14)
+  (void)appended;
   send(protocol::kError, seq, writer.size());
 }
 

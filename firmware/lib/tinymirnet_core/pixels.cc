@@ -1,4 +1,4 @@
-#include "pixels.h"
+#include "tinymirnet/pixels.h"
 
 namespace tinymirnet {
 

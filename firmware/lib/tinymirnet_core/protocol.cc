@@ -1,8 +1,8 @@
-#include "protocol.h"
+#include "tinymirnet/protocol.h"
 
 #include <string.h>
 
-#include "crc32.h"
+#include "tinymirnet/crc32.h"
 
 namespace tinymirnet {
 namespace protocol {

@@ -1,4 +1,4 @@
-#include "thumbnail.h"
+#include "tinymirnet/thumbnail.h"
 
 namespace tinymirnet {
 

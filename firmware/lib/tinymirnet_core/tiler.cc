@@ -1,6 +1,6 @@
-#include "tiler.h"
+#include "tinymirnet/tiler.h"
 
-#include "pixels.h"
+#include "tinymirnet/pixels.h"
 
 namespace tinymirnet {
 namespace {

@@ -12,8 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model_settings.h"
-#include "pixels.h"
+#include "tinymirnet/model_settings.h"
+#include "tinymirnet/pixels.h"
 
 namespace tinymirnet {
 

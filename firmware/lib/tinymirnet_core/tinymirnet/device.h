@@ -11,11 +11,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model_settings.h"
-#include "ports.h"
-#include "protocol.h"
-#include "thumbnail.h"
-#include "tiler.h"
+#include "tinymirnet/model_settings.h"
+#include "tinymirnet/ports.h"
+#include "tinymirnet/protocol.h"
+#include "tinymirnet/thumbnail.h"
+#include "tinymirnet/tiler.h"
 
 namespace tinymirnet {
 

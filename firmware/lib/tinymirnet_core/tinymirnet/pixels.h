@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model_settings.h"
+#include "tinymirnet/model_settings.h"
 
 namespace tinymirnet {
 

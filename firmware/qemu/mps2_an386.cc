@@ -1,0 +1,91 @@
+#include "mps2_an386.h"
+
+namespace mps2 {
+namespace {
+
+struct CmsdkUart {
+  volatile uint32_t data;
+  volatile uint32_t state;  // bit 0: TX buffer full, bit 1: RX buffer full
+  volatile uint32_t ctrl;   // bit 0: TX enable, bit 1: RX enable
+  volatile uint32_t intstatus;
+  volatile uint32_t bauddiv;
+};
+
+struct CmsdkTimer {
+  volatile uint32_t ctrl;  // bit 0: enable
+  volatile uint32_t value;
+  volatile uint32_t reload;
+  volatile uint32_t intstatus;
+};
+
+CmsdkUart* const kUart0 = reinterpret_cast<CmsdkUart*>(0x40004000);
+CmsdkTimer* const kTimer0 = reinterpret_cast<CmsdkTimer*>(0x40000000);
+const FrameBlob* const kBlob = reinterpret_cast<const FrameBlob*>(0x21000000);
+
+uint32_t g_last_value = 0;
+uint64_t g_ticks = 0;
+
+}  // namespace
+
+void uart_begin() {
+  kUart0->bauddiv = 217;  // 25 MHz / 115200 (QEMU ignores the rate but wants >= 16)
+  kUart0->ctrl = 0x3;
+}
+
+size_t uart_read(uint8_t* buffer, size_t capacity) {
+  size_t count = 0;
+  while (count < capacity && (kUart0->state & 0x2u) != 0) {
+    buffer[count++] = static_cast<uint8_t>(kUart0->data);
+  }
+  return count;
+}
+
+void uart_write(const uint8_t* data, size_t size) {
+  for (size_t i = 0; i < size; ++i) {
+    while ((kUart0->state & 0x1u) != 0) {
+    }
+    kUart0->data = data[i];
+  }
+}
+
+void timer_begin() {
+  kTimer0->ctrl = 0;
+  kTimer0->reload = 0xFFFFFFFFu;
+  kTimer0->value = 0xFFFFFFFFu;
+  kTimer0->ctrl = 0x1;
+  g_last_value = kTimer0->value;
+  g_ticks = 0;
+}
+
+uint64_t timer_ticks() {
+  const uint32_t value = kTimer0->value;
+  g_ticks += static_cast<uint32_t>(g_last_value - value);  // counts down; wraps
+  g_last_value = value;
+  return g_ticks;
+}
+
+void host_print(const char* text) {
+  register int operation __asm__("r0") = 0x04;  // SYS_WRITE0
+  register const char* argument __asm__("r1") = text;
+  __asm__ volatile("bkpt 0xAB" : "+r"(operation) : "r"(argument) : "memory");
+}
+
+const FrameBlob* frame_blob() {
+  return kBlob->magic == kBlobMagic && kBlob->frame_count > 0 ? kBlob : nullptr;
+}
+
+}  // namespace mps2
+
+// TFLM's log (MicroPrintf) and clock (micro_time.cpp) on this platform: the board gets both from
+// Chirale's peripherals/utility_arduino.cpp and system_setup.cpp, which need the Arduino core.
+extern "C" void DebugLog(const char* s) { mps2::host_print(s); }
+
+namespace peripherals {
+uint32_t MicrosecondsCounter() { return static_cast<uint32_t>(mps2::timer_ticks()); }
+}  // namespace peripherals
+
+// Static destructors registered with __cxa_atexit name their DSO; a bare-metal image linked
+// with -nostartfiles has none of its own.
+extern "C" {
+void* __dso_handle = nullptr;
+}
