@@ -140,6 +140,7 @@ def cmd_eval(args) -> int:
             meta["int8_context_model"] = str(context_path)
         methods["tiny_mirnet_int8_tiled"] = method
         meta["int8_model"] = str(args.int8)
+        meta["int8_tflm"] = tile_model.library
     grid = args.grid or args.report.with_suffix(".png")
     evaluate(args.data, methods, report=args.report, grid=grid,
              grid_method="tiny_mirnet_float_full", meta=meta, limit=args.limit)
@@ -387,6 +388,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--camera-dir", type=Path, default=None,
                    help="image files the virtual camera cycles through (default: a synthetic low-light frame)")
     s.set_defaults(func=lambda a: _device_cli().cmd_sim(a))
+
+    from tinymirnet.host import naturalness_cli
+    naturalness_cli.add_parser(sub)
+
+    r = sub.add_parser("device-report", help="instructions per frame, per-op shares, arena, stack and flash of "
+                                              "the firmware on the emulated Cortex-M4 (QEMU) with the board's TFLM")
+    r.add_argument("--report", type=Path, default=Path("device_report.json"),
+                   help="JSON report to write, the markdown beside it (default ./device_report.json; the "
+                        "committed one is firmware/reports/device_report.json)")
+    r.add_argument("--artifacts", type=Path, default=None,
+                   help="price another quantized network: a `tinymirnet quantize --out DIR` folder "
+                        "(default: the network the firmware ships)")
+    r.set_defaults(func=lambda a: __import__("tinymirnet.host.device_report", fromlist=["x"]).cmd_device_report(a))
 
     k = sub.add_parser("bench-link", help="link efficiency, throughput and time per frame on the virtual board")
     k.add_argument("--report", type=Path, default=Path("host/reports/link_benchmark.json"))

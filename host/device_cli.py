@@ -551,7 +551,7 @@ def _capture(args) -> int:
     images, report = score_frame(raw888, result.enhanced, host, _load_enhancer(weights))
     report = {"command": "capture", "device": device,
               "host_model": {"tflite": str(host.tflite), "sha256": host.sha256,
-                             "weights": str(weights)},
+                             "tflm": host.tflm.library, "weights": str(weights)},
               "link": link_report, **report}
     out_dir = Path(args.out) if args.out else _default_capture_dir()
     write_outputs(out_dir, images, report)

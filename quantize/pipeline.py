@@ -194,7 +194,7 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
         "note": "tensors the quantizer ties to one scale through CONCATENATION or REDUCE_MAX get the "
                 "union of their calibrated ranges (quantize/convert.py widen_tied_ranges): the "
                 "converter alone clipped the DAU features to the spatial-attention concatenation's range"}
-    report["tflm"] = {"arena_bytes": arena, "ops": op_names(flatbuffer),
+    report["tflm"] = {"library": tflm.library, "arena_bytes": arena, "ops": op_names(flatbuffer),
                       "input_quant": asdict(tflm.input_quant), "output_quant": asdict(tflm.output_quant),
                       "reference_check": exactness}
 

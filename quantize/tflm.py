@@ -43,18 +43,41 @@ def board_tflm_path() -> Path:
     return Path(os.environ.get("TINYMIRNET_TFLM_LIB", BOARD_TFLM_LIB))
 
 
-def board_tflm_available() -> bool:
-    return board_tflm_path().is_file()
+TFLM_MAKEFILE = Path(__file__).resolve().parents[1] / "firmware" / "tflm" / "Makefile"
+TFLM_SOURCES = Path(__file__).resolve().parents[2] / "shared" / "firmware-deps" / "Chirale_TensorFlowLite"
+
+
+def board_tflm_buildable() -> bool:
+    """A checkout with ../shared/firmware-deps beside it, make and g++: the library can be built."""
+    import shutil
+    return TFLM_MAKEFILE.is_file() and TFLM_SOURCES.is_dir() and all(shutil.which(t) for t in ("make", "g++"))
+
+
+def ensure_board_tflm() -> Path:
+    """The host build of the board's TFLM, compiled once with `make -C firmware/tflm host` (about
+    3 minutes on 2 cores) when it is missing."""
+    import subprocess
+    path = board_tflm_path()
+    if path.is_file():
+        return path
+    if "TINYMIRNET_TFLM_LIB" in os.environ or not board_tflm_buildable():
+        raise RuntimeError(f"the board's TFLM is not built for this machine ({path} is missing): build it with "
+                           f"`make -C firmware/tflm host` in a checkout with ../shared/firmware-deps beside it, "
+                           f"or set TINYMIRNET_TFLM=python to use the tflite_micro runtime instead")
+    print("building the board's TFLM (Chirale_TensorFlowLite 2.0.0) for this machine, once: "
+          "make -C firmware/tflm host", file=sys.stderr, flush=True)
+    build = subprocess.run(["make", "-s", "-j2", "-C", str(TFLM_MAKEFILE.parent), "host"],
+                           capture_output=True, text=True)
+    if build.returncode != 0 or not path.is_file():
+        tail = "\n".join((build.stdout + build.stderr).strip().splitlines()[-10:])
+        raise RuntimeError(f"`make -C firmware/tflm host` failed:\n{tail}")
+    return path
 
 
 def _board_lib():
     global _lib
     if _lib is None:
-        path = board_tflm_path()
-        if not path.is_file():
-            raise RuntimeError(f"the board's TFLM is not built for this machine ({path} is missing): run "
-                               f"`make -C firmware/tflm host` (needs ../shared/firmware-deps), or pass "
-                               f"--tflm python to use the tflite_micro runtime instead")
+        path = ensure_board_tflm()
         lib = ctypes.CDLL(str(path))
         lib.tm_tflm_create.restype = ctypes.c_void_p
         lib.tm_tflm_create.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t]
@@ -124,9 +147,24 @@ class _BoardInterpreter:
         return int(self._lib.tm_tflm_arena_used(self._h))
 
 
+_warned_fallback = False
+
+
 def default_runtime() -> str:
-    """"board" (the board's TFLM) unless TINYMIRNET_TFLM=python asks for the tflite_micro runtime."""
-    runtime = os.environ.get("TINYMIRNET_TFLM", "board")
+    """"board" (the board's TFLM) unless TINYMIRNET_TFLM=python asks for the tflite_micro
+    runtime, or the board's TFLM can be neither found nor built here (an installed wheel without
+    the firmware sources): then "python", said once on stderr; reports name the runtime."""
+    global _warned_fallback
+    runtime = os.environ.get("TINYMIRNET_TFLM")
+    if runtime is None:
+        if board_tflm_path().is_file() or board_tflm_buildable():
+            return "board"
+        if not _warned_fallback:
+            print("note: the board's TFLM is not available here (no checkout with ../shared/firmware-deps); "
+                  "int8 figures come from the tflite_micro runtime, a newer TFLM than the board's",
+                  file=sys.stderr)
+            _warned_fallback = True
+        return "python"
     if runtime not in RUNTIMES:
         raise ValueError(f"TINYMIRNET_TFLM={runtime!r}: expected one of {', '.join(RUNTIMES)}")
     return runtime

@@ -15,7 +15,8 @@ from PIL import Image
 
 def pytest_addoption(parser):
     parser.addoption("--port", default=None,
-                     help="serial port of a board for the hardware-in-loop tests (-m hil), or 'sim'")
+                     help="serial port of a board for the hardware-in-loop tests (-m hil), 'qemu' (the "
+                          "firmware on an emulated Cortex-M4) or 'sim' (the firmware core on this machine)")
 
 
 def scene(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -56,8 +57,8 @@ def lol_root(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def hil_port(request) -> str:
-    """The port the hardware-in-loop tests run against: `--port PORT` (a serial port, or
-    'sim' for the virtual board). `pytest -m hil` without --port skips them (there is no
+    """The port the hardware-in-loop tests run against: `--port PORT` (a serial port, 'qemu'
+    or 'sim'). `pytest -m hil` without --port skips them (there is no
     board to guess); a run that did not select them with -m (plain `pytest`, CI) runs them
     against the virtual board."""
     port = request.config.getoption("--port")
@@ -65,7 +66,7 @@ def hil_port(request) -> str:
         return port
     markexpr = (request.config.getoption("markexpr") or "").replace("not hil", "")
     if "hil" in markexpr:
-        pytest.skip("give --port PORT (a serial port, or sim)")
+        pytest.skip("give --port PORT (a serial port, qemu or sim)")
     return "sim"
 
 

@@ -3,17 +3,21 @@
 How they run (the `hil_port` fixture in tests/conftest.py decides):
 
 * ``pytest -m hil --port /dev/ttyACM0`` -- against a Nano 33 BLE on that serial port;
-* ``pytest -m hil --port sim``          -- against the virtual board (host/virtual_board.py);
-* ``pytest -m hil``                     -- skipped: "give --port PORT (a serial port, or sim)";
-* plain ``pytest`` (CI)                 -- the same tests against the virtual board, so the
+* ``pytest -m hil --port qemu``         -- against the firmware on an emulated Cortex-M4 with
+  the board's TFLM (host/qemu_board.py); CI runs this;
+* ``pytest -m hil --port sim``          -- against the firmware core on this machine
+  (host/virtual_board.py);
+* ``pytest -m hil``                     -- skipped: "give --port PORT (a serial port, qemu or sim)";
+* plain ``pytest`` (CI)                 -- the same tests against the sim board, so the
   suite is exercised on every run without hardware.
 
 What is checked: the handshake (the board's model sha256 and geometry equal the host's);
 LoL-like low-light frames made here (the bundled CC0/public-domain sample photos darkened with
 ``synthesize_low_light``, no dataset files) uploaded with ENHANCE and compared with the host's
-TFLM int8 pipeline tile by tile (bit-exact on the virtual board, which runs TFLM's reference
-kernels; at most one output LSB on a board, whose CMSIS-NN kernels may round differently; the
-number of differing values is reported) and with the float network; a camera capture end to
+TFLM int8 pipeline tile by tile (the host runs the board's TFLM, Chirale_TensorFlowLite 2.0.0,
+built for this machine: byte for byte equal on the qemu and sim boards; on a Nano 33 BLE, whose
+copy is built by GCC 7.2.1, at most one output LSB apart, the number of differing values
+reported) and with the float network; a camera capture end to
 end through the CLI. Per-tile device times go to ``hil_report.json`` (in pytest's temporary
 folder, or at $TINYMIRNET_HIL_REPORT).
 
@@ -38,6 +42,7 @@ serial = pytest.importorskip("serial")
 from tinymirnet.host import device_cli  # noqa: E402
 from tinymirnet.host.cli import main  # noqa: E402
 from tinymirnet.host.protocol import Connection, rgb565_to_rgb888, rgb888_to_rgb565  # noqa: E402
+from tinymirnet.host.qemu_board import QemuBoard  # noqa: E402
 from tinymirnet.host.virtual_board import VirtualBoard  # noqa: E402
 from tinymirnet.model.files import atomic_write_json  # noqa: E402
 from tinymirnet.model.paths import DEFAULT_WEIGHTS  # noqa: E402
@@ -54,26 +59,26 @@ PSNR_MARGIN_DB = 0.1
 class Target:
     port: str  # what the CLI is given
     path: str  # the serial device
-    board: VirtualBoard | None
+    board: VirtualBoard | QemuBoard | None
 
     @property
     def exact(self) -> bool:
-        """Bit-exact expected: the virtual board runs TFLM's reference kernels like the host."""
+        """Bit-exact expected: the qemu and sim boards run the host's very TFLM build."""
         return self.board is not None
 
 
 @pytest.fixture(scope="module")
 def target(hil_port):
-    if hil_port == "sim":
-        with VirtualBoard() as board:
-            yield Target("sim", board.port, board)
+    if hil_port in device_cli.VIRTUAL_PORTS:
+        with (VirtualBoard() if hil_port == "sim" else QemuBoard()) as board:
+            yield Target(hil_port, board.port, board)
     else:
         yield Target(hil_port, hil_port, None)
 
 
 @contextmanager
 def connect(target: Target):
-    settings = device_cli.SIM_LINK if target.exact else device_cli.BOARD_LINK
+    settings = device_cli._link_settings(target.port, None)
     port = serial.Serial(target.path, baudrate=115200, exclusive=True)
     port.reset_input_buffer()
     with Connection(port, name=target.path, **settings) as link:

@@ -303,8 +303,9 @@ def test_board_that_hangs_mid_stream_gives_a_clear_error_and_no_partial_output(
 
 def test_unplugged_board_is_one_clear_line(tmp_path, small_float_weights, capsys):
     board = VirtualBoard().start()
-    unplug = threading.Timer(0.3, board.stop)  # the pty vanishes during the capture
-    unplug.start()
+    board.stall_after(20_000)  # mid-capture, wherever the host's speed has got to ...
+    unplug = threading.Thread(target=lambda: board.wait_stalled(30) and board.stop())
+    unplug.start()  # ... the pty vanishes
     try:
         code = main(["capture", "--port", board.port, "--out", str(tmp_path / "cap"),
                      "--weights", str(small_float_weights)])

@@ -1,0 +1,239 @@
+"""The device report: what one frame costs the board, counted on the emulated Cortex-M4.
+
+``tinymirnet device-report`` builds ``firmware/qemu/probe.elf`` and ``board.elf`` (the firmware's
+core, ``firmware/src/tflm_model.cpp`` and the board's TFLM, Chirale_TensorFlowLite 2.0.0 with
+CMSIS-NN, for Cortex-M4F), runs the probe under ``qemu-system-arm -M mps2-an386 -icount shift=0``
+(one instruction = 1 ns of virtual time, so the 25 MHz timer ticks every 40 instructions), and
+writes JSON and markdown: instructions per context invoke, per tile, per interpreter switch, per
+frame (two whole frames through ``tinymirnet::Device``, CAPTURE to DONE), per-op shares from
+TFLM's profiler, the arena each model uses on the 32-bit target, the stack high-water mark, and
+text/rodata/data/bss by component from the board image's linker map (everything but Mbed OS,
+which the virtual board replaces with a few hundred bytes of its own).
+
+Instructions are not cycles: a Cortex-M4 takes more than one cycle for loads, taken branches
+and multiplies, so the times at 64 MHz here are lower bounds.
+"""
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from .qemu_board import BUILD_DIR, QemuBoardError, ensure_board_elf
+from .virtual_board import FIRMWARE_DIR, REPO_ROOT
+
+INSTRUCTIONS_PER_TICK = 40  # -icount shift=0: 1 ns per instruction, 40 ns per 25 MHz tick
+BOARD_HZ = 64_000_000
+COMPONENTS = (  # (name, pattern on the input file of a section in the linker map)
+    ("TFLM (Chirale_TensorFlowLite 2.0.0, CMSIS-NN)", re.compile(r"libtflm\.a")),
+    ("model flatbuffers (model_data.cc)", re.compile(r"model/model_data\.o")),
+    ("TFLM glue (firmware/src/tflm_model.cpp)", re.compile(r"src/tflm_model\.o")),
+    ("firmware core (tinymirnet_core)", re.compile(r"/core/\w+\.o")),
+    ("C/C++ runtime (newlib-nano, libgcc, libstdc++)", re.compile(r"/lib(c_nano|gcc|m|nosys|stdc\+\+_nano)\.a|crt")),
+    ("virtual board main: Device (frame and tile buffers), ports, platform", re.compile(r"(board_main|mps2_an386|startup)\.o")),
+)
+_SECTION = re.compile(r"^ (\.(?:text|rodata|data|bss)[^\s]*)\s*(?:\n\s+)?(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+(\S+)",
+                      re.MULTILINE)
+
+
+class DeviceReportError(RuntimeError):
+    pass
+
+
+def run_probe(elf: Path, timeout: float = 900) -> dict:
+    """The probe's TMREPORT line, parsed."""
+    command = ["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "none",
+               "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel", str(elf)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    output = result.stdout + result.stderr
+    line = next((l for l in output.splitlines() if l.startswith("TMREPORT ")), None)
+    if result.returncode != 0 or line is None:
+        raise DeviceReportError(f"the probe failed on QEMU (exit {result.returncode}): {output.strip()[-600:]}")
+    return json.loads(line[len("TMREPORT "):])
+
+
+def memory_by_component(map_text: str) -> dict[str, dict[str, int]]:
+    """text/rodata/data/bss bytes of each component, from a GNU ld map's input sections."""
+    table: dict[str, dict[str, int]] = {}
+    start = map_text.find("Linker script and memory map")
+    for section, address, size, path in _SECTION.findall(map_text[start:]):
+        if int(address, 16) == 0 and section in (".text", ".data", ".bss"):
+            continue  # empty placeholders of each object
+        kind = section.split(".")[1]
+        kind = "rodata" if kind == "rodata" else kind
+        name = next((n for n, pattern in COMPONENTS if pattern.search(path)), "other")
+        row = table.setdefault(name, {"text": 0, "rodata": 0, "data": 0, "bss": 0})
+        row[kind] += int(size, 16)
+    return table
+
+
+def _instructions(ticks: int) -> int:
+    return ticks * INSTRUCTIONS_PER_TICK
+
+
+def _op_shares(entries: list[dict]) -> list[dict]:
+    total = sum(e["ticks"] for e in entries) or 1
+    rows = [{"op": e["op"], "calls": e["calls"], "instructions": _instructions(e["ticks"]),
+             "share": round(e["ticks"] / total, 4)} for e in entries]
+    return sorted(rows, key=lambda r: -r["instructions"])
+
+
+def _tool_version(command: list[str]) -> str:
+    try:
+        return subprocess.run(command, capture_output=True, text=True).stdout.splitlines()[0].strip()
+    except (OSError, IndexError):
+        return "unknown"
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True,
+                              text=True).stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def build_report(probe: dict, map_text: str, model_dir: Path = FIRMWARE_DIR / "lib" / "tinymirnet_model") -> dict:
+    frames = probe["frames"]
+    frame_instr = [_instructions(f["ticks"]) for f in frames]
+    switch = {"context_model": _instructions(probe["context_first_ticks"] - probe["context_again_ticks"]),
+              "tile_model": _instructions(probe["tile_first_ticks"] - probe["tile_again_ticks"])}
+    memory = memory_by_component(map_text)
+    settings = model_dir / "tinymirnet" / "model_settings.h"
+    shas = re.findall(r'k(?:Context)?ModelSha256\[\] =\s*"([0-9a-f]{64})"', settings.read_text()) if settings.is_file() else []
+    per_frame = int(statistics.median(frame_instr))
+    return {
+        "what": "instructions the firmware executes on an emulated Cortex-M4F (QEMU mps2-an386, -icount shift=0), "
+                "board TFLM Chirale_TensorFlowLite 2.0.0 with CMSIS-NN, firmware/src/tflm_model.cpp; "
+                "instructions are not cycles (a real Cortex-M4 needs more cycles)",
+        "tflm": "Chirale_TensorFlowLite 2.0.0 (../shared/firmware-deps), built by firmware/tflm for Cortex-M4F -O2",
+        "machine": "qemu-system-arm -M mps2-an386 (Cortex-M4F), -icount shift=0",
+        "tools": {"compiler": _tool_version(["arm-none-eabi-g++", "--version"]),
+                  "qemu": _tool_version(["qemu-system-arm", "--version"])},
+        "git_commit": _git_commit(),
+        "model_sha256": shas,  # as model_settings.h lists them (context model first)
+        "frame_context": probe["frame_context"],
+        "tiles_per_frame": probe["tile_count"],
+        "instructions": {
+            "per_frame": per_frame,
+            "per_frame_each": frame_instr,
+            "per_context_invoke": _instructions(probe["context_again_ticks"]),
+            "per_tile_invoke": _instructions(probe["tile_again_ticks"]),
+            "per_tile_in_frames": {"min": _instructions(min(f["tile_min_ticks"] for f in frames)),
+                                   "max": _instructions(max(f["tile_max_ticks"] for f in frames))},
+            "per_interpreter_switch": switch,
+            "switches_per_frame": 2 if probe["frame_context"] else 0,
+            "model_begin": _instructions(probe["begin_ticks"]),
+        },
+        "seconds_at_64_mhz_one_instruction_per_cycle": {"per_frame": round(per_frame / BOARD_HZ, 2),
+                                                        "per_tile": round(_instructions(probe["tile_again_ticks"]) / BOARD_HZ, 3)},
+        "bytes_sent_per_frame": frames[0]["bytes_sent"],
+        "op_shares": {"tile_model": _op_shares(probe["tile_ops"]), "context_model": _op_shares(probe["context_ops"])},
+        "arena_bytes_32bit": {"tile_model": probe["arena_used_tile"], "context_model": probe["arena_used_context"],
+                              "arena_size": probe["arena_size"]},
+        "stack": {"reserved": probe["stack_reserved"], "high_water": probe["stack_reserved"] - probe["stack_unused"]},
+        "memory_bytes": memory,
+        "memory_totals": {k: sum(r[k] for r in memory.values()) for k in ("text", "rodata", "data", "bss")},
+    }
+
+
+def markdown(report: dict) -> str:
+    ins = report["instructions"]
+    m = lambda n: f"{n / 1e6:,.1f} M"  # noqa: E731
+    lines = [
+        "# Device report: one frame on the board's TFLM",
+        "",
+        f"Measured on {report['machine']} with {report['tflm']}, through the firmware's own "
+        f"`firmware/src/tflm_model.cpp` and `tinymirnet::Device` (commit {report['git_commit'][:12]}). "
+        "Regenerate: `tinymirnet device-report --report firmware/reports/device_report.json`.",
+        "",
+        "**Instructions are not cycles**: a Cortex-M4 spends more than one cycle on loads, taken branches "
+        "and multiplies, so the times at 64 MHz below are lower bounds, not predictions.",
+        "",
+        "| what | instructions | at 64 MHz, 1 instruction/cycle |",
+        "|---|---|---|",
+        f"| one QQVGA frame (CAPTURE to DONE, {report['tiles_per_frame']} tiles) | {m(ins['per_frame'])} | "
+        f"{ins['per_frame'] / BOARD_HZ:.2f} s |",
+        f"| context model invoke | {m(ins['per_context_invoke'])} | {ins['per_context_invoke'] / BOARD_HZ * 1e3:.0f} ms |",
+        f"| tile model invoke | {m(ins['per_tile_invoke'])} | {ins['per_tile_invoke'] / BOARD_HZ * 1e3:.0f} ms |",
+        f"| interpreter switch to the context model | {m(ins['per_interpreter_switch']['context_model'])} | |",
+        f"| interpreter switch to the tile model | {m(ins['per_interpreter_switch']['tile_model'])} | |",
+        f"| model start (both interpreters once) | {m(ins['model_begin'])} | |",
+        "",
+        f"Switches per frame: {ins['switches_per_frame']}. Bytes sent per frame: {report['bytes_sent_per_frame']:,}.",
+        "",
+        "## Where the instructions go (TFLM profiler, one invoke each)",
+        "",
+    ]
+    for model, rows in report["op_shares"].items():
+        lines += [f"**{model.replace('_', ' ')}**: " + ", ".join(
+            f"{r['op']} {100 * r['share']:.1f} %" for r in rows if r["share"] >= 0.005), ""]
+    arena = report["arena_bytes_32bit"]
+    lines += [
+        "## Memory (32-bit target)",
+        "",
+        f"Tensor arena used: tile model {arena['tile_model']:,} B, context model {arena['context_model']:,} B "
+        f"(arena {arena['arena_size']:,} B). Stack high-water {report['stack']['high_water']:,} B of "
+        f"{report['stack']['reserved']:,} B reserved (the probe's run).",
+        "",
+        "| component | text | rodata | data | bss |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in sorted(report["memory_bytes"].items(), key=lambda kv: -(kv[1]["text"] + kv[1]["rodata"])):
+        lines.append(f"| {name} | {row['text']:,} | {row['rodata']:,} | {row['data']:,} | {row['bss']:,} |")
+    t = report["memory_totals"]
+    lines += [f"| **total (no Mbed OS)** | {t['text']:,} | {t['rodata']:,} | {t['data']:,} | {t['bss']:,} |", ""]
+    return "\n".join(lines)
+
+
+def build_for_artifacts(artifacts: Path, build_dir: Path) -> Path:
+    """Probe and board images for another quantized network (a `tinymirnet quantize --out DIR`
+    folder): its firmware files are exported into build_dir, the shipped ones stay untouched.
+    This is how a candidate network is priced in instructions before it is shipped."""
+    from tinymirnet.model.tiling import load_tiling
+    from tinymirnet.quantize.export import ExportError, export_info_from_artifacts, write_firmware_files
+    from .qemu_board import QEMU_DIR
+    try:
+        info = export_info_from_artifacts(artifacts, load_tiling())
+    except ExportError as e:
+        raise DeviceReportError(str(e)) from None
+    model_dir = build_dir / "model"
+    write_firmware_files(info, model_dir)
+    build = subprocess.run(["make", "-C", str(QEMU_DIR), "board", "probe", f"MODEL_DIR={model_dir}",
+                            f"BUILD={build_dir}"], capture_output=True, text=True, timeout=1800)
+    if build.returncode != 0:
+        tail = "\n".join((build.stdout + build.stderr).strip().splitlines()[-12:])
+        raise DeviceReportError(f"building the firmware for {artifacts} failed:\n{tail}")
+    return build_dir
+
+
+def device_report(report_path: Path, artifacts: Path | None = None) -> dict:
+    from tinymirnet.model.files import atomic_write_json, atomic_write_text
+    if artifacts is None:
+        probe_elf, board_map = ensure_board_elf("probe"), BUILD_DIR / "board.map"
+        ensure_board_elf("board")
+    else:
+        build_dir = build_for_artifacts(Path(artifacts), BUILD_DIR / "candidates" / Path(artifacts).resolve().name)
+        probe_elf, board_map = build_dir / "probe.elf", build_dir / "board.map"
+    model_dir = FIRMWARE_DIR / "lib" / "tinymirnet_model" if artifacts is None else board_map.parent / "model"
+    report = build_report(run_probe(probe_elf), board_map.read_text(), model_dir)
+    report["network"] = str(artifacts) if artifacts else "shipped (firmware/lib/tinymirnet_model)"
+    atomic_write_json(report_path, report)
+    atomic_write_text(report_path.with_suffix(".md"), markdown(report))
+    return report
+
+
+def cmd_device_report(args) -> int:
+    try:
+        report = device_report(args.report, args.artifacts)
+    except (QemuBoardError, DeviceReportError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    ins = report["instructions"]
+    print(f"one frame: {ins['per_frame'] / 1e6:,.1f} M instructions "
+          f"({ins['per_frame'] / BOARD_HZ:.1f} s at 64 MHz and one instruction per cycle); "
+          f"wrote {args.report} and {args.report.with_suffix('.md')}")
+    return 0

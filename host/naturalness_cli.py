@@ -1,0 +1,136 @@
+"""`tinymirnet naturalness DIR...`: highlights, lightness order and colour of the network's output
+on real photographs (no ground truth), beside gamma 1/2.2 and histogram equalization, per image and
+mean, as JSON, markdown and a contact sheet (model/naturalness.py defines the metrics).
+
+Host path (default): the float network on the photo, downscaled to --max-side first. With
+--int8: also the int8 pair on the board's TFLM, tiled as the board runs it. With --port (qemu,
+sim or a board): also the board path, on each photo scaled to cover the board's 160x120 frame
+and centre-cropped; then
+every method is scored on that fitted frame.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .virtual_board import IMAGE_SUFFIXES
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("naturalness", help="highlights darkened, lightness-order error and chromaticity shift "
+                                           "on real photos (no ground truth), beside gamma and equalization")
+    p.add_argument("dirs", nargs="+", type=Path, help="folders (or files) of photographs")
+    p.add_argument("--report", type=Path, default=Path("naturalness.json"),
+                   help="JSON report; the markdown and the contact sheet (.png) go beside it (default ./naturalness.json)")
+    p.add_argument("--weights", type=Path, default=None, help="float weights (default: the shipped network)")
+    p.add_argument("--int8", type=Path, default=None,
+                   help="also the int8 model (tile model .tflite; a frame-context pair's context model beside it) "
+                        "on the board's TFLM, tiled as on the board")
+    p.add_argument("--port", default=None, help="also the board path: qemu, sim or a board's serial port")
+    p.add_argument("--max-side", type=int, default=512, help="photos are downscaled to this long side first (default 512)")
+    p.add_argument("--limit", type=int, default=None, help="at most this many photos (sorted by path)")
+    p.set_defaults(func=cmd_naturalness)
+
+
+def photo_paths(items: list[Path]) -> list[Path]:
+    paths: list[Path] = []
+    for item in items:
+        if item.is_dir():
+            paths += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif item.is_file():
+            paths.append(item)
+        else:
+            raise FileNotFoundError(f"{item}: no such file or folder")
+    return paths
+
+
+def _downscale(img: np.ndarray, max_side: int) -> np.ndarray:
+    from PIL import Image
+    h, w = img.shape[:2]
+    if max(h, w) <= max_side:
+        return img
+    s = max_side / max(h, w)
+    return np.asarray(Image.fromarray(img).resize((max(1, round(w * s)), max(1, round(h * s))), Image.LANCZOS))
+
+
+def cmd_naturalness(args) -> int:
+    from tinymirnet.model.data import DataError, read_rgb
+    from tinymirnet.model.files import atomic_write_json, atomic_write_text
+    from tinymirnet.model.naturalness import BASELINES, contact_sheet, evaluate_naturalness
+    try:
+        paths = photo_paths(args.dirs)[: args.limit]
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if not paths:
+        print(f"error: no photographs ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, args.dirs))}", file=sys.stderr)
+        return 1
+    images = []
+    for path in paths:
+        try:
+            images.append((str(path), _downscale(read_rgb(path), args.max_side)))
+        except DataError as e:
+            print(f"error: {e} (skipped)", file=sys.stderr)
+    from .cli import _load_enhancer
+    from tinymirnet.model.data import to_uint8
+    from tinymirnet.model.paths import DEFAULT_WEIGHTS
+    from tinymirnet.model.tiling import load_tiling
+    weights = args.weights or DEFAULT_WEIGHTS
+    enhancer, _, cfg = _load_enhancer(weights)
+    tiling = load_tiling()
+    methods = {"network_float": lambda img: to_uint8(enhancer.enhance(img)), **BASELINES}
+    meta = {"weights": str(weights), "max_side": args.max_side}
+    if args.int8:
+        from tinymirnet.host.device_cli import HostModel
+        host = HostModel.load(args.int8)
+        methods["network_int8_tiled"] = host.int8_frame
+        meta["int8"] = {"tflite": str(args.int8), "tflm": host.tflm.library}
+    link_cm = None
+    if args.port:
+        from tinymirnet.host.device_cli import HostModel, check_handshake, open_device
+        from tinymirnet.host.protocol import rgb565_to_rgb888, rgb888_to_rgb565
+        from tinymirnet.model.samples import resize_to
+        host = HostModel.load(args.int8)
+        link_cm = open_device(args.port)
+        link, _ = link_cm.__enter__()
+        info = link.hello()
+        check_handshake(info, host, link.name)
+        w, h = info.frame_width, info.frame_height
+        # The board sees each photo scaled to cover its frame and centre-cropped, in RGB565: every
+        # method is scored on that frame.
+        images = [(n, rgb565_to_rgb888(rgb888_to_rgb565(resize_to(img, w, h)), w, h)) for n, img in images]
+        methods["board_int8"] = lambda img: link.enhance(rgb888_to_rgb565(img)).image
+        meta["board"] = {"port": args.port, "firmware": info.firmware_version, "frame": [w, h]}
+    try:
+        result = evaluate_naturalness(images, methods, progress=lambda n: print(f"  {n}", file=sys.stderr))
+    finally:
+        if link_cm is not None:
+            link_cm.__exit__(None, None, None)
+    means = result.means()
+    report = {"what": "model/naturalness.py metrics on real photos; lower is better for all three",
+              **meta, "images": result.images, "mean": means, "per_image": result.per_image}
+    atomic_write_json(args.report, report)
+    sheet = contact_sheet(result, [img for _, img in images], args.report.with_suffix(".png"))
+    atomic_write_text(args.report.with_suffix(".md"), markdown(report))
+    for method, m in means.items():
+        print(f"{method:20s} highlights darkened {_fmt(m['highlights_darkened_pct'])} %, "
+              f"LOE {_fmt(m['loe_pct'])} %, chromaticity shift {_fmt(m['chromaticity_shift'])}")
+    print(f"wrote {args.report}, {args.report.with_suffix('.md')} and {sheet}")
+    return 0
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
+
+
+def markdown(report: dict) -> str:
+    lines = ["# Naturalness on real photographs", "",
+             f"{len(report['images'])} photos; {report['what']}.", "",
+             "| method | highlights darkened (%) | LOE (%) | chromaticity shift |", "|---|---|---|---|"]
+    for method, m in report["mean"].items():
+        lines.append(f"| {method} | {_fmt(m['highlights_darkened_pct'])} | {_fmt(m['loe_pct'])} | "
+                     f"{_fmt(m['chromaticity_shift'])} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,75 @@
+"""The naturalness metrics (model/naturalness.py) and `tinymirnet naturalness`."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tinymirnet.model import naturalness as nat
+
+
+def photo(seed=0, h=48, w=64) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([(x * 4 + c * 30) % 256 for c in range(3)], -1) * (0.3 + 0.7 * y[..., None] / h)
+    return np.clip(base + rng.normal(0, 3, base.shape), 0, 255).astype(np.uint8)
+
+
+def test_identity_is_perfectly_natural():
+    img = photo()
+    m = nat.image_metrics(img, img)
+    assert m == {"highlights_darkened_pct": 0.0, "loe_pct": 0.0, "chromaticity_shift": 0.0}
+
+
+def test_inverting_brightness_breaks_order_and_dimming_darkens_highlights():
+    img = photo()
+    grey = np.repeat(img.max(-1, keepdims=True), 3, -1)
+    assert nat.lightness_order_error(grey, 255 - grey) > 40
+    assert nat.highlights_darkened(img, img // 2) == 100.0
+
+
+def test_definitions_on_hand_made_pixels():
+    inp = np.array([[[200, 100, 50], [160, 160, 160], [10, 10, 10]]], np.uint8)
+    out = np.array([[[170, 100, 50], [150, 150, 150], [20, 20, 20]]], np.uint8)
+    # highlights: L >= 0.6 -> the first two pixels (200/255, 160/255); 170 < 0.9 * 200 darkened,
+    # 150 >= 0.9 * 160 = 144 not.
+    assert nat.highlights_darkened(inp, out) == pytest.approx(50.0)
+    # chromaticity: pixels with R+G+B >= 0.45 -> the first two; grey stays grey.
+    r = np.array([200, 100, 50]) / 350
+    r2 = np.array([170, 100, 50]) / 320
+    assert nat.chromaticity_shift(inp, out) == pytest.approx(100 * np.abs(r - r2).sum() / 2)
+    # no highlight at all: no figure rather than a misleading 0
+    assert nat.highlights_darkened(inp // 4, inp // 4) is None
+
+
+def test_monotone_curves_keep_highlights():
+    img = photo()
+    assert nat.highlights_darkened(img, nat.gamma(img)) == 0.0
+    assert nat.lightness_order_error(img, nat.gamma(img)) < 5
+
+
+def test_cli_writes_report_sheet_and_markdown(tmp_path, small_float_weights, capsys):
+    from tinymirnet.host.cli import main
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(photo(i)).save(folder / f"{i}.png")
+    (folder / "notes.txt").write_text("not a photo")
+    report = tmp_path / "out" / "nat.json"
+    assert main(["naturalness", str(folder), "--report", str(report), "--weights", str(small_float_weights)]) == 0
+    data = json.loads(report.read_text())
+    assert set(data["mean"]) == {"network_float", "gamma_1/2.2", "equalize"}
+    assert len(data["per_image"]["gamma_1/2.2"]) == 2
+    assert data["mean"]["gamma_1/2.2"]["highlights_darkened_pct"] == 0.0
+    sheet = Image.open(report.with_suffix(".png"))
+    assert sheet.size == (160 * 4, 160 * 2)
+    assert "| gamma_1/2.2 |" in report.with_suffix(".md").read_text()
+
+
+def test_cli_missing_folder_is_one_error_line(tmp_path, capsys):
+    from tinymirnet.host.cli import main
+    assert main(["naturalness", str(tmp_path / "nope")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")

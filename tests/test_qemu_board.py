@@ -1,0 +1,87 @@
+"""The firmware on the board's TFLM under QEMU (mps2-an386, Cortex-M4F): the project's own
+firmware/src/tflm_model.cpp and tinymirnet::Device with Chirale_TensorFlowLite 2.0.0 built for
+Cortex-M4F from ../shared/firmware-deps. Whole frames, both models, interpreters swapped as on
+the board; outputs byte for byte equal to the host's int8 pipeline (the same TFLM built for
+this machine)."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from tinymirnet.host.qemu_board import QemuBoard, ensure_board_elf, frame_blob
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-g++") is None,
+    reason="needs qemu-system-arm and arm-none-eabi-g++ (.ci/run installs both)")
+
+
+@pytest.fixture(scope="module")
+def probe():
+    from tinymirnet.host.device_report import run_probe
+    return run_probe(ensure_board_elf("probe"))
+
+
+def test_probe_runs_whole_frames_through_the_firmware(probe):
+    from tinymirnet.model.tiling import load_tiling
+    tiling = load_tiling()
+    tiles = tiling.tiles_x * tiling.tiles_y
+    assert len(probe["frames"]) >= 2
+    for frame in probe["frames"]:
+        assert frame["tiles"] == tiles
+        assert frame["context_ticks"] > 0  # the context model ran once in the frame
+        # Every tile's invoke is inside the frame's time, which adds the context model.
+        assert frame["ticks"] > frame["tile_ticks"] + frame["context_ticks"] > 0
+        assert frame["tile_min_ticks"] * tiles <= frame["tile_ticks"] <= frame["tile_max_ticks"] * tiles
+    # Interpreter switches cost something: the first call after the other model ran is dearer.
+    assert probe["tile_first_ticks"] > probe["tile_again_ticks"] > 0
+    assert probe["context_first_ticks"] > probe["context_again_ticks"] > 0
+    assert 0 < probe["arena_used_tile"] <= probe["arena_size"]
+    assert 0 < probe["arena_used_context"] <= probe["arena_size"]
+    assert {e["op"] for e in probe["tile_ops"]} >= {"CONV_2D", "ADD"}
+
+
+def test_device_report_parses_the_probe_and_the_map(probe, tmp_path):
+    from tinymirnet.host.device_report import BUILD_DIR, build_report, markdown
+    ensure_board_elf("board")
+    report = build_report(probe, (BUILD_DIR / "board.map").read_text())
+    ins = report["instructions"]
+    assert ins["per_frame"] == int(np.median([f["ticks"] * 40 for f in probe["frames"]]))
+    assert sum(r["share"] for r in report["op_shares"]["tile_model"]) == pytest.approx(1, abs=1e-3)
+    memory = report["memory_bytes"]
+    assert memory["model flatbuffers (model_data.cc)"]["rodata"] > 50_000
+    assert memory["TFLM (Chirale_TensorFlowLite 2.0.0, CMSIS-NN)"]["text"] > 20_000
+    assert "other" not in memory or sum(memory["other"].values()) < 2_000
+    assert "Instructions are not cycles" in markdown(report)
+
+
+def test_two_captures_on_the_qemu_board_equal_the_hosts_int8_pipeline():
+    from tinymirnet.host import device_cli
+    from tinymirnet.host.protocol import Connection
+    from tinymirnet.model.samples import resize_to, sample_photo, synthesize_low_light
+    import serial
+    host = device_cli.HostModel.load()
+    t = host.tiling
+    frames = [synthesize_low_light(resize_to(sample_photo(name), t.frame_width, t.frame_height), seed=i)
+              for i, name in enumerate(("chelsea", "astronaut"))]
+    with QemuBoard(frames=frames) as board:
+        port = serial.Serial(board.port, baudrate=115200, exclusive=True)
+        port.reset_input_buffer()
+        with Connection(port, name=board.port, **device_cli.QEMU_LINK) as link:
+            info = link.hello()
+            assert device_cli.handshake_mismatches(info, host) == []
+            for _ in frames:  # the camera serves them in turn; the interpreters swap each frame
+                result = link.capture()
+                expected = host.int8_frame(result.raw_rgb888)
+                assert np.array_equal(result.enhanced.image, expected)
+                assert result.enhanced.done.tile_count == info.tile_count
+
+
+def test_frame_blob_layout():
+    frame = np.arange(12, dtype=np.uint16).reshape(3, 4)
+    blob = frame_blob([frame, frame], board_speed=False)
+    magic, count, ipk, hz = np.frombuffer(blob[:16], "<u4")
+    assert (magic, count, ipk, hz) == (0x424E4D54, 2, 40_000, 64_000_000)
+    assert np.array_equal(np.frombuffer(blob[16:], "<u2")[:12], frame.ravel())
+    assert frame_blob([frame], board_speed=True)[8:12] == (2_500).to_bytes(4, "little")
