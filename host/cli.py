@@ -240,9 +240,45 @@ def cmd_budget(args) -> int:
 LOSS_NAMES = ("charbonnier", "mse")
 
 
+class _Parser(argparse.ArgumentParser):
+    """A command-line mistake is one line starting with `error:` and exit code 1, like every
+    other ordinary mistake (argparse's own is the usage text and exit code 2)."""
+
+    def error(self, message):
+        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(1)
+
+
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Every option's help says its default, unless the text already does."""
+
+    def _format_action(self, action):
+        if action.option_strings and not action.help:
+            action.help = action.dest.replace("_", " ")  # a name, then the default
+        return super()._format_action(action)
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (action.option_strings and action.default not in (None, False, argparse.SUPPRESS)
+                and "default" not in text.lower()):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("tinymirnet")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tinymirnet", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="tinymirnet", description=__doc__, formatter_class=_DefaultsFormatter)
+    p.add_argument("--version", action="version", version=f"tinymirnet {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **k: add_parser(*a, formatter_class=_DefaultsFormatter, **k)
 
     t = sub.add_parser("train", help="train the float network on LoL")
     t.add_argument("--data", type=Path, help="LoL root (with our485/) or a folder with low/ and high/")
@@ -366,8 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("images", nargs="*", type=Path)
     n.add_argument("--out", type=Path, default=Path("enhanced"), help="output folder")
     n.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
-    n.add_argument("--sample", nargs="?", const="coffee", default=None,
-                   help="also enhance a low-light frame synthesized from a bundled sample photo")
+    from tinymirnet.model.samples import SAMPLE_PHOTOS
+    n.add_argument("--sample", nargs="?", const="coffee", default=None, choices=SAMPLE_PHOTOS,
+                   help="also enhance a low-light frame synthesized from this bundled sample photo "
+                        "(the name alone means coffee)")
     add_device_options(n, port_required=False)
     n.set_defaults(func=cmd_enhance)
 
@@ -424,9 +462,86 @@ def _bench_link(args) -> int:
     return cmd_bench_link(args)
 
 
+# Commands that never load TensorFlow (they start in a fraction of a second).
+NO_TENSORFLOW = {"devices", "sim", "device-report", "bench-link"}
+
+
+class UsageError(Exception):
+    """An ordinary mistake in the command line, worded as the one line the user sees."""
+
+
+def _check_output_dir(path: Path, what: str) -> None:
+    """A folder the command may create or write into: not an existing file, and a parent that exists
+    or can be created and is writable. Checked before any model is loaded."""
+    import os
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{what} {path} is an existing file, not a folder")
+    parent = path if path.exists() else next((p for p in path.parents if p.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {path}: cannot write in {parent}")
+
+
+def _check_input_file(path: Path | None, what: str) -> None:
+    if path is not None and not Path(path).is_file():
+        raise UsageError(f"{what} {path}: no such file")
+
+
+def _check_tflite(path: Path | None) -> None:
+    _check_input_file(path, "--int8")
+    if path is not None:
+        with open(path, "rb") as f:
+            head = f.read(8)
+        if head[4:8] != b"TFL3":
+            raise UsageError(f"--int8 {path}: not a TFLite model (no 'TFL3' file identifier)")
+
+
+def _check_weights(path: Path | None) -> None:
+    if path is None:
+        return
+    _check_input_file(path, "--weights")
+    from tinymirnet.model.paths import config_path_for
+    config = config_path_for(path)
+    if not config.is_file():
+        raise UsageError(f"--weights {path}: its network config {config} is missing (the weights alone do not "
+                         f"say which network they are for)")
+
+
+def precheck(args) -> None:
+    """The checks that need no model: done before TensorFlow loads, so a mistake costs no wait."""
+    command = args.command
+    if command in ("train",) and not args.resume and args.data is None:
+        raise UsageError("train needs --data (the LoL root, with our485/ or our450/)")
+    if getattr(args, "data", None) is not None and not Path(args.data).is_dir():
+        raise UsageError(f"--data {args.data}: no such folder")
+    for name in ("weights", "init"):
+        if command in ("enhance", "eval", "capture", "quantize", "tiling-study", "naturalness", "train") or name == "init":
+            _check_weights(getattr(args, name, None))
+    _check_tflite(getattr(args, "int8", None))
+    if command == "enhance":
+        _check_output_dir(args.out, "--out")
+    if command == "capture" and args.out is not None:
+        _check_output_dir(args.out, "--out")
+
+
+def _error_text(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        return f"{e.filename}: {e.strerror}"
+    return str(e)
+
+
 def main(argv=None) -> int:
+    from tinymirnet.model.data import DataError
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        precheck(args)
+        if args.command not in NO_TENSORFLOW:
+            from tinymirnet.model import import_tensorflow_quietly
+            import_tensorflow_quietly()
+        return args.func(args)
+    except (UsageError, DataError, FileNotFoundError, FileExistsError, NotADirectoryError,
+            IsADirectoryError, PermissionError) as e:
+        print(f"error: {_error_text(e)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -118,7 +118,7 @@ def auto_port() -> str:
         raise CommandError(f"the Nano 33 BLE on {boards[0].device} is in its bootloader; upload "
                            "the tinymirnet firmware (pio run -t upload) or press reset once")
     raise CommandError(f"no Arduino Nano 33 BLE found (USB {_wanted_ids()}); plug it in, give "
-                       "--port PATH, or use --port sim for the virtual board")
+                       "--port PATH, or use --port qemu or --port sim for a virtual board")
 
 
 def _link_settings(port: str, stream_timeout: float | None) -> dict:
@@ -634,7 +634,7 @@ def cmd_devices(args) -> int:
             print(other.line())
     if not boards:
         print(f"no Arduino Nano 33 BLE found (looked for USB {_wanted_ids()} among "
-              f"{len(ports)} serial ports); plug it in, or use --port sim for the virtual board")
+              f"{len(ports)} serial ports); plug it in, or use --port qemu or --port sim for a virtual board")
         return 1
     return 0
 

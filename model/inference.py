@@ -8,17 +8,11 @@ import tensorflow as tf
 
 from .data import to_float, to_uint8
 from .exposure import normalize_exposure
-from .paths import DEFAULT_WEIGHTS
+from .paths import DEFAULT_WEIGHTS, config_path_for
 from .network import SIZE_MULTIPLE, MirnetConfig, build_context_model, build_mirnet, build_tile_model
 from .thumbnail import thumbnail
 from .tiling import run_tiled
 
-
-
-def config_path_for(weights: str | Path) -> Path:
-    """The network config saved beside a weights file: x.weights.h5 -> x.json."""
-    weights = Path(weights)
-    return weights.with_name(weights.name.split(".")[0] + ".json")
 
 
 def load_model(weights: str | Path = DEFAULT_WEIGHTS, config: str | Path | None = None,
@@ -28,7 +22,11 @@ def load_model(weights: str | Path = DEFAULT_WEIGHTS, config: str | Path | None 
     config = Path(config) if config else config_path_for(weights)
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: no such weights file")
-    cfg = MirnetConfig.load(config) if config.is_file() else MirnetConfig()
+    if not config.is_file():
+        # Never a default in its place: the weights alone do not say which network (frame context,
+        # exposure target) they belong to, and a guess runs the wrong one silently.
+        raise FileNotFoundError(f"{config}: the network config of {weights} is missing")
+    cfg = MirnetConfig.load(config)
     model = build_mirnet(cfg, input_shape=input_shape, batch_size=batch_size)
     model.load_weights(str(weights))
     return model, cfg
@@ -68,7 +66,12 @@ class FloatEnhancer:
         frame, computed on its thumbnail; None for a textbook network."""
         if not self.frame_context:
             return None
-        thumb = thumbnail(to_uint8(img), self.cfg.thumbnail_width, self.cfg.thumbnail_height)
+        frame = to_uint8(img)
+        tw, th = self.cfg.thumbnail_width, self.cfg.thumbnail_height
+        h, w = frame.shape[:2]
+        if w < tw or h < th:  # a photo smaller than the thumbnail: each pixel repeated to cover it
+            frame = np.repeat(np.repeat(frame, -(-th // h), axis=0), -(-tw // w), axis=1)
+        thumb = thumbnail(frame, tw, th)
         return self._context_fn(tf.convert_to_tensor(to_float(thumb)[None])).numpy()
 
     def prepare(self, low_u8: np.ndarray) -> np.ndarray:

@@ -8,3 +8,9 @@ WEIGHTS_DIR = MODEL_DIR / "weights"
 # and reports made with it (tiling study, budget sweep, quantize/artifacts/per_tile_attention).
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "tiny_mirnet_frame_context.weights.h5"
 PER_TILE_WEIGHTS = WEIGHTS_DIR / "tiny_mirnet.weights.h5"
+
+
+def config_path_for(weights: str | Path) -> Path:
+    """The network config saved beside a weights file: x.weights.h5 -> x.json."""
+    weights = Path(weights)
+    return weights.with_name(weights.name.split(".")[0] + ".json")

@@ -54,6 +54,8 @@ def test_quantize_pipeline_budget_failure_then_success(lol_root, small_weights, 
     assert parse_c_array((fw / "model_data.cc").read_text()) == flatbuffer
     assert report["export"]["sha256"] in (fw / "tinymirnet" / "model_settings.h").read_text()
     assert report["tflm"]["reference_check"]["bit_exact"]
+    assert report["tflm"]["library"].startswith("Chirale_TensorFlowLite 2.0.0")
+    assert report["tflm"]["board_tflm_vs_reference"]["tiles"] == report["tflm"]["reference_check"]["tiles"]
     assert report["sparsity"]["overall"] > 0.1  # 3 steps reach part of the 50% schedule
     assert set(report["quality"]) >= {"tiny_mirnet_float_tiled", "tiny_mirnet_pruned_tiled", "tiny_mirnet_int8_tiled"}
     assert report["ram"]["total"] + report["ram"]["headroom"] == budget.RAM_BYTES
