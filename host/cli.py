@@ -6,6 +6,23 @@ import sys
 from pathlib import Path
 
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def in_checkout() -> bool:
+    """True when this package runs from a git checkout (pip install -e), where regenerating the
+    committed artifacts in place is a documented step; an installed wheel's folders are never
+    written."""
+    return (REPO_ROOT / ".git").exists()
+
+
+def default_in_checkout(path: Path, option: str) -> Path:
+    if not in_checkout():
+        raise UsageError(f"give {option}: this command's default ({path.relative_to(REPO_ROOT)}) is a folder of the "
+                         f"installed package, which commands never write into")
+    return path
+
+
 def cmd_train(args) -> int:
     from tinymirnet.model.network import MirnetConfig
     from tinymirnet.model.train import TrainConfig, train
@@ -60,9 +77,10 @@ def cmd_publish(args) -> int:
     if missing:
         print(f"error: {args.run}: not a finished run (missing {', '.join(missing)})", file=sys.stderr)
         return 1
+    target = args.to or default_in_checkout(WEIGHTS_DIR, "--to")
     for src, dst in files.items():
-        atomic_write(WEIGHTS_DIR / dst, lambda p, s=args.run / src: shutil.copyfile(s, p))
-        print(f"{args.run / src} -> {WEIGHTS_DIR / dst}")
+        atomic_write(target / dst, lambda p, s=args.run / src: shutil.copyfile(s, p))
+        print(f"{args.run / src} -> {target / dst}")
     return 0
 
 
@@ -185,13 +203,16 @@ def cmd_enhance(args) -> int:
 
 def cmd_quantize(args) -> int:
     from tinymirnet.quantize.budget import BudgetError
-    from tinymirnet.quantize.pipeline import ExposureMismatch, run_quantize
+    from tinymirnet.quantize.pipeline import ARTIFACTS, FIRMWARE_MODEL_DIR, ExposureMismatch, run_quantize
+    args.out = args.out or default_in_checkout(ARTIFACTS, "--out")
+    if not args.no_firmware:
+        args.firmware_dir = args.firmware_dir or default_in_checkout(FIRMWARE_MODEL_DIR, "--firmware-dir or --no-firmware")
     try:
         r = run_quantize(args.data, args.weights, sparsity=args.sparsity, finetune_steps=args.steps,
                          finetune_lr=args.lr, finetune_loss=args.loss, finetune_schedule=args.schedule,
                          finetune_distill=args.distill, qat_steps=args.qat_steps, qat_lr=args.qat_lr,
                          eval_limit=args.limit,
-                         out_dir=args.out, **({"firmware_dir": None} if args.no_firmware else {}))
+                         out_dir=args.out, firmware_dir=None if args.no_firmware else args.firmware_dir)
     except (BudgetError, ExposureMismatch) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -208,7 +229,7 @@ def cmd_export(args) -> int:
     from tinymirnet.quantize.pipeline import FIRMWARE_MODEL_DIR, record_export
     try:
         info = export_info_from_artifacts(args.artifacts, load_tiling())
-        firmware_dir = args.firmware_dir or FIRMWARE_MODEL_DIR
+        firmware_dir = args.firmware_dir or default_in_checkout(FIRMWARE_MODEL_DIR, "--firmware-dir")
         written = write_firmware_files(info, firmware_dir)
         record_export(args.artifacts, [p.relative_to(firmware_dir).as_posix() for p in written])
     except (ExportError, ValueError) as e:
@@ -322,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     from tinymirnet.model.paths import DEFAULT_WEIGHTS, PER_TILE_WEIGHTS
     pub = sub.add_parser("publish", help="ship a finished run's best weights, log and curves in model/weights/")
     pub.add_argument("run", type=Path, help="run directory of `tinymirnet train`")
+    pub.add_argument("--to", type=Path, default=None,
+                     help="destination folder (default, in a git checkout only: model/weights)")
     pub.set_defaults(func=cmd_publish)
 
     cr = sub.add_parser("compare-runs", help="training runs side by side (e.g. the two schedules): "
@@ -378,9 +401,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--qat-lr", type=float, default=3e-4, help="quantization-aware fine-tune rate (cosine to 1/100 of it)")
     q.add_argument("--limit", type=int, default=None, help="evaluate on the first N eval15 pairs only")
     q.add_argument("--out", type=Path, default=None,
-                   help="folder for the .tflite files, pruned weights and report (default quantize/artifacts)")
+                   help="folder for the .tflite files, pruned weights and report (default, in a git checkout "
+                        "only: quantize/artifacts)")
+    q.add_argument("--firmware-dir", type=Path, default=None,
+                   help="where to export the firmware's model files (default, in a git checkout only: "
+                        "firmware/lib/tinymirnet_model)")
     q.add_argument("--no-firmware", action="store_true",
-                   help="leave firmware/lib/tinymirnet_model as it is (default: export this model to it)")
+                   help="export no firmware files (the firmware keeps its model)")
     q.set_defaults(func=cmd_quantize)
 
     x = sub.add_parser("export", help="write the firmware's model files (C arrays, headers) from a "
@@ -441,7 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=lambda a: __import__("tinymirnet.host.device_report", fromlist=["x"]).cmd_device_report(a))
 
     k = sub.add_parser("bench-link", help="link efficiency, throughput and time per frame on the virtual board")
-    k.add_argument("--report", type=Path, default=Path("host/reports/link_benchmark.json"))
+    k.add_argument("--report", type=Path, default=Path("link_benchmark.json"),
+                   help="JSON report, the markdown beside it (the committed one: host/reports/link_benchmark.json)")
     k.add_argument("--frames", type=int, default=5, help="frames to measure (medians are reported)")
     k.add_argument("--port", default="sim", help="sim (default) or a board's serial port")
     k.set_defaults(func=_bench_link)

@@ -22,7 +22,10 @@ from .virtual_board import IMAGE_SUFFIXES
 def add_parser(sub) -> None:
     p = sub.add_parser("naturalness", help="highlights darkened, lightness-order error and chromaticity shift "
                                            "on real photos (no ground truth), beside gamma and equalization")
-    p.add_argument("dirs", nargs="+", type=Path, help="folders (or files) of photographs")
+    p.add_argument("dirs", nargs="*", type=Path, help="folders (or files) of photographs")
+    p.add_argument("--samples", action="store_true",
+                   help="also the bundled CC0/public-domain sample photos, darkened as the demo frame is "
+                        "(model/samples/): the README's before/after sheet")
     p.add_argument("--report", type=Path, default=Path("naturalness.json"),
                    help="JSON report; the markdown and the contact sheet (.png) go beside it (default ./naturalness.json)")
     p.add_argument("--weights", type=Path, default=None, help="float weights (default: the shipped network)")
@@ -65,13 +68,18 @@ def cmd_naturalness(args) -> int:
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    if not paths:
-        print(f"error: no photographs ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, args.dirs))}", file=sys.stderr)
+    if not paths and not args.samples:
+        print(f"error: no photographs ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, args.dirs)) or 'no folder'}"
+              f" (give folders, or --samples)", file=sys.stderr)
         return 1
     images = []
+    if args.samples:
+        from tinymirnet.model.samples import SAMPLE_PHOTOS, sample_photo, synthesize_low_light
+        images += [(f"sample:{name} (low-light, seed {i})", synthesize_low_light(sample_photo(name), seed=i))
+                   for i, name in enumerate(SAMPLE_PHOTOS)]
     for path in paths:
         try:
-            images.append((str(path), _downscale(read_rgb(path), args.max_side)))
+            images.append((path.name, _downscale(read_rgb(path), args.max_side)))
         except DataError as e:
             print(f"error: {e} (skipped)", file=sys.stderr)
     from .cli import _load_enhancer
@@ -82,12 +90,12 @@ def cmd_naturalness(args) -> int:
     enhancer, _, cfg = _load_enhancer(weights)
     tiling = load_tiling()
     methods = {"network_float": lambda img: to_uint8(enhancer.enhance(img)), **BASELINES}
-    meta = {"weights": str(weights), "max_side": args.max_side}
+    meta = {"weights": _shown(weights), "max_side": args.max_side}
     if args.int8:
         from tinymirnet.host.device_cli import HostModel
         host = HostModel.load(args.int8)
         methods["network_int8_tiled"] = host.int8_frame
-        meta["int8"] = {"tflite": str(args.int8), "tflm": host.tflm.library}
+        meta["int8"] = {"tflite": _shown(args.int8), "tflm": host.tflm.library}
     link_cm = None
     if args.port:
         from tinymirnet.host.device_cli import HostModel, check_handshake, open_device
@@ -120,6 +128,14 @@ def cmd_naturalness(args) -> int:
               f"LOE {_fmt(m['loe_pct'])} %, chromaticity shift {_fmt(m['chromaticity_shift'])}")
     print(f"wrote {args.report}, {args.report.with_suffix('.md')} and {sheet}")
     return 0
+
+
+def _shown(path) -> str:
+    """A path as a report shows it: relative to the current folder when inside it (no machine paths)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return Path(path).name
 
 
 def _fmt(v) -> str:

@@ -120,14 +120,23 @@ def evaluate_naturalness(images: list[tuple[str, np.ndarray]], methods: dict[str
     return NaturalnessResult([n for n, _ in images], per_image, outputs)
 
 
+LABEL_HEIGHT = 16
+
+
 def contact_sheet(result: NaturalnessResult, inputs: list[np.ndarray], path: Path, cell: int = 160) -> Path:
-    """One row per image: the input, then each method's output, each fitted into cell x cell."""
+    """A header row naming the columns, then one row per image: the input, then each method's
+    output, each fitted into cell x cell."""
+    from PIL import ImageDraw
     from tinymirnet.model.files import atomic_save_image
     methods = list(result.outputs)
-    sheet = Image.new("RGB", (cell * (1 + len(methods)), cell * len(inputs)), (32, 32, 32))
+    sheet = Image.new("RGB", (cell * (1 + len(methods)), LABEL_HEIGHT + cell * len(inputs)), (32, 32, 32))
+    draw = ImageDraw.Draw(sheet)
+    for col, name in enumerate(["input"] + methods):
+        draw.text((col * cell + 4, 2), name, fill=(230, 230, 230))
     for row, inp in enumerate(inputs):
         for col, img in enumerate([inp] + [result.outputs[m][row] for m in methods]):
             tile = Image.fromarray(np.asarray(img, np.uint8))
             tile.thumbnail((cell, cell))
-            sheet.paste(tile, (col * cell + (cell - tile.width) // 2, row * cell + (cell - tile.height) // 2))
+            sheet.paste(tile, (col * cell + (cell - tile.width) // 2,
+                               LABEL_HEIGHT + row * cell + (cell - tile.height) // 2))
     return atomic_save_image(sheet, path)

@@ -64,7 +64,7 @@ def test_cli_writes_report_sheet_and_markdown(tmp_path, small_float_weights, cap
     assert len(data["per_image"]["gamma_1/2.2"]) == 2
     assert data["mean"]["gamma_1/2.2"]["highlights_darkened_pct"] == 0.0
     sheet = Image.open(report.with_suffix(".png"))
-    assert sheet.size == (160 * 4, 160 * 2)
+    assert sheet.size == (160 * 4, nat.LABEL_HEIGHT + 160 * 2)
     assert "| gamma_1/2.2 |" in report.with_suffix(".md").read_text()
 
 

@@ -143,6 +143,7 @@ def test_arena_total_is_parsed_from_the_allocation_report():
         parse_arena_total("nothing here")
 
 
+@pytest.mark.slow
 def test_pruning_reaches_the_requested_sparsity():
     import tensorflow as tf
     from tinymirnet.quantize.prune import prune, sparsity_report
@@ -260,6 +261,7 @@ def test_per_channel_int8_rounding_is_tflites_weight_grid():
     assert np.allclose(g.numpy(), 3.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framed", [False, True], ids=["per-tile", "frame-context"])
 def test_quantization_aware_finetune_keeps_the_zeros_and_leaves_the_input_model_alone(framed):
     """QAT fine-tunes a pruned network with int8 rounding in the forward pass: the result has

@@ -15,6 +15,9 @@ from tinymirnet.quantize.export import parse_c_array
 from tinymirnet.host.cli import main as main_cli
 from tinymirnet.quantize.pipeline import INT8_NAME, run_quantize
 
+# Whole quantize runs (pruning, QAT, conversion, TFLM checks): minutes each.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def small_weights(tmp_path):
