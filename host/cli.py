@@ -96,7 +96,7 @@ def cmd_compare_runs(args) -> int:
 
 def cmd_tiling_study(args) -> int:
     from tinymirnet.model.tiling import load_tiling
-    from tinymirnet.model.tiling_study import tiling_study
+    from tinymirnet.quantize.tiling_study import tiling_study
     tiling = load_tiling()
     enhancer, _, cfg = _load_enhancer(args.weights)
     int8_model = _load_int8(args.int8, tiling) if args.int8 else None
@@ -166,9 +166,30 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def _output_path(src: Path, out_dir: Path) -> Path:
-    """`<stem>_enhanced.png`: never the input's own name, so an input is never overwritten."""
-    return out_dir / f"{src.stem}_enhanced.png"
+def _output_path(src: Path, out_dir: Path, used: set[str]) -> Path:
+    """`<stem>_enhanced.png` (`<stem>_2_enhanced.png` for a second input with that stem): never the
+    input's own name, so an input is never overwritten, and never another input's output."""
+    from tinymirnet.model.files import unique_stem
+    return out_dir / f"{unique_stem(src.stem, used)}_enhanced.png"
+
+
+# Photos above this many pixels are enhanced in tiles (bounded memory, a progress line): the
+# whole-frame path needs ~550 B per pixel (6.6 GB for 12 MP).
+LARGE_PHOTO_PIXELS = 1_000_000
+PHOTO_TILE, PHOTO_HALO, PHOTO_BATCH = 192, 32, 2
+
+
+def enhance_photo(enhancer, img, name: str):
+    """The float network on one photo of any size: whole, or in 192 px tiles with a 32 px halo
+    (wider than the network's receptive field) when it is large."""
+    h, w = img.shape[:2]
+    if h * w <= LARGE_PHOTO_PIXELS:
+        return enhancer.enhance(img)
+
+    def progress(done: int, total: int) -> None:
+        print(f"\r{name}: {done}/{total} tiles", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    return enhancer.enhance(img, PHOTO_TILE, PHOTO_HALO, batch=PHOTO_BATCH, progress=progress)
 
 
 def cmd_enhance(args) -> int:
@@ -183,6 +204,7 @@ def cmd_enhance(args) -> int:
         return 2
     enhancer, _, _ = _load_enhancer(args.weights)
     failures = 0
+    used: set[str] = set()
     jobs = [(Path(p), None) for p in args.images]
     if args.sample:
         from tinymirnet.model.samples import sample_photo, synthesize_low_light
@@ -192,8 +214,8 @@ def cmd_enhance(args) -> int:
     for src, img in jobs:
         try:
             img = read_rgb(src) if img is None else img
-            out = to_uint8(enhancer.enhance(img))
-            dst = atomic_save_image(Image.fromarray(out), _output_path(src, args.out))
+            out = to_uint8(enhance_photo(enhancer, img, src.name))
+            dst = atomic_save_image(Image.fromarray(out), _output_path(src, args.out, used))
             print(f"{src} -> {dst}")
         except DataError as e:
             print(f"error: {e}", file=sys.stderr)

@@ -559,12 +559,20 @@ def _capture(args) -> int:
     return 0
 
 
+def crop_kept(w: int, h: int, width: int, height: int) -> float:
+    """The fraction of a w x h photo's cropped dimension that scaling to cover width x height and
+    centre-cropping keeps (1.0: nothing cropped)."""
+    scale = max(width / w, height / h)
+    return min(width / (w * scale), height / (h * scale))
+
+
 def cmd_enhance_on_device(args) -> int:
     return run_guarded(_enhance_on_device, args)
 
 
 def _enhance_on_device(args) -> int:
     from tinymirnet.model.data import DataError, read_rgb
+    from tinymirnet.model.files import unique_stem
     from tinymirnet.model.samples import resize_to
     from .protocol import rgb565_to_rgb888, rgb888_to_rgb565
     if not args.images and not args.sample:
@@ -593,6 +601,13 @@ def _enhance_on_device(args) -> int:
                 print(f"error: {e}", file=sys.stderr)
                 failures += 1
                 continue
+            kept = crop_kept(img.shape[1], img.shape[0], width, height)
+            if kept < 0.99:  # say what the board will not see, never crop unannounced
+                _end_progress_line()
+                print(f"note: {stem}: {img.shape[1]}x{img.shape[0]} scaled to cover the board's "
+                      f"{width}x{height} frame and centre-cropped: {100 * kept:.0f} % of its "
+                      f"{'height' if img.shape[0] * width > img.shape[1] * height else 'width'} is kept",
+                      file=sys.stderr)
             frame565 = rgb888_to_rgb565(resize_to(img, width, height))
             progress = TileProgress(info.tile_count, stem)
             started = time.perf_counter()
@@ -603,10 +618,7 @@ def _enhance_on_device(args) -> int:
             if enhancer is None:
                 enhancer = _load_enhancer(weights)
             images, scored = score_frame(raw888, result, host, enhancer)
-            name, n = stem, 2
-            while name in used_names:
-                name, n = f"{stem}_{n}", n + 1
-            used_names.add(name)
+            name = unique_stem(stem, used_names)
             report = {
                 "command": "enhance", "source": str(src) if src else stem,
                 "source_size": [int(img.shape[1]), int(img.shape[0])],

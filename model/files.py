@@ -54,3 +54,13 @@ def atomic_save_weights(model, path: str | Path) -> Path:
     model.save_weights(str(tmp))
     os.replace(tmp, path)
     return path
+
+
+def unique_stem(stem: str, used: set[str]) -> str:
+    """`stem`, or `stem_2`, `stem_3`, ... : the first not in `used` (which it joins). Two inputs
+    with one stem (a/1.bmp, b/1.jpg) never write one output."""
+    name, n = stem, 2
+    while name in used:
+        name, n = f"{stem}_{n}", n + 1
+    used.add(name)
+    return name

@@ -78,10 +78,12 @@ class FloatEnhancer:
         """The network's input for an 8-bit frame: exposure-normalised, float in [0, 1]."""
         return to_float(normalize_exposure(low_u8, self.exposure_target))
 
-    def enhance(self, low_u8: np.ndarray, tile: int | None = None, halo: int = 0) -> np.ndarray:
-        """The float pipeline on an 8-bit HxWx3 frame: whole, or tile by tile with `tile`."""
+    def enhance(self, low_u8: np.ndarray, tile: int | None = None, halo: int = 0, *, batch: int = 64,
+                progress=None) -> np.ndarray:
+        """The float pipeline on an 8-bit HxWx3 frame: whole, or tile by tile with `tile`
+        (`batch` tiles at a time, `progress(done, total)` after each batch)."""
         x = self.prepare(low_u8)
-        out = self.full_frame(x) if tile is None else self.tiled(x, tile, halo)
+        out = self.full_frame(x) if tile is None else self.tiled(x, tile, halo, batch=batch, progress=progress)
         return np.clip(out, 0.0, 1.0)
 
     def __call__(self, batch: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
@@ -102,6 +104,7 @@ class FloatEnhancer:
         padded = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="edge")
         return self(padded[None], self.context_of(img))[0, :h, :w]
 
-    def tiled(self, img: np.ndarray, tile: int, halo: int) -> np.ndarray:
+    def tiled(self, img: np.ndarray, tile: int, halo: int, *, batch: int = 64, progress=None) -> np.ndarray:
         context = self.context_of(img)
-        return run_tiled(img.astype(np.float32), tile, halo, lambda batch: self(batch, context))
+        return run_tiled(img.astype(np.float32), tile, halo, lambda b: self(b, context), batch=batch,
+                         progress=progress)

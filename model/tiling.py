@@ -90,14 +90,18 @@ def place_tile(out: np.ndarray, t: Tile, result: np.ndarray, halo: int) -> None:
 
 
 def run_tiled(frame: np.ndarray, tile: int, halo: int, infer: Callable[[np.ndarray], np.ndarray],
-              batch: int = 64) -> np.ndarray:
+              batch: int = 64, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Runs `infer` (a batch of tile inputs -> a batch of outputs, same size) over every tile
-    of `frame` (HxWxC, any dtype) and stitches the valid centres."""
+    of `frame` (HxWxC, any dtype) and stitches the valid centres. Tile inputs are cut a batch
+    at a time (memory: one batch); `progress(done, total)` after each batch."""
+    h, w = frame.shape[:2]
     out = np.empty_like(frame)
-    items = list(iter_tiles(frame, tile, halo))
-    for start in range(0, len(items), batch):
-        chunk = items[start:start + batch]
-        results = infer(np.stack([x for _, x in chunk]))
-        for (t, _), r in zip(chunk, results):
+    grid = tile_grid(w, h, tile)
+    for start in range(0, len(grid), batch):
+        chunk = grid[start:start + batch]
+        results = infer(np.stack([tile_input(frame, t, tile, halo) for t in chunk]))
+        for t, r in zip(chunk, results):
             place_tile(out, t, r, halo)
+        if progress:
+            progress(start + len(chunk), len(grid))
     return out

@@ -216,8 +216,8 @@ def test_quantize_cli_passes_out_schedule_and_no_firmware(monkeypatch, tmp_path)
                  "--schedule", "constant"]) == 1
     assert calls[0]["firmware_dir"] is None and calls[0]["out_dir"] == tmp_path / "o"
     assert calls[0]["finetune_schedule"] == "constant"
-    assert main(["quantize", "--data", str(tmp_path)]) == 1
-    assert "firmware_dir" not in calls[1] and calls[1]["out_dir"] is None
+    assert main(["quantize", "--data", str(tmp_path)]) == 1  # in a checkout: the shipped folders
+    assert calls[1]["firmware_dir"] == pipeline.FIRMWARE_MODEL_DIR and calls[1]["out_dir"] == pipeline.ARTIFACTS
     assert calls[1]["finetune_schedule"] == "cosine"
     assert calls[1]["qat_steps"] == 600 and calls[1]["qat_lr"] == 3e-4  # QAT on by default
     assert main(["quantize", "--data", str(tmp_path), "--qat-steps", "0"]) == 1

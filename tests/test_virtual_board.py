@@ -409,7 +409,8 @@ def test_devices_finds_nano33ble_by_usb_ids(monkeypatch, capsys):
     monkeypatch.setattr(list_ports, "comports", lambda: ports[1:2])
     assert main(["devices"]) == 1
     assert "no Arduino Nano 33 BLE found" in capsys.readouterr().out
-    assert main(["capture", "--port", "auto", "--weights", __file__]) == 1
+    from tinymirnet.model.paths import DEFAULT_WEIGHTS
+    assert main(["capture", "--port", "auto", "--weights", str(DEFAULT_WEIGHTS)]) == 1
     assert "no Arduino Nano 33 BLE found" in capsys.readouterr().err
 
 

@@ -93,6 +93,8 @@ class TimedModel final : public tinymirnet::Model {
     return s;
   }
   size_t arena_used_bytes() const override { return model_.arena_used_bytes(); }
+  bool ready() const override { return model_.ready(); }
+  const char* status_text() const override { return model_.status_text(); }
   void reset() { context_ticks = tile_ticks = tile_max = tile_min = 0; context_calls = tile_calls = 0; }
   CallStats stats() const {
     return {context_ticks, tile_ticks, tile_max, tile_min, context_calls, tile_calls};

@@ -16,12 +16,15 @@ class ArduinoSerialLink final : public Link {
 
   // Copies the bytes already received (at most `capacity`), never waits.
   size_t read(uint8_t* buffer, size_t capacity) override;
-  // Blocks until USB has taken all bytes. Returns 0 when no terminal has the port open
-  // (DTR low): the Mbed core drops the data then instead of blocking forever.
+  // Blocks until USB has taken the bytes, 64 at a time while a host holds the port open
+  // (DTR); returns how many were sent (fewer when the host closed the port).
   size_t write(const uint8_t* data, size_t size) override;
 
   // A host program has the port open (it asserted DTR).
   bool connected() const;
+
+ private:
+  static constexpr size_t kWritePiece = 64;  // one USB full-speed bulk packet
 };
 
 }  // namespace tinymirnet

@@ -16,6 +16,7 @@
 // The TFLM library's main header, as in its examples; tflm_model.cpp itself includes only TFLM's
 // own headers, so it also builds for the virtual Cortex-M4 board (firmware/qemu).
 #include <Chirale_TensorFlowLite.h>
+#include <drivers/Watchdog.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -36,6 +37,12 @@ constexpr unsigned long kSerialBaud = 115200;  // ignored by USB CDC
 // At boot, wait this long for a terminal (e.g. `pio device monitor` right after an upload) so
 // that TFLM's own messages from AllocateTensors() are seen; a board without a host goes on.
 constexpr unsigned long kTerminalWaitMs = 2000;
+// The watchdog resets the board when loop() stops coming round: a USB write to a host that holds
+// the port but stopped reading, a hang in a driver. One loop() step is at most one tile (with
+// the frame's context model first): ~110 M instructions, under 2 s at 64 MHz and
+// one instruction per cycle (firmware/reports/device_report.md); 16 s leaves room for the real
+// cycles per instruction. The nRF52 watchdog cannot be stopped once started.
+constexpr uint32_t kWatchdogTimeoutMs = 16000;
 
 tinymirnet::ArduinoSerialLink g_link;
 tinymirnet::Ov7675Camera g_camera;
@@ -101,9 +108,11 @@ void setup() {
   const unsigned long start_ms = millis();
   while (!g_link.connected() && millis() - start_ms < kTerminalWaitMs) delay(10);
   g_device.begin();  // camera (about 1 s) and model; failures are reported, never fatal
+  mbed::Watchdog::get_instance().start(kWatchdogTimeoutMs);
 }
 
 void loop() {
+  mbed::Watchdog::get_instance().kick();
   const bool connected = g_link.connected();
   if (connected && !g_terminal_was_connected) print_banner();
   g_terminal_was_connected = connected;

@@ -170,7 +170,9 @@ Status TflmModel::check_tensor(const TfLiteTensor* tensor, const char* name, siz
 Status TflmModel::invoke_context(const int8_t* thumbnail, int8_t* context) {
   if (!kFrameContext || activate(Active::kContext) != Status::kOk) return Status::kError;
   memcpy(input_->data.int8, thumbnail, kThumbnailBytes);
-  if (interpreter_->Invoke() != kTfLiteOk) return Status::kError;
+  if (interpreter_->Invoke() != kTfLiteOk) {
+    return fail("context model: Invoke() failed (TFLM printed the cause just before)");
+  }
   memcpy(context, output_->data.int8, kContextValues);
   return Status::kOk;
 }
@@ -178,11 +180,13 @@ Status TflmModel::invoke_context(const int8_t* thumbnail, int8_t* context) {
 Status TflmModel::invoke(const int8_t* input, const int8_t* context, int8_t* output) {
   if (activate(Active::kTile) != Status::kOk) return Status::kError;
   if (kFrameContext) {
-    if (context == nullptr) return Status::kError;
+    if (context == nullptr) return fail("tile model: no context vector given");
     memcpy(context_input_->data.int8, context, kContextValues);
   }
   memcpy(input_->data.int8, input, kModelTensorBytes);
-  if (interpreter_->Invoke() != kTfLiteOk) return Status::kError;
+  if (interpreter_->Invoke() != kTfLiteOk) {
+    return fail("tile model: Invoke() failed (TFLM printed the cause just before)");
+  }
   memcpy(output, output_->data.int8, kModelTensorBytes);
   return Status::kOk;
 }

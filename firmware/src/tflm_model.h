@@ -39,9 +39,10 @@ class TflmModel final : public Model {
   // virtual board's device report uses it; the sketch does not.
   void set_profiler(tflite::MicroProfilerInterface* profiler) { profiler_ = profiler; }
 
-  bool ready() const { return ready_; }
-  // One line for the boot banner: "ok, ..." or what failed and what to do.
-  const char* status_text() const { return status_; }
+  // False once begin() or an invoke failed (the core then reports the model not ready).
+  bool ready() const override { return ready_; }
+  // One line for the boot banner and the core's ERROR replies: "ok, ..." or what failed.
+  const char* status_text() const override { return status_; }
 
  private:
   enum class Active : uint8_t { kNone, kTile, kContext };

@@ -130,6 +130,10 @@ class FakeModel final : public tinymirnet::Model {
   }
 
   size_t arena_used_bytes() const override { return 12345; }
+  bool ready() const override { return !broken; }
+  const char* status_text() const override { return broken ? "FAILED: fake cause" : "ok"; }
+
+  bool broken = false;  // failed for good after start (as TflmModel after a failed Invoke())
 };
 
 // Advances by a few microseconds on every read, so durations are never zero.

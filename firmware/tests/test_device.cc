@@ -561,6 +561,30 @@ void check_model_failures() {
   CHECK(read_stream(no_model, 2).raw_frame_complete);
 }
 
+// A model that fails for good after a good start: INFO stops saying it is ready, and the
+// ERROR of every enhance job carries the model's own words.
+void check_model_failure_after_start_is_reported() {
+  Bench& bench = started_bench();
+  CHECK(bench.device.status_flags() & kStatusModelReady);
+  bench.model.broken = true;
+  CHECK(!(bench.device.status_flags() & kStatusModelReady));
+  const uint8_t flags = kCaptureEnhance;
+  command(bench, kCapture, 1, &flags, 1);
+  Message message;
+  if (expect(bench, kError, 1, &message)) {
+    CHECK_EQ(read_u16(message.payload), kErrorModelFailed);
+    const char* text = reinterpret_cast<const char*>(message.payload + 2);
+    const size_t length = message.size - 2;
+    static const char kCause[] = "FAILED: fake cause";
+    bool found = false;
+    for (size_t i = 0; i + sizeof(kCause) - 1 <= length && !found; ++i) {
+      found = memcmp(text + i, kCause, sizeof(kCause) - 1) == 0;
+    }
+    CHECK(found);
+  }
+  bench.model.broken = false;
+}
+
 // The host vanishes in the middle of an upload, leaving half a frame in the decoder. After
 // the inter-byte timeout the device accepts a new session and a new upload.
 void check_recovery_after_truncated_upload() {
@@ -713,6 +737,7 @@ void device_tests() {
   check_busy_and_hello_aborts_job();
   check_camera_failures();
   check_model_failures();
+  check_model_failure_after_start_is_reported();
   check_recovery_after_truncated_upload();
   check_garbage_and_oversize_frames();
   check_frame_context_runs_once_per_frame();

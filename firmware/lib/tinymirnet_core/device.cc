@@ -90,7 +90,7 @@ void Device::poll() {
 
 uint8_t Device::status_flags() const {
   return static_cast<uint8_t>((camera_ready_ ? kStatusCameraReady : 0) |
-                              (model_ready_ ? kStatusModelReady : 0));
+                              (model_ready_ && model_.ready() ? kStatusModelReady : 0));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -198,8 +198,10 @@ bool Device::check_frame_ready(uint16_t seq) {
 }
 
 bool Device::check_model_ready(uint16_t seq) {
-  if (model_ready_) return true;
-  send_error(seq, protocol::kErrorModelFailed, "model did not initialize");
+  if (model_ready_ && model_.ready()) return true;
+  send_error(seq, protocol::kErrorModelFailed,
+             model_ready_ ? "model failed after start: " : "model did not initialize: ",
+             model_.status_text());
   return false;
 }
 
@@ -452,7 +454,8 @@ bool Device::ensure_frame_context(uint16_t seq, uint32_t* invoke_us) {
   const Status status = model_.invoke_context(thumbnail_, context_);
   *invoke_us = clock_.micros() - start_us;
   if (status != Status::kOk) {
-    send_error(seq, protocol::kErrorModelFailed, "context model invoke failed");
+    send_error(seq, protocol::kErrorModelFailed, "context model invoke failed: ",
+               model_.status_text());
     return false;
   }
   requantize_context(context_, kContextValues);
@@ -471,7 +474,7 @@ bool Device::send_tile(uint16_t seq, int index, uint32_t* invoke_us) {
   *invoke_us = tile_us + context_us;
   if (status != Status::kOk) {
     send_error(seq, protocol::kErrorModelFailed, "model invoke failed on tile ",
-               uint32_t(index));
+               uint32_t(index), ": ", model_.status_text());
     return false;
   }
   PayloadWriter writer = start_payload();

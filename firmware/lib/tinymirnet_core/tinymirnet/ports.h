@@ -51,6 +51,11 @@ class Model {
   virtual Status invoke(const int8_t* input, const int8_t* context, int8_t* output) = 0;
   // Tensor arena bytes the interpreter actually uses (0 if unknown).
   virtual size_t arena_used_bytes() const = 0;
+  // False once the model has failed for good (e.g. TFLM could not invoke it): INFO then
+  // reports it not ready, and every enhance job is refused with the cause.
+  virtual bool ready() const { return true; }
+  // What the model last reported, e.g. the cause of a failure ("" when it has nothing to say).
+  virtual const char* status_text() const { return ""; }
 
  protected:
   ~Model() = default;

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import to_float
-from .evaluate import evaluate
+from tinymirnet.model.data import to_float
+from tinymirnet.model.evaluate import evaluate
 
 CURVE_BINS = 32
 THUMB_WIDTH = 56
@@ -170,7 +170,7 @@ def study_pairs(data: str | Path, split: str, val_percent: float = 10.0):
     """The pairs a study runs on: 'eval15' (the benchmark: report only) or 'val' (the
     deterministic validation split of the training folder, the one training uses; decide on
     this one). Returns (pairs, dataset name for the report)."""
-    from .data import find_pairs, resolve_split, split_train_val
+    from tinymirnet.model.data import find_pairs, resolve_split, split_train_val
     if split == "eval15":
         folder = resolve_split(data, "eval")
         return find_pairs(folder), str(folder)
@@ -215,7 +215,7 @@ def tiling_study(data: str | Path, enhancer, tile: int, halo: int, report: Path,
     if int8_model is not None:
         i8, i8h = result["int8_tiled"]["psnr"], result["int8_tiled_harmonized_model_input_thumbnail_curve"]["psnr"]
         result["meta"]["int8_recovered_by_model_input_thumbnail_curve_db"] = i8h - i8
-    from .files import atomic_write_json, atomic_write_text
+    from tinymirnet.model.files import atomic_write_json, atomic_write_text
     atomic_write_json(Path(report).with_suffix(".json"), result)
     atomic_write_text(Path(report).with_suffix(".md"), to_markdown(result))
     log(to_markdown(result))
