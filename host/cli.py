@@ -132,7 +132,8 @@ def cmd_eval(args) -> int:
     tiling = load_tiling()
     enhancer, model, cfg = _load_enhancer(args.weights)
     methods = {**baseline_methods(), **network_methods(enhancer, tiling.tile, tiling.halo)}
-    meta = {"weights": str(args.weights), "model": cfg.__dict__, "params": count_params(model),
+    from tinymirnet.model.files import provenance, report_path
+    meta = {"weights": report_path(args.weights), "model": cfg.__dict__, "params": count_params(model),
             "macs_per_pixel": round(macs_per_pixel(cfg), 1), "tile": tiling.tile, "halo": tiling.halo,
             "exposure_target": cfg.exposure_target}
     if args.int8:
@@ -155,10 +156,12 @@ def cmd_eval(args) -> int:
             method = int8_frame_context_method(context_model, tile_model, tiling.tile, tiling.halo,
                                                (cfg.thumbnail_width, cfg.thumbnail_height),
                                                exposure_target=tiling.exposure_target)
-            meta["int8_context_model"] = str(context_path)
+            meta["int8_context_model"] = report_path(context_path)
         methods["tiny_mirnet_int8_tiled"] = method
-        meta["int8_model"] = str(args.int8)
+        meta["int8_model"] = report_path(args.int8)
         meta["int8_tflm"] = tile_model.library
+    meta["provenance"] = provenance({"weights": args.weights, "int8_model": args.int8,
+                                     "int8_context_model": meta.get("int8_context_model")})
     grid = args.grid or args.report.with_suffix(".png")
     evaluate(args.data, methods, report=args.report, grid=grid,
              grid_method="tiny_mirnet_float_full", meta=meta, limit=args.limit)

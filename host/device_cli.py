@@ -33,6 +33,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from tinymirnet.model.files import report_path
+
 from .protocol import NO_CONTEXT_MODEL
 
 # USB IDs of the Arduino Nano 33 BLE (and BLE Sense, the same board definition), from
@@ -550,8 +552,8 @@ def _capture(args) -> int:
     raw888 = result.raw_rgb888
     images, report = score_frame(raw888, result.enhanced, host, _load_enhancer(weights))
     report = {"command": "capture", "device": device,
-              "host_model": {"tflite": str(host.tflite), "sha256": host.sha256,
-                             "tflm": host.tflm.library, "weights": str(weights)},
+              "host_model": {"tflite": report_path(host.tflite), "sha256": host.sha256,
+                             "tflm": host.tflm.library, "weights": report_path(weights)},
               "link": link_report, **report}
     out_dir = Path(args.out) if args.out else _default_capture_dir()
     write_outputs(out_dir, images, report)
@@ -626,8 +628,8 @@ def _enhance_on_device(args) -> int:
                                f"RGB565 by truncation (model.samples.resize_to)",
                 "device": _device_section(info, link, args.port if args.port != "auto"
                                           else link.name),
-                "host_model": {"tflite": str(host.tflite), "sha256": host.sha256,
-                               "weights": str(weights)},
+                "host_model": {"tflite": report_path(host.tflite), "sha256": host.sha256,
+                               "tflm": host.tflm.library, "weights": report_path(weights)},
                 "link": _link_section(link, wall_s), **scored}
             out_dir = Path(args.out) / name
             write_outputs(out_dir, images, report)

@@ -90,12 +90,14 @@ def cmd_naturalness(args) -> int:
     enhancer, _, cfg = _load_enhancer(weights)
     tiling = load_tiling()
     methods = {"network_float": lambda img: to_uint8(enhancer.enhance(img)), **BASELINES}
-    meta = {"weights": _shown(weights), "max_side": args.max_side}
+    from tinymirnet.model.files import provenance, report_path
+    meta = {"weights": report_path(weights), "max_side": args.max_side,
+            "provenance": provenance({"weights": weights, "int8": args.int8})}
     if args.int8:
         from tinymirnet.host.device_cli import HostModel
         host = HostModel.load(args.int8)
         methods["network_int8_tiled"] = host.int8_frame
-        meta["int8"] = {"tflite": _shown(args.int8), "tflm": host.tflm.library}
+        meta["int8"] = {"tflite": report_path(args.int8), "tflm": host.tflm.library}
     link_cm = None
     if args.port:
         from tinymirnet.host.device_cli import HostModel, check_handshake, open_device
@@ -128,14 +130,6 @@ def cmd_naturalness(args) -> int:
               f"LOE {_fmt(m['loe_pct'])} %, chromaticity shift {_fmt(m['chromaticity_shift'])}")
     print(f"wrote {args.report}, {args.report.with_suffix('.md')} and {sheet}")
     return 0
-
-
-def _shown(path) -> str:
-    """A path as a report shows it: relative to the current folder when inside it (no machine paths)."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return Path(path).name
 
 
 def _fmt(v) -> str:

@@ -79,7 +79,8 @@ def evaluate(data_dir: str | Path, methods: dict[str, Method], report: Path | No
         r["brightness_log_ratio_rms"] = float(np.sqrt(np.mean(b * b)))
         r["seconds_per_image"] = r.pop("seconds") / len(pairs)
     # Keyed by method; "meta" (the one key that is not a method) says what was measured.
-    dataset = dataset_name or str(resolve_split(data_dir, "eval"))
+    from .files import report_path
+    dataset = dataset_name or report_path(resolve_split(data_dir, "eval"))
     summary = {**results, "meta": {"dataset": dataset, "images": len(pairs),
                                    **(meta or {})}}
     if "tiny_mirnet_float_full" in results and "tiny_mirnet_float_tiled" in results:

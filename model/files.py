@@ -64,3 +64,33 @@ def unique_stem(stem: str, used: set[str]) -> str:
         name, n = f"{stem}_{n}", n + 1
     used.add(name)
     return name
+
+
+def report_path(path: str | Path) -> str:
+    """A path as reports record it: relative to the current folder (no machine paths)."""
+    return os.path.relpath(Path(path).resolve(), Path.cwd().resolve())
+
+
+TOOLS = ("tensorflow", "tf_keras", "tensorflow-model-optimization", "tflite-micro", "numpy", "pillow")
+
+
+def provenance(inputs: dict[str, str | Path] | None = None) -> dict:
+    """What a report was computed with: the git commit of the code, the versions of the tools,
+    and the SHA-256 of each input file."""
+    import hashlib
+    import subprocess
+    from importlib.metadata import PackageNotFoundError, version
+    tools = {}
+    for name in TOOLS:
+        try:
+            tools[name] = version(name)
+        except PackageNotFoundError:
+            tools[name] = None
+    try:
+        commit = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "HEAD"],
+                                capture_output=True, text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        commit = None
+    files = {name: hashlib.sha256(Path(p).read_bytes()).hexdigest()
+             for name, p in (inputs or {}).items() if p is not None and Path(p).is_file()}
+    return {"git_commit": commit, "tools": tools, "inputs_sha256": files}

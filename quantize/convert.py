@@ -91,6 +91,14 @@ def convert_int8(fixed_model, calibration, widen_ranges: bool = True) -> bytes:
         return strip_tensor_names(conv.convert())
     # The converter's own two steps (lite.py: calibrate, then mlir_quantize with the same
     # arguments), with the calibrated ranges of tied tensors widened in between.
+    # PRIVATE TFLite API, pinned by tensorflow<2.22 and constraints.txt. What breaks when it
+    # moves: `_experimental_calibrate_only` (an attribute of TFLiteConverterV2) makes convert()
+    # return the calibrated float model instead of quantizing; if it is renamed or ignored,
+    # convert() quantizes at once and widen_tied_ranges finds no calibration statistics (it then
+    # raises). `_deduplicate_readonly_buffers` (a function of tensorflow.lite.python.lite) merges
+    # identical constant buffers, as convert() does itself; without it the flatbuffers grow.
+    # tests/test_quantize.py pins both: with nothing widened the result equals the converter's
+    # own output tensor for tensor.
     from tensorflow.lite.python.convert import mlir_quantize
     from tensorflow.lite.python.lite import _deduplicate_readonly_buffers
     conv._experimental_calibrate_only = True

@@ -92,7 +92,9 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
             f"{weights}: trained with exposure_target {cfg.exposure_target}, but "
             f"model/tiling.json sets {tiling.exposure_target}: the board would feed the model "
             f"frames it was not trained on (retrain, or set exposure_target to {cfg.exposure_target})")
-    report: dict = {"weights": str(weights), "model": asdict(cfg), "tiling": asdict(tiling),
+    from tinymirnet.model.files import provenance, report_path
+    report: dict = {"weights": report_path(weights), "provenance": provenance({"weights": weights}),
+                    "model": asdict(cfg), "tiling": asdict(tiling),
                     "params": count_params(float_model)}
     context = cfg.frame_context
     thumb_size = (cfg.thumbnail_width, cfg.thumbnail_height)
