@@ -390,6 +390,7 @@ def score_frame(raw888: np.ndarray, enhanced, host: HostModel, enhancer) -> tupl
     Returns (images: raw/device/host_int8/float as uint8, report section)."""
     from tinymirnet.model.data import to_float, to_uint8
     from tinymirnet.model.metrics import psnr
+    from tinymirnet.model.tiling import seam_ratio
     t = host.tiling
     started = time.perf_counter()
     host_int8 = host.int8_frame(raw888)
@@ -418,6 +419,11 @@ def score_frame(raw888: np.ndarray, enhanced, host: HostModel, enhancer) -> tupl
             "raw_vs_host_float": _finite(psnr(to_float(raw888), float_img)),
             "note": "on [0,1] images; the float network runs on the same raw frame with the "
                     "same tiling (tile by tile), so this measures int8 + device fidelity"},
+        "tile_seam_ratio": {
+            "device": round(seam_ratio(device, t.tile), 3),
+            "host_float_tiled": round(seam_ratio(to_uint8(float_img), t.tile), 3),
+            "note": "mean |neighbour difference| across tile boundaries / elsewhere "
+                    "(model.tiling.seam_ratio); 1.0: the tile grid does not show"},
         "device_time_us": {
             "per_tile_invoke": _time_summary([t_["invoke_us"] for t_ in tiles]),
             "inference_total": done.inference_us if done else enhanced.device_inference_us,
@@ -483,6 +489,10 @@ def _print_summary(report: dict, out_dir: Path) -> None:
         return "inf" if v is None else f"{v:.2f}"
     print(f"PSNR vs host float: device {db(psnr_['device_int8_vs_host_float'])} dB, host int8 "
           f"{db(psnr_['host_int8_vs_host_float'])} dB, raw {db(psnr_['raw_vs_host_float'])} dB")
+    if "tile_seam_ratio" in report:
+        seams = report["tile_seam_ratio"]
+        print(f"tile seams (boundary / elsewhere): device {seams['device']:.2f}, float tiled "
+              f"{seams['host_float_tiled']:.2f} (1.00: no grid)")
     print(f"wrote {out_dir}/raw.png, device.png, float.png, side_by_side.png, report.json")
 
 

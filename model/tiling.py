@@ -105,3 +105,19 @@ def run_tiled(frame: np.ndarray, tile: int, halo: int, infer: Callable[[np.ndarr
         if progress:
             progress(start + len(chunk), len(grid))
     return out
+
+
+def seam_ratio(img: np.ndarray, tile: int) -> float:
+    """How much the tile grid shows: the mean |difference| between neighbouring pixels across tile
+    boundaries (columns x = k*tile - 1 | k*tile, rows likewise) over the mean across all other
+    neighbour pairs, both axes together. 1.0: the boundaries are like anywhere else."""
+    x = np.asarray(img, np.float64)
+    dx = np.abs(np.diff(x, axis=1)).mean(axis=-1) if x.ndim == 3 else np.abs(np.diff(x, axis=1))
+    dy = np.abs(np.diff(x, axis=0)).mean(axis=-1) if x.ndim == 3 else np.abs(np.diff(x, axis=0))
+    bx = np.zeros(dx.shape[1], bool)
+    bx[tile - 1::tile] = True  # the pair (k*tile - 1, k*tile)
+    by = np.zeros(dy.shape[0], bool)
+    by[tile - 1::tile] = True
+    seam = np.concatenate([dx[:, bx].ravel(), dy[by, :].ravel()])
+    rest = np.concatenate([dx[:, ~bx].ravel(), dy[~by, :].ravel()])
+    return float(seam.mean() / rest.mean()) if rest.mean() > 0 else 1.0

@@ -1,0 +1,27 @@
+"""Host side of the tinymirnet serial protocol, version 2 (specification: firmware/PROTOCOL.md).
+
+Three layers:
+
+* frames: :func:`encode_frame` and the streaming, resynchronizing :class:`FrameDecoder`;
+* message payloads: one dataclass per message type with ``pack()`` / ``unpack()``, and
+  :func:`decode_message`;
+* :class:`Connection`: request/response with ACKs, bounded retransmission and timeouts over
+  any pyserial-like port (``read(n)``, ``write(data)``, a settable ``timeout``), which also
+  re-requests tiles or frame bytes lost on the way back.
+
+Pixel helpers convert between the wire's RGB565 and RGB888 and stitch tiles into an image.
+This module imports only the standard library and numpy (pyserial only in
+:meth:`Connection.open`).
+"""
+
+from __future__ import annotations
+
+from .connection import CaptureResult, Connection, EnhanceResult, LinkStats  # noqa: F401
+from .frames import (CAPTURE_ENHANCE, CAPTURE_SEND_FRAME, FRAMING_BYTES, HEADER_BYTES,  # noqa: F401
+                     MAX_PAYLOAD_LIMIT, STATUS_CAMERA_READY, STATUS_MODEL_READY, SYNC, TRAILER_BYTES,
+                     VERSION, DecoderStats, DeviceError, DeviceTimeout, ErrorCode, Frame, FrameDecoder,
+                     MessageType, ProtocolError, encode_frame)
+from .messages import (NO_CONTEXT_MODEL, Ack, Capture, DeviceInfo, Done, Enhance, ErrorReply,  # noqa: F401
+                       FrameChunk, Hello, Nak, ReadFrame, Run, RunTile, Tile, UploadChunk, decode_message,
+                       encode_message)
+from .pixels import rgb565_bytes, rgb565_to_rgb888, rgb888_to_rgb565, stitch_tiles  # noqa: F401

@@ -1,0 +1,43 @@
+"""Pixels: the wire's RGB565 <-> RGB888, and tiles stitched into an image."""
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+from .messages import Tile
+
+
+def rgb565_to_rgb888(frame: bytes | np.ndarray, width: int, height: int) -> np.ndarray:
+    """(height, width, 3) uint8 from RGB565 (little-endian bytes or uint16 values), replicating
+    the high bits into the low ones exactly as the device does."""
+    if isinstance(frame, np.ndarray) and frame.dtype == np.uint16:
+        values = frame.reshape(height, width)
+    else:
+        values = np.frombuffer(bytes(frame), dtype="<u2").reshape(height, width)
+    r5 = (values >> 11) & 0x1F
+    g6 = (values >> 5) & 0x3F
+    b5 = values & 0x1F
+    channels = ((r5 << 3) | (r5 >> 2), (g6 << 2) | (g6 >> 4), (b5 << 3) | (b5 >> 2))
+    return np.stack(channels, axis=-1).astype(np.uint8)
+
+
+def rgb888_to_rgb565(image: np.ndarray) -> np.ndarray:
+    """(height, width) uint16 RGB565 from an (height, width, 3) uint8 image, by truncation."""
+    pixels = np.asarray(image, dtype=np.uint16)
+    return ((pixels[..., 0] >> 3) << 11 | (pixels[..., 1] >> 2) << 5 | pixels[..., 2] >> 3
+            ).astype(np.uint16)
+
+
+def rgb565_bytes(frame: np.ndarray | bytes) -> bytes:
+    """Wire bytes (little-endian u16 per pixel) of a uint16 RGB565 frame."""
+    if isinstance(frame, (bytes, bytearray, memoryview)):
+        return bytes(frame)
+    return np.asarray(frame, dtype="<u2").tobytes()
+
+
+def stitch_tiles(tiles: Iterable[Tile], width: int, height: int) -> np.ndarray:
+    image = np.zeros((height, width, 3), dtype=np.uint8)
+    for tile in tiles:
+        image[tile.y:tile.y + tile.height, tile.x:tile.x + tile.width] = tile.pixels()
+    return image
