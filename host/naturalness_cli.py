@@ -10,7 +10,6 @@ every method is scored on that fitted frame.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -82,13 +81,11 @@ def cmd_naturalness(args) -> int:
             images.append((path.name, _downscale(read_rgb(path), args.max_side)))
         except DataError as e:
             print(f"error: {e} (skipped)", file=sys.stderr)
-    from .cli import _load_enhancer
+    from .model_commands import _load_enhancer
     from tinymirnet.model.data import to_uint8
     from tinymirnet.model.paths import DEFAULT_WEIGHTS
-    from tinymirnet.model.tiling import load_tiling
     weights = args.weights or DEFAULT_WEIGHTS
     enhancer, _, cfg = _load_enhancer(weights)
-    tiling = load_tiling()
     methods = {"network_float": lambda img: to_uint8(enhancer.enhance(img)), **BASELINES}
     from tinymirnet.model.files import provenance, report_path
     meta = {"weights": report_path(weights), "max_side": args.max_side,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from tinymirnet.model.evaluate import evaluate
 from tinymirnet.model.exposure import normalize_exposure
 from tinymirnet.model.files import atomic_save_weights, atomic_write_bytes, atomic_write_json, atomic_write_text
 from tinymirnet.model.inference import FloatEnhancer, load_model
-from tinymirnet.model.network import build_frame_context_trainer, conv_macs, count_params
+from tinymirnet.model.network import MirnetConfig, build_frame_context_trainer, conv_macs, count_params
 from tinymirnet.model.thumbnail import thumbnail
 from tinymirnet.model.tiling import TilingConfig, iter_tiles, load_tiling, tile_grid
 
@@ -77,123 +77,176 @@ def eval_tiles(data_dir, tiling: TilingConfig, count: int = 64) -> list[np.ndarr
     return tiles[::step][:count]
 
 
+@dataclass
+class QuantizeRun:
+    """What the stages of `run_quantize` pass on: the settings, the models made so far, the report.
+    A frame-context network (`context`) has two int8 models; their fields are None otherwise."""
+    data_dir: Path
+    weights: Path
+    tiling: TilingConfig
+    float_model: object
+    cfg: MirnetConfig
+    report: dict
+    log: object
+    pruned: object = None  # the network the int8 model is converted from (pruned, QAT'd)
+    pruned_only: object = None  # pruned, before QAT (its own ladder row)
+    flatbuffer: bytes = b""  # the tile model
+    context_flatbuffer: bytes = b""
+    dense_flatbuffer: bytes = b""  # the unpruned network converted alike (sizes only)
+    tile_fixed: object = None
+    context_fixed: object = None
+    tflm: TflmModel | None = None
+    context_tflm: TflmModel | None = None
+    arena: int = 0  # the larger model's
+
+    @property
+    def context(self) -> bool:
+        return self.cfg.frame_context
+
+    @property
+    def thumb_size(self) -> tuple[int, int]:
+        return self.cfg.thumbnail_width, self.cfg.thumbnail_height
+
+    @property
+    def size(self) -> int:
+        return self.tiling.model_input
+
+
 def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps: int = 400,
                  finetune_batch: int = 32, finetune_crop: int | None = None,
                  finetune_lr: float = 1e-3, finetune_loss: str = "mse", finetune_schedule: str = "cosine",
                  finetune_distill: bool = False, qat_steps: int = 0, qat_lr: float = 3e-4,
                  out_dir: Path | None = None, firmware_dir: Path | None = FIRMWARE_MODEL_DIR,
                  eval_limit: int | None = None, log=print) -> dict:
+    """Prune and fine-tune, (QAT,) convert to int8, verify on TFLM, check budgets, score the ladder
+    on eval15, then write the artifacts and the firmware files: one stage function each."""
     t_start = time.monotonic()
+    run = start_run(data_dir, weights, log)
+    prune_stage(run, sparsity, finetune_steps, finetune_batch, finetune_crop or run.size, finetune_lr,
+                finetune_loss, finetune_schedule, finetune_distill, qat_steps, qat_lr)
+    convert_stage(run)
+    verify_stage(run)
+    budget_stage(run)
+    ladder_stage(run, qat_steps, eval_limit)
+    write_stage(run, out_dir or ARTIFACTS, firmware_dir, t_start)
+    return run.report
+
+
+def start_run(data_dir, weights: Path, log) -> QuantizeRun:
+    """The float network, checked against model/tiling.json, and the report's first fields."""
+    from tinymirnet.model.files import provenance, report_path
     tiling = load_tiling()
-    size = tiling.model_input
     float_model, cfg = load_model(weights)
     if cfg.exposure_target != tiling.exposure_target:
         raise ExposureMismatch(
             f"{weights}: trained with exposure_target {cfg.exposure_target}, but "
             f"model/tiling.json sets {tiling.exposure_target}: the board would feed the model "
             f"frames it was not trained on (retrain, or set exposure_target to {cfg.exposure_target})")
-    from tinymirnet.model.files import provenance, report_path
     report: dict = {"weights": report_path(weights), "provenance": provenance({"weights": weights}),
                     "model": asdict(cfg), "tiling": asdict(tiling),
                     "params": count_params(float_model)}
-    context = cfg.frame_context
-    thumb_size = (cfg.thumbnail_width, cfg.thumbnail_height)
-    if out_dir is None:
-        out_dir = ARTIFACTS
+    return QuantizeRun(Path(data_dir), Path(weights), tiling, float_model, cfg, report, log)
 
-    # 1. Pruning, fine-tuned on training crops (eval15 is never seen).
-    crop = finetune_crop or size
-    train_pairs, _ = split_train_val(find_pairs(resolve_split(data_dir, "train")))
+
+def prune_stage(run: QuantizeRun, sparsity, steps, batch, crop, lr, loss, schedule, distill,
+                qat_steps, qat_lr) -> None:
+    """1. Pruning, fine-tuned on training crops (eval15 is never seen); then the
+    quantization-aware fine-tune of the pruned network (quantize/qat.py) on other crops."""
+    tiling, log = run.tiling, run.log
+    train_pairs, _ = split_train_val(find_pairs(resolve_split(run.data_dir, "train")))
     lows, highs = load_pairs(train_pairs)
     lows = [normalize_exposure(low, tiling.exposure_target) for low in lows]
-    if context:
-        thumbs = [thumbnail(low, *thumb_size) for low in lows]
-        data = context_crop_dataset(lows, highs, thumbs, crop, finetune_batch, finetune_steps, seed=1234).repeat()
-    else:
-        data = crop_dataset(lows, highs, crop, finetune_batch, finetune_steps, seed=1234).repeat()
-    margin = tiling.halo if crop == size else 0
-    log(f"pruning to {sparsity:.0%} sparsity: {finetune_steps} steps of {finetune_batch} {crop}x{crop} crops"
-        f" at {finetune_lr:g} ({finetune_schedule}), {finetune_loss} loss"
-        + (" towards the unpruned model's outputs" if finetune_distill else "")
+    thumbs = [thumbnail(low, *run.thumb_size) for low in lows] if run.context else None
+
+    def crops(count: int, seed: int):
+        return (context_crop_dataset(lows, highs, thumbs, crop, batch, count, seed=seed) if run.context
+                else crop_dataset(lows, highs, crop, batch, count, seed=seed)).repeat()
+
+    margin = tiling.halo if crop == run.size else 0
+    log(f"pruning to {sparsity:.0%} sparsity: {steps} steps of {batch} {crop}x{crop} crops"
+        f" at {lr:g} ({schedule}), {loss} loss"
+        + (" towards the unpruned model's outputs" if distill else "")
         + (f" on the {tiling.tile}x{tiling.tile} centre the board keeps" if margin else ""))
-    trainer = (lambda clone: build_frame_context_trainer(cfg, clone, crop)) if context else None
-    pruned = prune(float_model, data, finetune_steps, sparsity=sparsity, lr=finetune_lr, margin=margin,
-                   loss=finetune_loss, trainer=trainer, schedule=finetune_schedule, distill=finetune_distill)
-    report["pruning_finetune"] = {"steps": finetune_steps, "batch": finetune_batch, "crop": crop,
-                                  "lr": finetune_lr, "schedule": finetune_schedule,
-                                  "target": "unpruned model (distillation)" if finetune_distill else "ground truth",
-                                  "loss": finetune_loss,
-                                  "loss_margin": margin}
-    # 1b. Quantization-aware fine-tune of the pruned network (quantize/qat.py), on other crops.
-    pruned_only = pruned
+    trainer = (lambda clone: build_frame_context_trainer(run.cfg, clone, crop)) if run.context else None
+    run.pruned = run.pruned_only = prune(run.float_model, crops(steps, 1234), steps, sparsity=sparsity, lr=lr,
+                                         margin=margin, loss=loss, trainer=trainer, schedule=schedule,
+                                         distill=distill)
+    run.report["pruning_finetune"] = {"steps": steps, "batch": batch, "crop": crop, "lr": lr,
+                                      "schedule": schedule,
+                                      "target": "unpruned model (distillation)" if distill else "ground truth",
+                                      "loss": loss, "loss_margin": margin}
     if qat_steps:
-        data = (context_crop_dataset(lows, highs, thumbs, crop, finetune_batch, qat_steps, seed=4321) if context
-                else crop_dataset(lows, highs, crop, finetune_batch, qat_steps, seed=4321)).repeat()
-        pruned = quantization_aware_finetune(pruned, cfg, data, qat_steps, crop, lr=qat_lr, margin=margin,
-                                             loss=finetune_loss, log=log)
-        report["qat_finetune"] = {"steps": qat_steps, "batch": finetune_batch, "crop": crop, "lr": qat_lr,
-                                  "schedule": "cosine to lr/100", "loss": finetune_loss, "loss_margin": margin}
-    del lows, highs
+        run.pruned = quantization_aware_finetune(run.pruned, run.cfg, crops(qat_steps, 4321), qat_steps, crop,
+                                                 lr=qat_lr, margin=margin, loss=loss, log=log)
+        run.report["qat_finetune"] = {"steps": qat_steps, "batch": batch, "crop": crop, "lr": qat_lr,
+                                      "schedule": "cosine to lr/100", "loss": loss, "loss_margin": margin}
 
-    # 2. int8 conversion of the pruned model, float baseline converted too for the report.
-    context_flatbuffer = b""
-    if context:
-        # Two models: the context model calibrated on thumbnails, the tile model on tiles with
-        # the (float) context of the frame each was cut from.
-        calib, calib_thumbs = representative_tiles(data_dir, size, exposure_target=tiling.exposure_target,
-                                                   thumbnail_size=thumb_size)
-        log(f"converting the context model ({thumb_size[0]}x{thumb_size[1]} thumbnail) and the tile model "
-            f"({size}x{size}) to int8 with {len(calib)} calibration frames")
-        context_fixed, tile_fixed = fixed_frame_context_models(pruned, cfg, size)
-        calib_context = context_fixed.predict(calib_thumbs, batch_size=32, verbose=0)
-        context_flatbuffer = convert_int8(context_fixed, calib_thumbs)
-        flatbuffer = convert_int8(tile_fixed, (calib, calib_context))
-        dense_context, dense_tile = fixed_frame_context_models(float_model, cfg, size)
-        dense_flatbuffer = convert_int8(dense_tile, (calib, dense_context.predict(calib_thumbs, batch_size=32, verbose=0)))
+
+def convert_stage(run: QuantizeRun) -> None:
+    """2. int8 conversion of the pruned network; the unpruned one converted too, for the sizes.
+    A frame-context network becomes two models: the context model calibrated on thumbnails, the
+    tile model on tiles with the (float) context of the frame each was cut from."""
+    size, target = run.size, run.tiling.exposure_target
+    if run.context:
+        calib, calib_thumbs = representative_tiles(run.data_dir, size, exposure_target=target,
+                                                   thumbnail_size=run.thumb_size)
+        run.log(f"converting the context model ({run.thumb_size[0]}x{run.thumb_size[1]} thumbnail) and the "
+                f"tile model ({size}x{size}) to int8 with {len(calib)} calibration frames")
+        run.context_fixed, run.tile_fixed = fixed_frame_context_models(run.pruned, run.cfg, size)
+        calib_context = run.context_fixed.predict(calib_thumbs, batch_size=32, verbose=0)
+        run.context_flatbuffer = convert_int8(run.context_fixed, calib_thumbs)
+        run.flatbuffer = convert_int8(run.tile_fixed, (calib, calib_context))
+        dense_context, dense_tile = fixed_frame_context_models(run.float_model, run.cfg, size)
+        run.dense_flatbuffer = convert_int8(dense_tile, (calib, dense_context.predict(calib_thumbs, batch_size=32,
+                                                                                      verbose=0)))
     else:
-        calib = representative_tiles(data_dir, size, exposure_target=tiling.exposure_target)
-        log(f"converting to int8 at {size}x{size} with {len(calib)} calibration tiles")
-        flatbuffer = convert_int8(fixed_shape_model(pruned, cfg, size), calib)
-        dense_flatbuffer = convert_int8(fixed_shape_model(float_model, cfg, size), calib)
+        calib = representative_tiles(run.data_dir, size, exposure_target=target)
+        run.log(f"converting to int8 at {size}x{size} with {len(calib)} calibration tiles")
+        run.tile_fixed = fixed_shape_model(run.pruned, run.cfg, size)
+        run.flatbuffer = convert_int8(run.tile_fixed, calib)
+        run.dense_flatbuffer = convert_int8(fixed_shape_model(run.float_model, run.cfg, size), calib)
 
-    # 3. Verification on the TFLM kernels.
-    tflm = TflmModel(flatbuffer)
-    arena = arena_after_one_run(tflm)
+
+def verify_stage(run: QuantizeRun) -> None:
+    """3. Verification on the TFLM kernels: arenas, the reference check, the report's sizes."""
+    tiling, report = run.tiling, run.report
+    run.tflm = tflm = TflmModel(run.flatbuffer)
+    run.arena = arena = arena_after_one_run(tflm)
     check_context = None
-    if context:
-        context_tflm = TflmModel(context_flatbuffer)
+    if run.context:
+        run.context_tflm = context_tflm = TflmModel(run.context_flatbuffer)
         context_arena = arena_after_one_run(context_tflm)
-        first_low = normalize_exposure(load_pairs(find_pairs(resolve_split(data_dir, "eval"))[:1])[0][0],
+        first_low = normalize_exposure(load_pairs(find_pairs(resolve_split(run.data_dir, "eval"))[:1])[0][0],
                                        tiling.exposure_target)
-        first_thumb = thumbnail(first_low, *thumb_size)
+        first_thumb = thumbnail(first_low, *run.thumb_size)
         thumb_q = quantize_pixels(first_thumb, context_tflm.input_quant)
-        context_exactness = verify_bit_exact(context_flatbuffer, [first_thumb])
+        context_exactness = verify_bit_exact(run.context_flatbuffer, [first_thumb])
         check_context = requantize(context_tflm.invoke(thumb_q), context_tflm.output_quant, tflm.context_quant)
-    check_tiles = eval_tiles(data_dir, tiling)
-    exactness = verify_bit_exact(flatbuffer, check_tiles, check_context)
-    board_vs_reference = verify_bit_exact(flatbuffer, check_tiles, check_context, runtime="board")
-    log(f"TFLM: arena {arena:,} B; bit-exact vs reference kernels: {exactness}")
-    if context:
-        log(f"TFLM context model: arena {context_arena:,} B, flatbuffer {len(context_flatbuffer):,} B; "
-            f"bit-exact: {context_exactness}")
+    check_tiles = eval_tiles(run.data_dir, tiling)
+    exactness = verify_bit_exact(run.flatbuffer, check_tiles, check_context)
+    board_vs_reference = verify_bit_exact(run.flatbuffer, check_tiles, check_context, runtime="board")
+    run.log(f"TFLM: arena {arena:,} B; bit-exact vs reference kernels: {exactness}")
+    if run.context:
+        run.log(f"TFLM context model: arena {context_arena:,} B, flatbuffer {len(run.context_flatbuffer):,} B; "
+                f"bit-exact: {context_exactness}")
         report["frame_context"] = {
-            "thumbnail": list(thumb_size), "context_values": int(tflm.context_shape[-1]),
-            "context_flatbuffer_bytes": len(context_flatbuffer), "context_arena_bytes": context_arena,
-            "tile_model_flatbuffer_bytes": len(flatbuffer), "tile_model_arena_bytes": arena,
-            "context_model_ops": op_names(context_flatbuffer), "context_reference_check": context_exactness,
+            "thumbnail": list(run.thumb_size), "context_values": int(tflm.context_shape[-1]),
+            "context_flatbuffer_bytes": len(run.context_flatbuffer), "context_arena_bytes": context_arena,
+            "tile_model_flatbuffer_bytes": len(run.flatbuffer), "tile_model_arena_bytes": arena,
+            "context_model_ops": op_names(run.context_flatbuffer), "context_reference_check": context_exactness,
             "context_input_quant": asdict(context_tflm.input_quant),
             "context_output_quant": asdict(context_tflm.output_quant),
             "tile_context_quant": asdict(tflm.context_quant),
-            "context_macs_per_frame": conv_macs(context_fixed),
+            "context_macs_per_frame": conv_macs(run.context_fixed),
             "budget_basis": "the two models run one after the other (the context model once per frame, "
                             "then every tile), so the arena budget applies to the larger of the two and "
                             "the flash budget to both flatbuffers together"}
-        arena = max(arena, context_arena)
-    measured = Measured(len(flatbuffer) + len(context_flatbuffer), arena)
-    report["sparsity"] = sparsity_report(pruned)
+        run.arena = max(arena, context_arena)
+    report["sparsity"] = sparsity_report(run.pruned)
     report["sizes"] = {
-        "flatbuffer_bytes": len(flatbuffer), "flatbuffer_gzip_bytes": gzip_size(flatbuffer),
-        "dense_flatbuffer_bytes": len(dense_flatbuffer), "dense_flatbuffer_gzip_bytes": gzip_size(dense_flatbuffer),
+        "flatbuffer_bytes": len(run.flatbuffer), "flatbuffer_gzip_bytes": gzip_size(run.flatbuffer),
+        "dense_flatbuffer_bytes": len(run.dense_flatbuffer),
+        "dense_flatbuffer_gzip_bytes": gzip_size(run.dense_flatbuffer),
         "note": "unstructured sparsity leaves the flatbuffer size and the device's work unchanged "
                 "(int8 weights are stored densely and TFLM multiplies the zeros); only the "
                 "compressed (gzip) size shrinks"}
@@ -202,16 +255,20 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
         "note": "tensors the quantizer ties to one scale through CONCATENATION or REDUCE_MAX get the "
                 "union of their calibrated ranges (quantize/convert.py widen_tied_ranges): the "
                 "converter alone clipped the DAU features to the spatial-attention concatenation's range"}
-    report["tflm"] = {"library": tflm.library, "arena_bytes": arena, "ops": op_names(flatbuffer),
+    report["tflm"] = {"library": tflm.library, "arena_bytes": run.arena, "ops": op_names(run.flatbuffer),
                       "input_quant": asdict(tflm.input_quant), "output_quant": asdict(tflm.output_quant),
                       "reference_check": exactness, "board_tflm_vs_reference": board_vs_reference}
 
-    # 4. Budgets and the RAM table.
+
+def budget_stage(run: QuantizeRun) -> None:
+    """4. Budgets (raises BudgetError naming the one broken) and the RAM table."""
+    tiling, report = run.tiling, run.report
+    measured = Measured(len(run.flatbuffer) + len(run.context_flatbuffer), run.arena)
     report["budgets"] = {"problems": budget_violations(measured)}
     buffers = firmware_buffers(tiling.frame_width, tiling.frame_height, tiling.tile, tiling.model_input,
-                               *((thumb_size, int(tflm.context_shape[-1])) if context else ()))
-    macs_tile = conv_macs(tile_fixed if context else fixed_shape_model(pruned, cfg, size))
-    macs_once = conv_macs(context_fixed) if context else 0  # the context model, once per frame
+                               *((run.thumb_size, int(run.tflm.context_shape[-1])) if run.context else ()))
+    macs_tile = conv_macs(run.tile_fixed)
+    macs_once = conv_macs(run.context_fixed) if run.context else 0  # the context model, once per frame
     tiles = len(tile_grid(tiling.frame_width, tiling.frame_height, tiling.tile))
     macs_frame = macs_tile * tiles + macs_once
     macs_per_s = CMSIS_NN_MACS_PER_CYCLE * NANO_CLOCK_HZ
@@ -223,16 +280,20 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
         "projection_basis": f"{CMSIS_NN_MACS_PER_CYCLE} MAC/cycle x {NANO_CLOCK_HZ / 1e6:.0f} MHz "
                             "(CMSIS-NN, Lai et al. 2018, arXiv:1801.06601: 12.3 M-MAC CIFAR-10 CNN in "
                             "99.1 ms on a 216 MHz Cortex-M7 = 0.57 MAC/cycle); convolutions only; a projection, "
-                            "not a measurement"}
-    check_budgets(measured)  # raises BudgetError naming the budget
-    report["ram"] = ram_table(arena, buffers)
+                            "not a measurement (firmware/reports/device_report.md counts instructions)"}
+    check_budgets(measured)
+    report["ram"] = ram_table(run.arena, buffers)
 
-    # 5. The quality ladder on eval15, tile by tile like the board.
-    log("evaluating the ladder on eval15 (float / pruned float / int8 on TFLM, tiled)")
+
+def ladder_stage(run: QuantizeRun, qat_steps: int, eval_limit: int | None) -> None:
+    """5. The quality ladder on eval15, tile by tile like the board."""
+    tiling, cfg = run.tiling, run.cfg
+    run.log("evaluating the ladder on eval15 (float / pruned float / int8 on TFLM, tiled)")
     target = tiling.exposure_target
-    float_enh, pruned_enh = FloatEnhancer(float_model, target, cfg), FloatEnhancer(pruned_only, target, cfg)
-    int8 = (int8_frame_context_method(context_tflm, tflm, tiling.tile, tiling.halo, thumb_size, exposure_target=target)
-            if context else int8_method(tflm, tiling.tile, tiling.halo, exposure_target=target))
+    float_enh, pruned_enh = FloatEnhancer(run.float_model, target, cfg), FloatEnhancer(run.pruned_only, target, cfg)
+    int8 = (int8_frame_context_method(run.context_tflm, run.tflm, tiling.tile, tiling.halo, run.thumb_size,
+                                      exposure_target=target)
+            if run.context else int8_method(run.tflm, tiling.tile, tiling.halo, exposure_target=target))
     methods = {
         "tiny_mirnet_float_full": float_enh.enhance,
         "tiny_mirnet_float_tiled": lambda lo: float_enh.enhance(lo, tiling.tile, tiling.halo),
@@ -240,32 +301,36 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
         "tiny_mirnet_int8_tiled": int8,
     }
     if qat_steps:  # the weights the int8 model was converted from, run in float
-        qat_enh = FloatEnhancer(pruned, target, cfg)
+        qat_enh = FloatEnhancer(run.pruned, target, cfg)
         methods["tiny_mirnet_pruned_qat_tiled"] = lambda lo: qat_enh.enhance(lo, tiling.tile, tiling.halo)
-    ladder = evaluate(data_dir, methods, limit=eval_limit, log=log)
+    ladder = evaluate(run.data_dir, methods, limit=eval_limit, log=run.log)
+    report = run.report
     report["quality"] = {k: {"psnr": v["psnr"], "ssim": v["ssim"], "psnr_gt_mean": v["psnr_gt_mean"]}
                          for k, v in ladder.items() if k != "meta"}
     q = report["quality"]
-    report["quality"]["int8_minus_float_tiled_db"] = q["tiny_mirnet_int8_tiled"]["psnr"] - q["tiny_mirnet_float_tiled"]["psnr"]
+    q["int8_minus_float_tiled_db"] = q["tiny_mirnet_int8_tiled"]["psnr"] - q["tiny_mirnet_float_tiled"]["psnr"]
     report["quality_per_image"] = {k: v["images"] for k, v in ladder.items() if k != "meta"}
 
-    # 6. Artifacts and firmware files, written only once everything above has passed: a
-    # broken budget or a failed check leaves the previous export untouched.
+
+def write_stage(run: QuantizeRun, out_dir: Path, firmware_dir: Path | None, t_start: float) -> None:
+    """6. Artifacts and firmware files, written only once everything above has passed: a broken
+    budget or a failed check leaves the previous export untouched."""
+    tflm, report = run.tflm, run.report
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_save_weights(pruned, out_dir / "tiny_mirnet_pruned.weights.h5")
-    atomic_write_text(out_dir / "tiny_mirnet_pruned.json", cfg.to_json() + "\n")
-    atomic_write_bytes(out_dir / INT8_NAME, flatbuffer)
+    atomic_save_weights(run.pruned, out_dir / "tiny_mirnet_pruned.weights.h5")
+    atomic_write_text(out_dir / "tiny_mirnet_pruned.json", run.cfg.to_json() + "\n")
+    atomic_write_bytes(out_dir / INT8_NAME, run.flatbuffer)
     context_export = None
-    if context:
-        atomic_write_bytes(out_dir / CONTEXT_INT8_NAME, context_flatbuffer)
+    if run.context:
+        atomic_write_bytes(out_dir / CONTEXT_INT8_NAME, run.context_flatbuffer)
         context_export = ContextExport(
-            context_flatbuffer, thumb_size, int(tflm.context_shape[-1]), context_tflm.input_quant,
-            context_tflm.output_quant, tflm.context_quant, tflm.image_index, tflm.context_index,
-            op_names(context_flatbuffer))
-    info = ExportInfo(flatbuffer, tiling, tflm.input_quant, tflm.output_quant, arena, op_names(flatbuffer),
-                      context_export)
+            run.context_flatbuffer, run.thumb_size, int(tflm.context_shape[-1]), run.context_tflm.input_quant,
+            run.context_tflm.output_quant, tflm.context_quant, tflm.image_index, tflm.context_index,
+            op_names(run.context_flatbuffer))
+    info = ExportInfo(run.flatbuffer, run.tiling, tflm.input_quant, tflm.output_quant, run.arena,
+                      op_names(run.flatbuffer), context_export)
     report["export"] = {"sha256": info.sha256, "arena_size_in_firmware": info.arena_size}
-    if context:
+    if run.context:
         report["export"]["context_sha256"] = context_export.sha256
     if firmware_dir is None:
         report["export"]["files"] = []
@@ -276,7 +341,6 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
     report["seconds"] = round(time.monotonic() - t_start, 1)
     atomic_write_json(out_dir / "quantize_report.json", report)
     atomic_write_text(out_dir / "quantize_report.md", markdown_report(report))
-    return report
 
 
 def record_export(folder: Path, files: list[str]) -> None:

@@ -1,0 +1,142 @@
+"""The quantize room's commands: quantize, export, budget, tiling-study."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tinymirnet.model.paths import DEFAULT_WEIGHTS, PER_TILE_WEIGHTS
+
+from .checks import default_in_checkout
+from .model_commands import LOSS_NAMES, _load_enhancer, _load_int8
+
+
+def cmd_tiling_study(args) -> int:
+    from tinymirnet.model.tiling import load_tiling
+    from tinymirnet.quantize.tiling_study import tiling_study
+    tiling = load_tiling()
+    enhancer, _, cfg = _load_enhancer(args.weights)
+    int8_model = _load_int8(args.int8, tiling) if args.int8 else None
+    if int8_model is not None and int8_model.context_index is not None:
+        raise SystemExit(f"error: {args.int8} is a frame-context tile model; the tiling study is about "
+                         f"attention pooled per tile (give quantize/artifacts/per_tile_attention/"
+                         f"tiny_mirnet_int8.tflite)")
+    tiling_study(args.data, enhancer, tiling.tile, tiling.halo, args.report,
+                 meta={"weights": str(args.weights), "model": cfg.__dict__},
+                 split=args.split, val_percent=args.val_percent, int8_model=int8_model)
+    return 0
+
+
+def cmd_quantize(args) -> int:
+    from tinymirnet.quantize.budget import BudgetError
+    from tinymirnet.quantize.pipeline import ARTIFACTS, FIRMWARE_MODEL_DIR, ExposureMismatch, run_quantize
+    args.out = args.out or default_in_checkout(ARTIFACTS, "--out")
+    if not args.no_firmware:
+        args.firmware_dir = args.firmware_dir or default_in_checkout(FIRMWARE_MODEL_DIR, "--firmware-dir or --no-firmware")
+    try:
+        r = run_quantize(args.data, args.weights, sparsity=args.sparsity, finetune_steps=args.steps,
+                         finetune_lr=args.lr, finetune_loss=args.loss, finetune_schedule=args.schedule,
+                         finetune_distill=args.distill, qat_steps=args.qat_steps, qat_lr=args.qat_lr,
+                         eval_limit=args.limit,
+                         out_dir=args.out, firmware_dir=None if args.no_firmware else args.firmware_dir)
+    except (BudgetError, ExposureMismatch) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    q = r["quality"]
+    print(f"int8 tiled PSNR {q['tiny_mirnet_int8_tiled']['psnr']:.2f} dB "
+          f"(float tiled {q['tiny_mirnet_float_tiled']['psnr']:.2f} dB); arena {r['tflm']['arena_bytes']:,} B; "
+          f"flatbuffer {r['sizes']['flatbuffer_bytes']:,} B; RAM headroom {r['ram']['headroom']:,} B")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from tinymirnet.model.tiling import load_tiling
+    from tinymirnet.quantize.export import ExportError, export_info_from_artifacts, write_firmware_files
+    from tinymirnet.quantize.pipeline import FIRMWARE_MODEL_DIR, record_export
+    try:
+        info = export_info_from_artifacts(args.artifacts, load_tiling())
+        firmware_dir = args.firmware_dir or default_in_checkout(FIRMWARE_MODEL_DIR, "--firmware-dir")
+        written = write_firmware_files(info, firmware_dir)
+        record_export(args.artifacts, [p.relative_to(firmware_dir).as_posix() for p in written])
+    except (ExportError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    kind = "frame context: tile + context model" if info.context else "one model"
+    print(f"exported {args.artifacts} ({kind}, sha256 {info.sha256[:16]}..., arena {info.arena_size:,} B) "
+          f"to {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def cmd_budget(args) -> int:
+    from tinymirnet.model.files import atomic_write_json, atomic_write_text
+    from tinymirnet.model.tiling import load_tiling
+    from tinymirnet.quantize.candidates import DEFAULT_CANDIDATES, budget_markdown, choose, measure_candidates
+    tiling = load_tiling()
+    rows = measure_candidates(DEFAULT_CANDIDATES, tiling.frame_width, tiling.frame_height,
+                              weights=args.weights if args.data else (), data_dir=args.data)
+    chosen = choose(rows)
+    atomic_write_json(args.report, {"frame": [tiling.frame_width, tiling.frame_height], "candidates": rows,
+                                    "chosen": chosen["label"] if chosen else None})
+    atomic_write_text(args.report.with_suffix(".md"), budget_markdown(rows, chosen))
+    print(f"wrote {args.report} and {args.report.with_suffix('.md')}")
+    return 0
+
+
+def register(sub) -> None:
+    ts = sub.add_parser("tiling-study", help="split the tiling loss: per-tile level (oracle) vs structure, "
+                        "and what a frame-fitted tone curve recovers")
+    ts.add_argument("--data", type=Path, required=True, help="LoL root (with eval15/) or a folder with low/ and high/")
+    ts.add_argument("--weights", type=Path, default=PER_TILE_WEIGHTS,
+                    help="weights of a per-tile-attention network (default: the one the study was made with)")
+    ts.add_argument("--split", choices=["eval15", "val"], default="eval15",
+                    help="eval15 (the benchmark, report only) or val (the training folder's validation "
+                    "split: decide on this one)")
+    ts.add_argument("--val-percent", type=float, default=10.0)
+    ts.add_argument("--int8", type=Path, default=None,
+                    help="also score this int8 .tflite tile by tile on TFLM, plain and with the thumbnail curve")
+    ts.add_argument("--report", type=Path, required=True, help="report path; .json and .md are written")
+    ts.set_defaults(func=cmd_tiling_study)
+
+    q = sub.add_parser("quantize", help="prune, int8-convert, verify on TFLM, check budgets, export the C array")
+    q.add_argument("--data", type=Path, required=True, help="LoL root (training split for fine-tuning/calibration, eval15 for the report)")
+    q.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    q.add_argument("--sparsity", type=float, default=0.5)
+    q.add_argument("--steps", type=int, default=1200, help="pruning fine-tune steps (batches of 32 tiles)")
+    q.add_argument("--lr", type=float, default=1e-3, help="pruning fine-tune rate")
+    q.add_argument("--schedule", choices=["constant", "cosine"], default="cosine",
+                   help="pruning fine-tune rate schedule: constant, or cosine (constant while the "
+                        "sparsity ramps up, then decayed to 1e-5 over the recovery half)")
+    q.add_argument("--loss", choices=LOSS_NAMES, default="mse",
+                   help="pruning fine-tune loss: the one the weights were trained with (the shipped "
+                        "weights' last stage: mse)")
+    q.add_argument("--distill", action="store_true",
+                   help="fine-tune the pruned model towards the unpruned model's outputs instead of the ground truth")
+    q.add_argument("--qat-steps", type=int, default=600,
+                   help="quantization-aware fine-tune steps after pruning (int8 rounding in the forward "
+                        "pass, quantize/qat.py); 0 = none")
+    q.add_argument("--qat-lr", type=float, default=3e-4, help="quantization-aware fine-tune rate (cosine to 1/100 of it)")
+    q.add_argument("--limit", type=int, default=None, help="evaluate on the first N eval15 pairs only")
+    q.add_argument("--out", type=Path, default=None,
+                   help="folder for the .tflite files, pruned weights and report (default, in a git checkout "
+                        "only: quantize/artifacts)")
+    q.add_argument("--firmware-dir", type=Path, default=None,
+                   help="where to export the firmware's model files (default, in a git checkout only: "
+                        "firmware/lib/tinymirnet_model)")
+    q.add_argument("--no-firmware", action="store_true",
+                   help="export no firmware files (the firmware keeps its model)")
+    q.set_defaults(func=cmd_quantize)
+
+    x = sub.add_parser("export", help="write the firmware's model files (C arrays, headers) from a "
+                       "finished `tinymirnet quantize` folder, without quantizing again")
+    x.add_argument("artifacts", type=Path, nargs="?", default=Path(__file__).resolve().parents[1] / "quantize" / "artifacts",
+                   help="a quantize output folder (default quantize/artifacts; the per-tile-attention network: "
+                        "quantize/artifacts/per_tile_attention)")
+    x.add_argument("--firmware-dir", type=Path, default=None, help="default firmware/lib/tinymirnet_model")
+    x.set_defaults(func=cmd_export)
+
+    b = sub.add_parser("budget", help="sweep network size x tiling candidates: flash, arena, MACs, int8 PSNR")
+    b.add_argument("--data", type=Path, default=None, help="LoL root: adds int8 tiled PSNR for trained candidates")
+    b.add_argument("--weights", type=Path, nargs="+", default=[PER_TILE_WEIGHTS],
+                   help="trained weights (one or more architectures) whose candidates get a PSNR")
+    b.add_argument("--report", type=Path, default=Path("budget_report.json"))
+    b.set_defaults(func=cmd_budget)
+
