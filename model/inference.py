@@ -32,6 +32,11 @@ def load_model(weights: str | Path = DEFAULT_WEIGHTS, config: str | Path | None 
     return model, cfg
 
 
+# Pixels mirrored around a whole frame before it runs: more than the reach of the network's
+# zero-padded borders (two 2x down-samplings and 3x3 convolutions in each stream).
+BORDER = 32
+
+
 class FloatEnhancer:
     """Calls a fully convolutional model with one compiled function per input shape.
 
@@ -97,12 +102,15 @@ class FloatEnhancer:
         return self._tile_fn(batch, tf.repeat(tf.convert_to_tensor(context, tf.float32), batch.shape[0], axis=0)).numpy()
 
     def full_frame(self, img: np.ndarray) -> np.ndarray:
-        """Enhances one HxWx3 float image of any size: edge-padded to a multiple of
-        SIZE_MULTIPLE, run whole, cropped back."""
+        """Enhances one HxWx3 float image of any size: mirrored by BORDER pixels on every side
+        (the network's convolutions pad with zeros, which coloured the outermost pixels), then
+        edge-padded to a multiple of SIZE_MULTIPLE, run whole, cropped back."""
         h, w = img.shape[:2]
-        ph, pw = -h % SIZE_MULTIPLE, -w % SIZE_MULTIPLE
-        padded = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="edge")
-        return self(padded[None], self.context_of(img))[0, :h, :w]
+        b = BORDER
+        mirrored = np.pad(img, ((b, b), (b, b), (0, 0)), mode="symmetric")
+        ph, pw = -(h + 2 * b) % SIZE_MULTIPLE, -(w + 2 * b) % SIZE_MULTIPLE
+        padded = np.pad(mirrored, ((0, ph), (0, pw), (0, 0)), mode="edge")
+        return self(padded[None], self.context_of(img))[0, b:b + h, b:b + w]
 
     def tiled(self, img: np.ndarray, tile: int, halo: int, *, batch: int = 64, progress=None) -> np.ndarray:
         context = self.context_of(img)

@@ -66,3 +66,16 @@ def test_float_pipeline_feeds_the_network_the_frame_the_weights_were_trained_on(
     assert np.array_equal(enhancer.enhance(low), np.clip(enhancer.full_frame(normalised), 0, 1))
     assert np.array_equal(enhancer.enhance(low, 8, 4), np.clip(enhancer.tiled(normalised, 8, 4), 0, 1))
     assert not np.array_equal(enhancer.enhance(low), np.clip(enhancer.full_frame(to_float(low)), 0, 1))
+
+
+def test_whole_frame_path_has_no_coloured_border(small_float_weights):
+    """The convolutions pad with zeros: without the mirrored border, a flat photo came back with
+    coloured outermost pixels (issue "Natural on real scenes": one photo's left column
+    [118, 0, 48] against [64, 8, 4] inside). A flat frame must come back flat."""
+    from tinymirnet.model import import_tensorflow_quietly
+    import_tensorflow_quietly()
+    from tinymirnet.model.inference import FloatEnhancer, load_model
+    model, cfg = load_model(small_float_weights)
+    flat = np.full((37, 53, 3), (60, 40, 30), np.uint8)
+    out = FloatEnhancer(model, cfg.exposure_target, cfg).enhance(flat)
+    assert np.abs(out - out[18, 26]).max() < 1e-4
