@@ -210,6 +210,32 @@ def build_for_artifacts(artifacts: Path, build_dir: Path) -> Path:
     return build_dir
 
 
+def price_on_the_board(flatbuffer: bytes, tiling, build_dir: Path) -> dict:
+    """Instructions one frame of this one-model network costs on the emulated Cortex-M4: the
+    flatbuffer exported with `tiling` into build_dir, the probe built with it and run under QEMU.
+    The budget sweep uses it to rank candidates by what the board pays, not by MACs."""
+    from tinymirnet.quantize.export import ExportInfo, write_firmware_files
+    from tinymirnet.quantize.tflm import TflmModel, arena_after_one_run, op_names
+    from .qemu_board import QEMU_DIR
+    model = TflmModel(flatbuffer)
+    if model.context_index is not None:
+        raise DeviceReportError("price_on_the_board takes a one-model network (use --artifacts for a pair)")
+    info = ExportInfo(flatbuffer, tiling, model.input_quant, model.output_quant, arena_after_one_run(model),
+                      op_names(flatbuffer))
+    write_firmware_files(info, build_dir / "model")
+    build = subprocess.run(["make", "-C", str(QEMU_DIR), "probe", f"MODEL_DIR={build_dir / 'model'}",
+                            f"BUILD={build_dir}"], capture_output=True, text=True, timeout=1800)
+    if build.returncode != 0:
+        tail = "\n".join((build.stdout + build.stderr).strip().splitlines()[-12:])
+        raise DeviceReportError(f"building the probe for {build_dir.name} failed:\n{tail}")
+    probe = run_probe(build_dir / "probe.elf")
+    frames = [_instructions(f["ticks"]) for f in probe["frames"]]
+    return {"instructions_per_frame": int(statistics.median(frames)),
+            "instructions_per_tile": _instructions(probe["tile_again_ticks"]),
+            "arena_bytes_32bit": probe["arena_used_tile"],
+            "tile_op_shares": {r["op"]: r["share"] for r in _op_shares(probe["tile_ops"])}}
+
+
 def device_report(report_path: Path, artifacts: Path | None = None) -> dict:
     from tinymirnet.model.files import atomic_write_json, atomic_write_text
     if artifacts is None:

@@ -66,6 +66,26 @@ def cmd_export(args) -> int:
     return 0
 
 
+def price_candidates(rows: list[dict], tiling) -> None:
+    """Adds what the board pays to each candidate that fits: instructions per frame on the
+    emulated Cortex-M4 with the board's TFLM (random weights: the kernels' work does not depend on
+    the weights' values), per tile, the 32-bit arena and the tile model's per-op shares."""
+    from dataclasses import replace
+    from tinymirnet.model.network import MirnetConfig
+    from tinymirnet.quantize.convert import random_weights_int8
+    from .device_report import BUILD_DIR, price_on_the_board
+    for row in rows:
+        if not row["fits"]:
+            continue
+        cfg = MirnetConfig(channels=row["channels"], growth=row["growth"])
+        flatbuffer = random_weights_int8(cfg, row["input"])
+        label = f"c{row['channels']}_g{row['growth']}_t{row['tile']}_h{row['halo']}"
+        print(f"pricing {row['label']} on the emulated Cortex-M4 ...", file=sys.stderr, flush=True)
+        row.update(price_on_the_board(flatbuffer, replace(tiling, tile=row["tile"], halo=row["halo"]),
+                                      BUILD_DIR / "budget" / label))
+        row["instructions_measured_with"] = "random weights, Chirale_TensorFlowLite 2.0.0 on QEMU mps2-an386"
+
+
 def cmd_budget(args) -> int:
     from tinymirnet.model.files import atomic_write_json, atomic_write_text
     from tinymirnet.model.tiling import load_tiling
@@ -73,6 +93,8 @@ def cmd_budget(args) -> int:
     tiling = load_tiling()
     rows = measure_candidates(DEFAULT_CANDIDATES, tiling.frame_width, tiling.frame_height,
                               weights=args.weights if args.data else (), data_dir=args.data)
+    if args.instructions:
+        price_candidates(rows, tiling)
     chosen = choose(rows)
     atomic_write_json(args.report, {"frame": [tiling.frame_width, tiling.frame_height], "candidates": rows,
                                     "chosen": chosen["label"] if chosen else None})
@@ -138,5 +160,8 @@ def register(sub) -> None:
     b.add_argument("--weights", type=Path, nargs="+", default=[PER_TILE_WEIGHTS],
                    help="trained weights (one or more architectures) whose candidates get a PSNR")
     b.add_argument("--report", type=Path, default=Path("budget_report.json"))
+    b.add_argument("--instructions", action="store_true",
+                   help="also count each fitting candidate's instructions per frame on the emulated "
+                        "Cortex-M4 (QEMU, the board's TFLM; about a minute per candidate)")
     b.set_defaults(func=cmd_budget)
 

@@ -155,17 +155,21 @@ def budget_markdown(rows: list[dict], chosen: dict | None) -> str:
              "'-' = not trained. Costs of untrained candidates come from random weights, which "
              "understates the flatbuffer (about 26 KB for C8/8/8: random layers share equal "
              "constants); trained candidates are measured with their weights and LoL calibration.", "",
-             "| candidate | params | flatbuffer B | arena B | M-MAC/tile | tiles/frame | M-MAC/frame | measured with | fits | int8 tiled PSNR |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "M instr/frame: instructions per QQVGA frame counted on the emulated Cortex-M4 with the "
+             "board's TFLM (`tinymirnet budget --instructions`; '-' = not counted); instructions are "
+             "not cycles.", "",
+             "| candidate | params | flatbuffer B | arena B | M-MAC/tile | tiles/frame | M-MAC/frame | M instr/frame | measured with | fits | int8 tiled PSNR |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         q = f"{r['int8_tiled_psnr']:.2f}" if r.get("int8_tiled_psnr") else "-"
+        ins = f"{r['instructions_per_frame'] / 1e6:,.0f}" if r.get("instructions_per_frame") else "-"
         lines.append(f"| {r['label']} | {r['params']:,} | {r['flatbuffer_bytes']:,} | {r['arena_bytes']:,} | "
-                     f"{r['macs_per_tile'] / 1e6:.2f} | {r['tiles_per_frame']} | {r['macs_per_frame'] / 1e6:.0f} | "
+                     f"{r['macs_per_tile'] / 1e6:.2f} | {r['tiles_per_frame']} | {r['macs_per_frame'] / 1e6:.0f} | {ins} | "
                      f"{r.get('measured_with', '-')} | {'yes' if r['fits'] else 'no: ' + '; '.join(r['budget_problems'])} | {q} |")
     if chosen:
         lines += ["", f"Chosen: **{chosen['label']}**: the best int8 tiled PSNR within the budgets, where "
-                  f"candidates within {PSNR_TIE_DB} dB of the best count as equal and the fewest MACs per "
-                  "frame wins among them."]
+                  f"candidates within {PSNR_TIE_DB} dB of the best count as equal and the cheapest on the "
+                  "board wins among them (instructions per frame where counted, else MACs per frame)."]
     return "\n".join(lines) + "\n"
 
 
@@ -174,10 +178,16 @@ PSNR_TIE_DB = 0.1
 
 def choose(rows: list[dict], tie_db: float = PSNR_TIE_DB) -> dict | None:
     """The candidate with the best int8 tiled PSNR among those within the budgets; candidates
-    within `tie_db` of the best count as equal, and of those the one with the fewest MACs per
-    frame (the shortest device time) wins."""
+    within `tie_db` of the best count as equal, and of those the cheapest on the board wins: the
+    fewest instructions per frame where the sweep counted them on the emulated Cortex-M4
+    (`--instructions`), else the fewest MACs per frame."""
     scored = [r for r in rows if r["fits"] and r.get("int8_tiled_psnr")]
     if not scored:
         return None
     best = max(r["int8_tiled_psnr"] for r in scored)
-    return min((r for r in scored if r["int8_tiled_psnr"] >= best - tie_db), key=lambda r: r["macs_per_frame"])
+    return min((r for r in scored if r["int8_tiled_psnr"] >= best - tie_db), key=board_cost)
+
+
+def board_cost(row: dict) -> float:
+    """What a candidate costs the board per frame: instructions when counted, else MACs."""
+    return row.get("instructions_per_frame") or row["macs_per_frame"]

@@ -85,3 +85,19 @@ def test_frame_blob_layout():
     assert (magic, count, ipk, hz) == (0x424E4D54, 2, 40_000, 64_000_000)
     assert np.array_equal(np.frombuffer(blob[16:], "<u2")[:12], frame.ravel())
     assert frame_blob([frame], board_speed=True)[8:12] == (2_500).to_bytes(4, "little")
+
+
+def test_a_candidate_is_priced_in_instructions_on_the_board(tmp_path):
+    """The budget sweep's --instructions: a one-model candidate exported with its own tiling,
+    built into the probe and counted."""
+    from dataclasses import replace
+    from tinymirnet.host.device_report import price_on_the_board
+    from tinymirnet.model.network import MirnetConfig
+    from tinymirnet.model.tiling import load_tiling
+    from tinymirnet.quantize.convert import random_weights_int8
+    # (A tile's RGB must fit one v2 TILE payload, 4,096 B: at most 36 px a side.)
+    tiling = replace(load_tiling(), tile=32, halo=4)
+    row = price_on_the_board(random_weights_int8(MirnetConfig(channels=4), 40), tiling, tmp_path / "c4")
+    assert row["instructions_per_frame"] > 20 * row["instructions_per_tile"] > 0  # 5 x 4 tiles
+    assert 0 < row["arena_bytes_32bit"] < 131_072
+    assert "CONV_2D" in row["tile_op_shares"]

@@ -175,6 +175,11 @@ def test_budget_choice_prefers_quality_then_fewer_macs():
     assert choose([rows[2], rows[3]]) is None
     md = budget_markdown(rows, choose(rows))
     assert "no: TFLM arena budget broken" in md and "**small tile**" in md
+    # Counted on the board, the instructions decide, not the MACs.
+    rows[0]["int8_tiled_psnr"] = 18.26
+    rows[0]["instructions_per_frame"], rows[1]["instructions_per_frame"] = 2.0e9, 2.6e9
+    assert choose(rows)["label"] == "small tile"
+    assert "| 2,000 |" in budget_markdown(rows, choose(rows))
 
 
 def test_a_collapsed_activation_range_is_a_clear_error_not_an_abort():
