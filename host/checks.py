@@ -69,6 +69,10 @@ def precheck(args) -> None:
         raise UsageError("train needs --data (the LoL root, with our485/ or our450/)")
     if getattr(args, "data", None) is not None and not Path(args.data).is_dir():
         raise UsageError(f"--data {args.data}: no such folder")
+    split = {"eval": "eval", "tiling-study": "eval", "quantize": "train", "train": "train"}.get(command)
+    if split and getattr(args, "data", None) is not None:
+        from tinymirnet.model.data import find_pairs, resolve_split
+        find_pairs(resolve_split(args.data, split))  # DataError: no such split, or no pairs in it
     for name in ("weights", "init"):
         if command in ("enhance", "eval", "capture", "quantize", "tiling-study", "naturalness", "train") or name == "init":
             _check_weights(getattr(args, name, None))

@@ -18,8 +18,7 @@ class _Parser(argparse.ArgumentParser):
     other ordinary mistake (argparse's own is the usage text and exit code 2)."""
 
     def error(self, message):
-        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
-        sys.exit(1)
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
 class _DefaultsFormatter(argparse.HelpFormatter):
@@ -124,8 +123,8 @@ def _error_text(e: BaseException) -> str:
 
 def main(argv=None) -> int:
     from tinymirnet.model.data import DataError
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         precheck(args)
         if args.command not in NO_TENSORFLOW:
             from tinymirnet.model import import_tensorflow_quietly

@@ -83,6 +83,8 @@ def _measure_in_child(args):
     candidate, frame_w, frame_h, weights, data_dir = args
     import faulthandler
     faulthandler.enable()
+    from tinymirnet.model import import_tensorflow_quietly
+    import_tensorflow_quietly()  # a fresh (spawned) process: TensorFlow's start-up lines again
     if not (weights and data_dir):
         return {**measure_candidate(candidate, frame_w, frame_h), "measured_with": "random weights"}
     from tinymirnet.model.inference import load_model

@@ -145,3 +145,43 @@ def test_a_bad_int8_model_is_one_error_line(lol_root, tiny_weights, tmp_path, co
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: --int8 {path}"), err
     assert not (tmp_path / "report.json").exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["eval", "--data", "/nonexistent"],
+    ["eval", "--data", "{tmp}"],
+    ["enhance", "{img}", "--weights", "{tmp}/missing.h5", "--out", "{tmp}/o"],
+    ["enhance", "{img}", "--weights", "{tmp}/lonely.weights.h5", "--out", "{tmp}/o"],
+    ["enhance", "{img}", "--port", "sim", "--int8", "{img}"],
+    ["enhance", "--sample", "/some/photo.png"],
+    ["enhance", "{img}", "--out", "{img}"],
+    ["train", "--out", "{tmp}/run"],
+    ["capture"],
+    ["no-such-command"],
+], ids=lambda a: " ".join(a[:2]))
+def test_ordinary_mistakes_are_one_error_line_before_any_model_loads(argv, tmp_path, capsys, monkeypatch):
+    """Issue "A user's product": one `error:` line, exit code 1, no traceback, nothing written."""
+    from PIL import Image
+    from tinymirnet.host.cli import main
+    import tinymirnet.model.inference as inference
+    img = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(img)
+    (tmp_path / "lonely.weights.h5").write_bytes(b"weights without their network config")
+    # None of these may get as far as building a network.
+    monkeypatch.setattr(inference, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    args = [a.format(tmp=tmp_path, img=img) for a in argv]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    assert "Traceback" not in err[0]
+    assert not (tmp_path / "run").exists() and not (tmp_path / "o").exists()
+
+
+def test_version_and_defaults_in_help(capsys):
+    from tinymirnet.host.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("tinymirnet ")
+    with pytest.raises(SystemExit):
+        main(["enhance", "--help"])
+    assert "(default: enhanced)" in capsys.readouterr().out

@@ -205,7 +205,7 @@ def test_calibration_tiles_are_low_light_only_unless_asked(lol_root):
     assert int(np.sum(np.max(mixed, axis=(1, 2, 3)) > low_light_max)) == 4
 
 
-def test_quantize_cli_passes_out_schedule_and_no_firmware(monkeypatch, tmp_path):
+def test_quantize_cli_passes_out_schedule_and_no_firmware(monkeypatch, tmp_path, lol_root):
     """`--no-firmware` leaves the firmware alone (firmware_dir=None), `--out`, `--schedule` and
     `--qat-steps` reach the pipeline; without them the firmware export, the cosine schedule and
     the quantization-aware fine-tune are the default."""
@@ -217,15 +217,15 @@ def test_quantize_cli_passes_out_schedule_and_no_firmware(monkeypatch, tmp_path)
         calls.append(options)
         raise BudgetError("stop here")
     monkeypatch.setattr(pipeline, "run_quantize", fake_run_quantize)
-    assert main(["quantize", "--data", str(tmp_path), "--no-firmware", "--out", str(tmp_path / "o"),
+    assert main(["quantize", "--data", str(lol_root), "--no-firmware", "--out", str(tmp_path / "o"),
                  "--schedule", "constant"]) == 1
     assert calls[0]["firmware_dir"] is None and calls[0]["out_dir"] == tmp_path / "o"
     assert calls[0]["finetune_schedule"] == "constant"
-    assert main(["quantize", "--data", str(tmp_path)]) == 1  # in a checkout: the shipped folders
+    assert main(["quantize", "--data", str(lol_root)]) == 1  # in a checkout: the shipped folders
     assert calls[1]["firmware_dir"] == pipeline.FIRMWARE_MODEL_DIR and calls[1]["out_dir"] == pipeline.ARTIFACTS
     assert calls[1]["finetune_schedule"] == "cosine"
     assert calls[1]["qat_steps"] == 600 and calls[1]["qat_lr"] == 3e-4  # QAT on by default
-    assert main(["quantize", "--data", str(tmp_path), "--qat-steps", "0"]) == 1
+    assert main(["quantize", "--data", str(lol_root), "--qat-steps", "0"]) == 1
     assert calls[2]["qat_steps"] == 0
 
 

@@ -79,7 +79,7 @@ class Connection:
 
     def __init__(self, port: Any, *, name: str | None = None, timeout: float = 1.0,
                  retries: int = 3, stream_timeout: float = 30.0, poll_interval: float = 0.05,
-                 first_seq: int | None = None):
+                 first_seq: int | None = None, clock: Callable[[], float] = time.monotonic):
         if retries < 1:
             raise ValueError("retries must be at least 1")
         self.port = port
@@ -88,6 +88,8 @@ class Connection:
         self.timeout = timeout
         self.retries = retries
         self.stream_timeout = stream_timeout
+        # Seconds for every deadline: injectable, so that tests of the timeouts need no wall clock.
+        self.clock = clock
         self.longest_tile_s: float | None = None  # the device's own figure, from TILE replies
         self.info: DeviceInfo | None = None
         self.stats = LinkStats()
@@ -227,7 +229,7 @@ class Connection:
         frame_bytes = encode_message(message, seq)
         self._write(frame_bytes)
         tries, naks = 1, 0
-        deadline = time.monotonic() + timeout
+        deadline = self.clock() + timeout
         while True:
             frame = self._receive(deadline)
             if frame is None:
@@ -252,7 +254,7 @@ class Connection:
             self._write(frame_bytes)
             self.stats.retransmissions += 1
             tries += 1
-            deadline = time.monotonic() + timeout
+            deadline = self.clock() + timeout
 
     def _no_answer_text(self, command: str, naks: int, timeout: float) -> str:
         tries = f"{self.retries} tries ({timeout:.1f} s each)"
@@ -268,7 +270,7 @@ class Connection:
     def _receive(self, deadline: float) -> Frame | None:
         """The next frame, or None at the deadline."""
         while not self._received:
-            if time.monotonic() >= deadline:
+            if self.clock() >= deadline:
                 return None
             waiting = getattr(self.port, "in_waiting", 0) or 0
             data = self.port.read(max(1, waiting))
@@ -300,7 +302,7 @@ class Connection:
                 not want_tiles or len(tiles) == info.tile_count)
             # Once everything arrived only DONE is missing: no need to wait for a slow tile.
             wait = self.timeout if complete else self.stream_timeout
-            frame = self._receive(time.monotonic() + wait)
+            frame = self._receive(self.clock() + wait)
             if frame is None:
                 break
             if frame.seq != seq or frame.type in (MessageType.ACK, MessageType.NAK):
