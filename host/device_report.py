@@ -195,19 +195,23 @@ def build_for_artifacts(artifacts: Path, build_dir: Path) -> Path:
     This is how a candidate network is priced in instructions before it is shipped."""
     from tinymirnet.model.tiling import load_tiling
     from tinymirnet.quantize.export import ExportError, export_info_from_artifacts, write_firmware_files
-    from .qemu_board import QEMU_DIR
     try:
         info = export_info_from_artifacts(artifacts, load_tiling())
     except ExportError as e:
         raise DeviceReportError(str(e)) from None
-    model_dir = build_dir / "model"
-    write_firmware_files(info, model_dir)
-    build = subprocess.run(["make", "-C", str(QEMU_DIR), "board", "probe", f"MODEL_DIR={model_dir}",
+    write_firmware_files(info, build_dir / "model")
+    _build_firmware(build_dir, ("board", "probe"), str(artifacts))
+    return build_dir
+
+
+def _build_firmware(build_dir: Path, targets: tuple[str, ...], what: str) -> None:
+    """`make -C firmware/qemu TARGETS` with the model files in build_dir/model, into build_dir."""
+    from .qemu_board import QEMU_DIR
+    build = subprocess.run(["make", "-C", str(QEMU_DIR), *targets, f"MODEL_DIR={build_dir / 'model'}",
                             f"BUILD={build_dir}"], capture_output=True, text=True, timeout=1800)
     if build.returncode != 0:
         tail = "\n".join((build.stdout + build.stderr).strip().splitlines()[-12:])
-        raise DeviceReportError(f"building the firmware for {artifacts} failed:\n{tail}")
-    return build_dir
+        raise DeviceReportError(f"building the firmware for {what} failed:\n{tail}")
 
 
 def price_on_the_board(flatbuffer: bytes, tiling, build_dir: Path) -> dict:
@@ -216,18 +220,13 @@ def price_on_the_board(flatbuffer: bytes, tiling, build_dir: Path) -> dict:
     The budget sweep uses it to rank candidates by what the board pays, not by MACs."""
     from tinymirnet.quantize.export import ExportInfo, write_firmware_files
     from tinymirnet.quantize.tflm import TflmModel, arena_after_one_run, op_names
-    from .qemu_board import QEMU_DIR
     model = TflmModel(flatbuffer)
     if model.context_index is not None:
         raise DeviceReportError("price_on_the_board takes a one-model network (use --artifacts for a pair)")
     info = ExportInfo(flatbuffer, tiling, model.input_quant, model.output_quant, arena_after_one_run(model),
                       op_names(flatbuffer))
     write_firmware_files(info, build_dir / "model")
-    build = subprocess.run(["make", "-C", str(QEMU_DIR), "probe", f"MODEL_DIR={build_dir / 'model'}",
-                            f"BUILD={build_dir}"], capture_output=True, text=True, timeout=1800)
-    if build.returncode != 0:
-        tail = "\n".join((build.stdout + build.stderr).strip().splitlines()[-12:])
-        raise DeviceReportError(f"building the probe for {build_dir.name} failed:\n{tail}")
+    _build_firmware(build_dir, ("probe",), build_dir.name)
     probe = run_probe(build_dir / "probe.elf")
     frames = [_instructions(f["ticks"]) for f in probe["frames"]]
     return {"instructions_per_frame": int(statistics.median(frames)),
