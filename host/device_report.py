@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .qemu_board import BUILD_DIR, QemuBoardError, ensure_board_elf
+from .qemu_board import BUILD_DIR, QemuBoardError, ensure_board_elf, make_qemu
 from .virtual_board import FIRMWARE_DIR, REPO_ROOT
 
 INSTRUCTIONS_PER_TICK = 40  # -icount shift=0: 1 ns per instruction, 40 ns per 25 MHz tick
@@ -200,18 +200,13 @@ def build_for_artifacts(artifacts: Path, build_dir: Path) -> Path:
     except ExportError as e:
         raise DeviceReportError(str(e)) from None
     write_firmware_files(info, build_dir / "model")
-    _build_firmware(build_dir, ("board", "probe"), str(artifacts))
+    _build_firmware(build_dir, ("board", "probe"))
     return build_dir
 
 
-def _build_firmware(build_dir: Path, targets: tuple[str, ...], what: str) -> None:
-    """`make -C firmware/qemu TARGETS` with the model files in build_dir/model, into build_dir."""
-    from .qemu_board import QEMU_DIR
-    build = subprocess.run(["make", "-C", str(QEMU_DIR), *targets, f"MODEL_DIR={build_dir / 'model'}",
-                            f"BUILD={build_dir}"], capture_output=True, text=True, timeout=1800)
-    if build.returncode != 0:
-        tail = "\n".join((build.stdout + build.stderr).strip().splitlines()[-12:])
-        raise DeviceReportError(f"building the firmware for {what} failed:\n{tail}")
+def _build_firmware(build_dir: Path, targets: tuple[str, ...]) -> None:
+    """The QEMU images with the model files in build_dir/model, built into build_dir."""
+    make_qemu(targets, {"MODEL_DIR": build_dir / "model", "BUILD": build_dir})
 
 
 def price_on_the_board(flatbuffer: bytes, tiling, build_dir: Path) -> dict:
@@ -226,7 +221,7 @@ def price_on_the_board(flatbuffer: bytes, tiling, build_dir: Path) -> dict:
     info = ExportInfo(flatbuffer, tiling, model.input_quant, model.output_quant, arena_after_one_run(model),
                       op_names(flatbuffer))
     write_firmware_files(info, build_dir / "model")
-    _build_firmware(build_dir, ("probe",), build_dir.name)
+    _build_firmware(build_dir, ("probe",))
     probe = run_probe(build_dir / "probe.elf")
     frames = [_instructions(f["ticks"]) for f in probe["frames"]]
     return {"instructions_per_frame": int(statistics.median(frames)),

@@ -20,7 +20,6 @@ Usage::
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import struct
@@ -56,6 +55,21 @@ def _sources() -> list[Path]:
     return [p for d in dirs if d.is_dir() for p in d.rglob("*") if p.is_file()]
 
 
+def make_qemu(targets: tuple[str, ...], variables: dict[str, Path] | None = None) -> None:
+    """`make -C firmware/qemu TARGETS [NAME=value ...]` (firmware/qemu/Makefile: MODEL_DIR for
+    another model export, BUILD for another build folder); one clear error when it fails."""
+    for tool in ("make", "arm-none-eabi-g++"):
+        if shutil.which(tool) is None:
+            raise QemuBoardError(f"building the QEMU board needs {tool}: apt-get install make "
+                                 f"gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib")
+    settings = [f"{name}={value}" for name, value in (variables or {}).items()]
+    build = subprocess.run(["make", "-C", str(QEMU_DIR), *targets, *settings], capture_output=True, text=True,
+                           timeout=1800)
+    if build.returncode != 0:
+        tail = (build.stdout + build.stderr).strip().splitlines()[-15:]
+        raise QemuBoardError(f"`make -C firmware/qemu {' '.join([*targets, *settings])}` failed:\n" + "\n".join(tail))
+
+
 def ensure_board_elf(target: str = "board") -> Path:
     """firmware/build/qemu/<target>.elf, built with make when missing or older than a source
     (the first build compiles the board's TFLM: a few minutes)."""
@@ -64,15 +78,9 @@ def ensure_board_elf(target: str = "board") -> Path:
         raise QemuBoardError(f"the QEMU board needs the repository checkout ({QEMU_DIR} is missing)")
     if elf.is_file() and elf.stat().st_mtime >= max(p.stat().st_mtime for p in _sources()):
         return elf
-    for tool in ("make", "arm-none-eabi-g++"):
-        if shutil.which(tool) is None:
-            raise QemuBoardError(f"building the QEMU board needs {tool}: apt-get install make "
-                                 f"gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib")
-    build = subprocess.run(["make", "-C", str(QEMU_DIR), target], capture_output=True, text=True,
-                           timeout=1800)
-    if build.returncode != 0 or not elf.is_file():
-        tail = (build.stdout + build.stderr).strip().splitlines()[-15:]
-        raise QemuBoardError(f"`make -C firmware/qemu {target}` failed:\n" + "\n".join(tail))
+    make_qemu((target,))
+    if not elf.is_file():
+        raise QemuBoardError(f"`make -C firmware/qemu {target}` made no {elf}")
     return elf
 
 

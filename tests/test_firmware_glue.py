@@ -25,7 +25,7 @@ MODEL = ROOT / "firmware" / "lib" / "tinymirnet_model"
 
 EXACT_VERSION = r"\d+\.\d+\.\d+"
 ARM_CXX = shutil.which("arm-none-eabi-g++")
-ARM_FLAGS = ["-std=c++17", "-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard",
+ARM_FLAGS = ["-std=c++14", "-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard",
              "-fno-exceptions", "-fno-rtti", "-Wall", "-Wextra", "-Werror"]
 needs_arm = pytest.mark.skipif(
     ARM_CXX is None, reason="arm-none-eabi-g++ is not installed (apt-get install gcc-arm-none-eabi)")
