@@ -70,6 +70,8 @@ def precheck(args) -> None:
     if getattr(args, "data", None) is not None and not Path(args.data).is_dir():
         raise UsageError(f"--data {args.data}: no such folder")
     split = {"eval": "eval", "tiling-study": "eval", "quantize": "train", "train": "train"}.get(command)
+    if getattr(args, "split", None) == "val":  # eval --split val reads the training pairs
+        split = "train"
     if split and getattr(args, "data", None) is not None:
         from tinymirnet.model.data import find_pairs, resolve_split
         find_pairs(resolve_split(args.data, split))  # DataError: no such split, or no pairs in it

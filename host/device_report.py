@@ -209,24 +209,34 @@ def _build_firmware(build_dir: Path, targets: tuple[str, ...]) -> None:
     make_qemu(targets, {"MODEL_DIR": build_dir / "model", "BUILD": build_dir})
 
 
-def price_on_the_board(flatbuffer: bytes, tiling, build_dir: Path) -> dict:
-    """Instructions one frame of this one-model network costs on the emulated Cortex-M4: the
-    flatbuffer exported with `tiling` into build_dir, the probe built with it and run under QEMU.
-    The budget sweep uses it to rank candidates by what the board pays, not by MACs."""
-    from tinymirnet.quantize.export import ExportInfo, write_firmware_files
+def price_on_the_board(flatbuffer: bytes, tiling, build_dir: Path, context_flatbuffer: bytes | None = None) -> dict:
+    """Instructions one frame of this network costs on the emulated Cortex-M4: the flatbuffer
+    (with `context_flatbuffer`, a frame-context tile model and its context model) exported with
+    `tiling` into build_dir, the probe built with it and run under QEMU. The budget sweep uses
+    it to rank candidates by what the board pays, not by MACs."""
+    from tinymirnet.quantize.export import ContextExport, ExportInfo, write_firmware_files
     from tinymirnet.quantize.tflm import TflmModel, arena_after_one_run, op_names
     model = TflmModel(flatbuffer)
-    if model.context_index is not None:
-        raise DeviceReportError("price_on_the_board takes a one-model network (use --artifacts for a pair)")
-    info = ExportInfo(flatbuffer, tiling, model.input_quant, model.output_quant, arena_after_one_run(model),
-                      op_names(flatbuffer))
+    if (model.context_index is None) != (context_flatbuffer is None):
+        raise DeviceReportError("a frame-context tile model is priced with its context model, a one-model "
+                                "network without one")
+    arena = arena_after_one_run(model)
+    context = None
+    if context_flatbuffer is not None:
+        ctx = TflmModel(context_flatbuffer)
+        _, h, w, _ = ctx.input_shape
+        context = ContextExport(context_flatbuffer, (int(w), int(h)), int(model.context_shape[-1]),
+                                ctx.input_quant, ctx.output_quant, model.context_quant, model.image_index,
+                                model.context_index, op_names(context_flatbuffer))
+        arena = max(arena, arena_after_one_run(ctx))
+    info = ExportInfo(flatbuffer, tiling, model.input_quant, model.output_quant, arena, op_names(flatbuffer), context)
     write_firmware_files(info, build_dir / "model")
     _build_firmware(build_dir, ("probe",))
     probe = run_probe(build_dir / "probe.elf")
     frames = [_instructions(f["ticks"]) for f in probe["frames"]]
     return {"instructions_per_frame": int(statistics.median(frames)),
             "instructions_per_tile": _instructions(probe["tile_again_ticks"]),
-            "arena_bytes_32bit": probe["arena_used_tile"],
+            "arena_bytes_32bit": max(probe["arena_used_tile"], probe.get("arena_used_context") or 0),
             "tile_op_shares": {r["op"]: r["share"] for r in _op_shares(probe["tile_ops"])}}
 
 

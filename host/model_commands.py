@@ -21,8 +21,9 @@ def cmd_train(args) -> int:
             from tinymirnet.model.inference import config_path_for
             model_cfg = MirnetConfig.load(config_path_for(args.init))
         else:
-            model_cfg = MirnetConfig(channels=args.channels, growth=args.growth,
-                                     num_rrg=args.rrg, num_mrb=args.mrb)
+            model_cfg = MirnetConfig(design=args.design, channels=args.channels, depth=args.depth,
+                                     context_convs=args.context_convs,
+                                     growth=args.growth, num_rrg=args.rrg, num_mrb=args.mrb)
         if args.frame_context is not None:
             from dataclasses import replace
             w, h = args.frame_context
@@ -35,7 +36,8 @@ def cmd_train(args) -> int:
                           val_tiled=args.val_tiled, plateau_patience=args.plateau_patience,
                           plateau_factor=args.plateau_factor, loss=args.loss,
                           exposure_target=(model_cfg.exposure_target if args.exposure is None
-                                           else args.exposure))
+                                           else args.exposure),
+                          scenes=str(args.scenes or ""), scene_weight=args.scene_weight)
     train(args.out, cfg, resume=args.resume)
     return 0
 
@@ -56,7 +58,7 @@ def cmd_publish(args) -> int:
     import shutil
     from tinymirnet.model.files import atomic_write
     from tinymirnet.model.paths import DEFAULT_WEIGHTS, WEIGHTS_DIR
-    # Named after the shipped weights (tiny_mirnet_frame_context.weights.h5 -> *_frame_context.*).
+    # Named after the shipped weights (tiny_mirnet_half_resolution.weights.h5 -> *_half_resolution.*).
     suffix = DEFAULT_WEIGHTS.name.removeprefix("tiny_mirnet").removesuffix(".weights.h5")
     files = {"best.weights.h5": DEFAULT_WEIGHTS.name, "best.json": f"tiny_mirnet{suffix}.json",
              "config.json": f"training_config{suffix}.json", "log.csv": f"training_log{suffix}.csv",
@@ -135,8 +137,15 @@ def cmd_eval(args) -> int:
     meta["provenance"] = provenance({"weights": args.weights, "int8_model": args.int8,
                                      "int8_context_model": meta.get("int8_context_model")})
     grid = args.grid or args.report.with_suffix(".png")
+    pairs = None
+    if args.split == "val":  # the held-out part of the training pairs: for choosing, never eval15
+        from tinymirnet.model.data import find_pairs, resolve_split, split_train_val
+        _, pairs = split_train_val(find_pairs(resolve_split(args.data, "train")))
+        meta["split"] = "LoL validation (10 % of the training pairs, model/data.py split_train_val)"
     evaluate(args.data, methods, report=args.report, grid=grid,
-             grid_method="tiny_mirnet_float_full", meta=meta, limit=args.limit)
+             grid_method="tiny_mirnet_float_full", meta=meta, limit=args.limit, pairs=pairs,
+             dataset_name="LoL validation split" if pairs else None,
+             agreement=("tiny_mirnet_int8_tiled", "tiny_mirnet_float_tiled") if args.int8 else None)
     print(f"wrote {args.report} and {grid}")
     return 0
 
@@ -225,7 +234,15 @@ def register(sub) -> None:
     t.add_argument("--val-percent", type=float, default=10.0)
     t.add_argument("--exclude", nargs="*", default=[], help="pair stems to leave out")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--design", choices=["mrb", "gain", "two_scale", "half_resolution"], default="mrb",
+                   help="mrb: the tiny MIRNet; gain: attention-scaled convolutions and a gain head "
+                        "(model/network.py) (default mrb)")
     t.add_argument("--channels", type=int, default=8)
+    t.add_argument("--depth", type=int, default=2,
+                   help="gain, two_scale, half_resolution: attention-scaled convolutions (default 2)")
+    t.add_argument("--context-convs", type=int, default=0,
+                   help="half_resolution: 3x3 convolutions before each attention pool, run once per frame "
+                        "on the thumbnail (default 0)")
     t.add_argument("--growth", type=float, default=1.0)
     t.add_argument("--rrg", type=int, default=1)
     t.add_argument("--mrb", type=int, default=1)
@@ -233,6 +250,9 @@ def register(sub) -> None:
                    help="start from these weights (their config); for the tile-adaptation stage")
     t.add_argument("--loss-margin", type=int, default=0,
                    help="leave this many border pixels out of the loss (the halo, when training on tiles)")
+    t.add_argument("--scenes", type=Path, default=None,
+                   help="folder of unpaired real photos (SICE train/) for the naturalness loss (default none)")
+    t.add_argument("--scene-weight", type=float, default=1.0, help="weight of the naturalness loss (default 1.0)")
     t.add_argument("--val-tiled", action="store_true", help="validate tile by tile (model/tiling.json)")
     t.add_argument("--loss", choices=LOSS_NAMES, default="charbonnier",
                    help="training loss: Charbonnier (MIRNet's) or MSE (what PSNR measures)")
@@ -270,6 +290,9 @@ def register(sub) -> None:
                    help="also run this int8 .tflite tile by tile on TFLM (a frame-context tile model: with "
                         "the tiny_mirnet_context_int8.tflite beside it)")
     e.add_argument("--limit", type=int, default=None, help="only the first N pairs")
+    e.add_argument("--split", choices=["eval15", "val"], default="eval15",
+                   help="eval15 (the benchmark) or val, the held-out 10 %% of the training pairs that "
+                        "choices are made on (default eval15)")
     e.set_defaults(func=cmd_eval)
 
     n = sub.add_parser("enhance", help="enhance image files with the float network")

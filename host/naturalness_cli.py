@@ -58,6 +58,25 @@ def _downscale(img: np.ndarray, max_side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(img).resize((max(1, round(w * s)), max(1, round(h * s))), Image.LANCZOS))
 
 
+def int8_against_float(images, enhancer, host) -> dict:
+    """The design card's figure on real photos: each photo fitted to the board's frame (scaled
+    to cover it and centre-cropped), then the int8 network (host TFLM, the board's pipeline)
+    against the float network on the same tiling: PSNR per image, mean and min."""
+    import numpy as np
+    from tinymirnet.model.data import to_float, to_uint8
+    from tinymirnet.model.metrics import psnr
+    from tinymirnet.model.samples import resize_to
+    t = host.tiling
+    rows = []
+    for name, img in images:
+        frame = resize_to(img, t.frame_width, t.frame_height)
+        float_tiled = to_uint8(enhancer.enhance(frame, t.tile, t.halo))
+        rows.append({"name": name, "psnr": psnr(to_float(host.int8_frame(frame)), to_float(float_tiled))})
+    values = [r["psnr"] for r in rows]
+    return {"frame": [t.frame_width, t.frame_height], "tiling": [t.tile, t.halo],
+            "psnr_mean": float(np.mean(values)), "psnr_min": float(np.min(values)), "images": rows}
+
+
 def cmd_naturalness(args) -> int:
     from tinymirnet.model.data import DataError, read_rgb
     from tinymirnet.model.files import atomic_write_json, atomic_write_text
@@ -117,11 +136,17 @@ def cmd_naturalness(args) -> int:
         if link_cm is not None:
             link_cm.__exit__(None, None, None)
     means = result.means()
+    if args.int8:
+        meta["int8_vs_float"] = int8_against_float(images, enhancer, host)
     report = {"what": "model/naturalness.py metrics on real photos; lower is better for all three",
               **meta, "images": result.images, "mean": means, "per_image": result.per_image}
     atomic_write_json(args.report, report)
     sheet = contact_sheet(result, [img for _, img in images], args.report.with_suffix(".png"))
     atomic_write_text(args.report.with_suffix(".md"), markdown(report))
+    if args.int8:
+        a = meta["int8_vs_float"]
+        print(f"int8 against float (same tiling, {a['frame'][0]}x{a['frame'][1]} frames): PSNR mean "
+              f"{a['psnr_mean']:.2f} dB, min {a['psnr_min']:.2f} dB")
     for method, m in means.items():
         print(f"{method:20s} highlights darkened {_fmt(m['highlights_darkened_pct'])} %, "
               f"LOE {_fmt(m['loe_pct'])} %, chromaticity shift {_fmt(m['chromaticity_shift'])}")
@@ -140,4 +165,8 @@ def markdown(report: dict) -> str:
     for method, m in report["mean"].items():
         lines.append(f"| {method} | {_fmt(m['highlights_darkened_pct'])} | {_fmt(m['loe_pct'])} | "
                      f"{_fmt(m['chromaticity_shift'])} |")
+    if a := report.get("int8_vs_float"):
+        lines += ["", f"int8 against float on the same tiling, each photo fitted to the board's "
+                  f"{a['frame'][0]}x{a['frame'][1]} frame: PSNR mean {a['psnr_mean']:.2f} dB, "
+                  f"min {a['psnr_min']:.2f} dB."]
     return "\n".join(lines) + "\n"

@@ -11,9 +11,11 @@ from .model_commands import LOSS_NAMES, _load_enhancer, _load_int8
 
 
 def cmd_tiling_study(args) -> int:
+    from dataclasses import replace
     from tinymirnet.model.tiling import load_tiling
     from tinymirnet.quantize.tiling_study import tiling_study
     tiling = load_tiling()
+    tiling = replace(tiling, tile=args.tile or tiling.tile, halo=tiling.halo if args.halo is None else args.halo)
     enhancer, _, cfg = _load_enhancer(args.weights)
     int8_model = _load_int8(args.int8, tiling) if args.int8 else None
     if int8_model is not None and int8_model.context_index is not None:
@@ -36,7 +38,7 @@ def cmd_quantize(args) -> int:
         r = run_quantize(args.data, args.weights, sparsity=args.sparsity, finetune_steps=args.steps,
                          finetune_lr=args.lr, finetune_loss=args.loss, finetune_schedule=args.schedule,
                          finetune_distill=args.distill, qat_steps=args.qat_steps, qat_lr=args.qat_lr,
-                         eval_limit=args.limit,
+                         eval_limit=args.limit, scenes=args.scenes, scene_weight=args.scene_weight,
                          out_dir=args.out, firmware_dir=None if args.no_firmware else args.firmware_dir)
     except (BudgetError, ExposureMismatch) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -68,22 +70,21 @@ def cmd_export(args) -> int:
 
 def price_candidates(rows: list[dict], tiling) -> None:
     """Adds what the board pays to each candidate that fits: instructions per frame on the
-    emulated Cortex-M4 with the board's TFLM (random weights: the kernels' work does not depend on
-    the weights' values), per tile, the 32-bit arena and the tile model's per-op shares."""
+    emulated Cortex-M4 with the board's TFLM (the flatbuffers the sweep measured: random or
+    trained weights; the kernels' work does not depend on the weights' values), per tile, the
+    32-bit arena and the tile model's per-op shares."""
     from dataclasses import replace
-    from tinymirnet.model.network import MirnetConfig
-    from tinymirnet.quantize.convert import random_weights_int8
     from .device_report import BUILD_DIR, price_on_the_board
     for row in rows:
         if not row["fits"]:
             continue
-        cfg = MirnetConfig(channels=row["channels"], growth=row["growth"])
-        flatbuffer = random_weights_int8(cfg, row["input"])
-        label = f"c{row['channels']}_g{row['growth']}_t{row['tile']}_h{row['halo']}"
+        tile_fb, context_fb = row["_flatbuffers"]
+        label = f"{row['design']}_c{row['channels']}_g{row['growth']}_d{row['depth']}_t{row['tile']}_h{row['halo']}"
         print(f"pricing {row['label']} on the emulated Cortex-M4 ...", file=sys.stderr, flush=True)
-        row.update(price_on_the_board(flatbuffer, replace(tiling, tile=row["tile"], halo=row["halo"]),
-                                      BUILD_DIR / "budget" / label))
-        row["instructions_measured_with"] = "random weights, Chirale_TensorFlowLite 2.0.0 on QEMU mps2-an386"
+        row.update(price_on_the_board(tile_fb, replace(tiling, tile=row["tile"], halo=row["halo"]),
+                                      BUILD_DIR / "budget" / label, context_fb))
+        row["instructions_measured_with"] = (f"{row.get('measured_with', 'random weights')}, "
+                                             "Chirale_TensorFlowLite 2.0.0 on QEMU mps2-an386")
 
 
 def cmd_budget(args) -> int:
@@ -95,6 +96,8 @@ def cmd_budget(args) -> int:
                               weights=args.weights if args.data else (), data_dir=args.data)
     if args.instructions:
         price_candidates(rows, tiling)
+    for row in rows:
+        row.pop("_flatbuffers", None)
     chosen = choose(rows)
     atomic_write_json(args.report, {"frame": [tiling.frame_width, tiling.frame_height], "candidates": rows,
                                     "chosen": chosen["label"] if chosen else None})
@@ -113,6 +116,9 @@ def register(sub) -> None:
                     help="eval15 (the benchmark, report only) or val (the training folder's validation "
                     "split: decide on this one)")
     ts.add_argument("--val-percent", type=float, default=10.0)
+    ts.add_argument("--tile", type=int, default=None, help="tile size (default: model/tiling.json's)")
+    ts.add_argument("--halo", type=int, default=None,
+                    help="halo (default: model/tiling.json's; the per-tile-attention study used --tile 20 --halo 4)")
     ts.add_argument("--int8", type=Path, default=None,
                     help="also score this int8 .tflite tile by tile on TFLM, plain and with the thumbnail curve")
     ts.add_argument("--report", type=Path, required=True, help="report path; .json and .md are written")
@@ -121,7 +127,14 @@ def register(sub) -> None:
     q = sub.add_parser("quantize", help="prune, int8-convert, verify on TFLM, check budgets, export the C array")
     q.add_argument("--data", type=Path, required=True, help="LoL root (training split for fine-tuning/calibration, eval15 for the report)")
     q.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
-    q.add_argument("--sparsity", type=float, default=0.5)
+    q.add_argument("--sparsity", type=float, default=0.5,
+                   help="half_resolution network: the fraction of filters removed from every layer (structured); "
+                        "older designs: the fraction of conv weights zeroed (default 0.5)")
+    q.add_argument("--scenes", type=Path, default=None,
+                   help="folder of real photos (SICE train/): half the int8 calibration frames come from it, "
+                        "and the fine-tunes add --scene-weight x the naturalness loss on them (default: LoL only)")
+    q.add_argument("--scene-weight", type=float, default=0.1,
+                   help="weight of the naturalness loss in the fine-tunes, with --scenes (default 0.1)")
     q.add_argument("--steps", type=int, default=1200, help="pruning fine-tune steps (batches of 32 tiles)")
     q.add_argument("--lr", type=float, default=1e-3, help="pruning fine-tune rate")
     q.add_argument("--schedule", choices=["constant", "cosine"], default="cosine",

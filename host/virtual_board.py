@@ -46,6 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tinymirnet.model.data import IMAGE_SUFFIXES  # noqa: F401  (the CLI reads folders with it)
+
 from .protocol import Connection, DeviceInfo, ProtocolError, rgb888_to_rgb565
 
 REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout (the package is installed -e)
@@ -53,7 +55,6 @@ FIRMWARE_DIR = REPO_ROOT / "firmware"
 SIM_LIBRARY = FIRMWARE_DIR / "tests" / "build" / "libtinymirnet_sim.so"
 DEFAULT_MODEL = REPO_ROOT / "quantize" / "artifacts" / "tiny_mirnet_int8.tflite"
 CONTEXT_MODEL_NAME = "tiny_mirnet_context_int8.tflite"  # beside a frame-context tile model
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 FIRMWARE_VERSION = "virtual-board (host build of the firmware core)"
 
 

@@ -14,6 +14,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 TRAIN_FOLDERS = ("our485", "our450")
+# What a folder of photos is read for (`find_photos`, `tinymirnet naturalness`, the virtual board).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 EVAL_FOLDER = "eval15"
 
 
@@ -199,6 +201,43 @@ def context_crop_dataset(lows, highs, thumbs, crop: int, batch: int, steps: int,
             items = [random_crop_with_context(rng, lows[i], highs[i], thumbs[i], crop) for i in idx]
             th, lo, hi = (np.stack([it[k] for it in items]).astype(np.float32) / 255.0 for k in range(3))
             yield (th, lo), hi
+
+    th_h, th_w = thumbs[0].shape[:2]
+    spec = tf.TensorSpec((batch, crop, crop, 3), tf.float32)
+    thumb_spec = tf.TensorSpec((batch, th_h, th_w, 3), tf.float32)
+    return tf.data.Dataset.from_generator(generate, output_signature=((thumb_spec, spec), spec)).prefetch(4)
+
+
+def find_photos(folder: str | Path) -> list[Path]:
+    """The image files directly in `folder` (any format Pillow reads, by extension), sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder of photos")
+    photos = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: _natural_key(p.stem))
+    if not photos:
+        raise DataError(f"{folder}: no photos here ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return photos
+
+
+def split_photos(photos: list[Path], val_percent: float = 10.0) -> tuple[list[Path], list[Path]]:
+    """The same stem-hash split as `split_train_val`, for unpaired photos."""
+    pairs = [Pair(p.stem, p, p) for p in photos]
+    train, val = split_train_val(pairs, val_percent)
+    return [p.low for p in train], [p.low for p in val]
+
+
+def scene_crop_dataset(raws, prepared, thumbs, crop: int, batch: int, steps: int, seed: int):
+    """Batches of ((thumbnail, prepared crop), raw crop) of unpaired photos: the network's input
+    (exposure-normalised) and the photo as it was, which the naturalness loss compares with."""
+    import tensorflow as tf
+
+    def generate():
+        rng = np.random.default_rng(seed + 7919)
+        for _ in range(steps):
+            idx = rng.integers(0, len(raws), size=batch)
+            items = [random_crop_with_context(rng, prepared[i], raws[i], thumbs[i], crop) for i in idx]
+            th, lo, raw = (np.stack([it[k] for it in items]).astype(np.float32) / 255.0 for k in range(3))
+            yield (th, lo), raw
 
     th_h, th_w = thumbs[0].shape[:2]
     spec = tf.TensorSpec((batch, crop, crop, 3), tf.float32)

@@ -41,15 +41,18 @@ def network_methods(enhancer, tile: int, halo: int) -> dict[str, Method]:
 def evaluate(data_dir: str | Path, methods: dict[str, Method], report: Path | None = None,
              grid: Path | None = None, grid_method: str | None = None, meta: dict | None = None,
              limit: int | None = None, log=print, pairs: list | None = None,
-             dataset_name: str | None = None) -> dict:
+             dataset_name: str | None = None, agreement: tuple[str, str] | None = None) -> dict:
     """Scores `methods` on eval15 under `data_dir`, or on `pairs` when given (e.g. the
-    validation split, for decisions that must not be taken on the benchmark)."""
+    validation split, for decisions that must not be taken on the benchmark). `agreement`
+    (method a, method b): also the PSNR of a's 8-bit output against b's, per image, with mean
+    and min (the int8 network against its float twin on the same tiling)."""
     if pairs is None:
         pairs = find_pairs(resolve_split(data_dir, "eval"))
     pairs = pairs[:limit]
     results = {name: {"psnr": 0.0, "ssim": 0.0, "psnr_gt_mean": 0.0, "seconds": 0.0, "images": []}
                for name in methods}
     grid_rows = []
+    agreeing: list[dict] = []
     for pair in pairs:
         low, high = load_pair(pair)
         ref = to_float(high)
@@ -66,6 +69,8 @@ def evaluate(data_dir: str | Path, methods: dict[str, Method], report: Path | No
                                             "psnr_gt_mean": psnr_gt_mean(out8, ref),
                                             "brightness_log_ratio": brightness_log_ratio(out8, ref)})
             outputs[name] = out8
+        if agreement:
+            agreeing.append({"name": pair.stem, "psnr": psnr(outputs[agreement[0]], outputs[agreement[1]])})
         log(f"  {pair.stem:>6}: " + "  ".join(f"{n} {results[n]['images'][-1]['psnr']:.2f}" for n in methods))
         if grid_method and len(grid_rows) < 5:
             grid_rows.append([low, _u8(outputs["autocontrast"]), _u8(outputs[grid_method]), high])
@@ -83,6 +88,12 @@ def evaluate(data_dir: str | Path, methods: dict[str, Method], report: Path | No
     dataset = dataset_name or report_path(resolve_split(data_dir, "eval"))
     summary = {**results, "meta": {"dataset": dataset, "images": len(pairs),
                                    **(meta or {})}}
+    if agreement:
+        values = [a["psnr"] for a in agreeing]
+        summary["meta"]["agreement"] = {"output": agreement[0], "against": agreement[1],
+                                        "psnr_mean": float(np.mean(values)), "psnr_min": float(np.min(values)),
+                                        "images": agreeing}
+        log(f"{agreement[0]} against {agreement[1]}: PSNR mean {np.mean(values):.2f} dB, min {np.min(values):.2f} dB")
     if "tiny_mirnet_float_full" in results and "tiny_mirnet_float_tiled" in results:
         summary["meta"]["tiling_loss_db"] = (results["tiny_mirnet_float_full"]["psnr"]
                                              - results["tiny_mirnet_float_tiled"]["psnr"])

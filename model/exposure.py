@@ -1,4 +1,7 @@
-"""Frame exposure normalisation: one gain for the whole frame, before it is cut into tiles.
+"""The pipeline's fixed pixel steps around the network: exposure normalisation before it, the
+colour guard and the highlight guard after it (`guard`).
+
+Frame exposure normalisation: one gain for the whole frame, before it is cut into tiles.
 
 A tile of 20 px cannot tell a dark corner of a bright scene from a dark scene, so on its own
 it guesses the brightness level of its output, and the guess differs from tile to tile (the
@@ -15,6 +18,29 @@ and Python compute the same bytes:
     pixel'  = min(255, (pixel * gain_q8 + 128) >> 8)
 
 The gain never darkens (a frame brighter than the target passes unchanged) and is at most 32.
+
+Highlight guard: every output channel value is raised to at least floor(p) of the same pixel's
+8-bit input p (the camera frame, before the gain):
+
+    floor(p) = min((236 * p + 128) >> 8, max(0, ((p - 127) * 1413 + 128) >> 8))
+
+0 up to p = 127, then rising steeply to 92 % of p, reached at p = 153 = 0.6 (236/256 = 0.92;
+1413/256 = 5.52) and kept above. A pixel whose brightest channel is at least 0.6 (153) therefore
+keeps at least 91.9 % of it: no highlight is darkened by 10 % or more (issue "Natural on real
+scenes"), whatever the network does; channels below 0.5, where LoL's frames are, are the
+network's alone. Board (pixels.h) and Python apply the same 256-entry table.
+
+Colour guard, before the highlight guard: where the camera saw colour (the pixel's 8-bit sum
+S = R + G + B is at least 115, i.e. 0.45 of 255 per channel on average), the output keeps the
+input's chromaticity and takes only its brightness from the network; below S = 77 (0.3) the
+network's colour stands (denoising, and LoL's dim frames, are all there); between, a blend:
+
+    w = clamp(((S - 77) * 256 + 19) // 38, 0, 256)                  (Q8)
+    k = min(255, (p * S' + S // 2) // S)    per channel p, S' = the network's R + G + B
+    out = (net * (256 - w) + k * w + 128) >> 8
+
+So a lamp's orange or a sky's blue comes back as the camera saw it, brighter or darker, never
+another hue (issue "Natural on real scenes": chromaticity shift no larger than gamma's).
 """
 from __future__ import annotations
 
@@ -47,3 +73,40 @@ def normalize_exposure(frame: np.ndarray, target: int) -> np.ndarray:
     if not target:
         return frame
     return apply_gain_q8(frame, exposure_gain_q8(frame, target))
+
+
+def _highlight_floor(p: int) -> int:
+    return min((236 * p + 128) >> 8, max(0, ((p - 127) * 1413 + 128) >> 8))
+
+
+HIGHLIGHT_FLOOR = np.array([_highlight_floor(p) for p in range(256)], np.uint8)
+
+
+def keep_highlights(raw_u8: np.ndarray, out_u8: np.ndarray) -> np.ndarray:
+    """The highlight guard on 8-bit images of one size: max(out, HIGHLIGHT_FLOOR[raw])."""
+    return np.maximum(np.asarray(out_u8, np.uint8), HIGHLIGHT_FLOOR[np.asarray(raw_u8, np.uint8)])
+
+
+COLOUR_FROM, COLOUR_TO = 77, 115  # 8-bit RGB sums: 0.3 and 0.45 of 255 per channel
+
+
+def keep_colour(raw_u8: np.ndarray, out_u8: np.ndarray, rows: int = 256) -> np.ndarray:
+    """The colour guard on 8-bit images of one size (module docstring), `rows` at a time so
+    that a 12 MP photo needs no more than a few MB of temporaries."""
+    raw_u8, out_u8 = np.asarray(raw_u8, np.uint8), np.asarray(out_u8, np.uint8)
+    result = np.empty_like(out_u8)
+    for y in range(0, raw_u8.shape[0], rows):
+        raw = raw_u8[y:y + rows].astype(np.int32)
+        out = out_u8[y:y + rows].astype(np.int32)
+        s_in = raw.sum(-1, keepdims=True)
+        s_out = out.sum(-1, keepdims=True)
+        span = COLOUR_TO - COLOUR_FROM
+        w = np.clip(((s_in - COLOUR_FROM) * 256 + span // 2) // span, 0, 256)
+        kept = np.minimum(255, (raw * s_out + s_in // 2) // np.maximum(s_in, 1))
+        result[y:y + rows] = (out * (256 - w) + kept * w + 128) >> 8
+    return result
+
+
+def guard(raw_u8: np.ndarray, out_u8: np.ndarray) -> np.ndarray:
+    """Both output guards in the board's order: colour, then highlights."""
+    return keep_highlights(raw_u8, keep_colour(raw_u8, out_u8))

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from .data import to_float, to_uint8
-from .exposure import normalize_exposure
+from .exposure import guard, normalize_exposure
 from .paths import DEFAULT_WEIGHTS, config_path_for
 from .network import SIZE_MULTIPLE, MirnetConfig, build_context_model, build_mirnet, build_tile_model
 from .thumbnail import thumbnail
@@ -86,10 +86,11 @@ class FloatEnhancer:
     def enhance(self, low_u8: np.ndarray, tile: int | None = None, halo: int = 0, *, batch: int = 64,
                 progress=None) -> np.ndarray:
         """The float pipeline on an 8-bit HxWx3 frame: whole, or tile by tile with `tile`
-        (`batch` tiles at a time, `progress(done, total)` after each batch)."""
+        (`batch` tiles at a time, `progress(done, total)` after each batch), rounded to 8 bits,
+        then the colour and highlight guards (model/exposure.py) as on the board; float in [0, 1]."""
         x = self.prepare(low_u8)
         out = self.full_frame(x) if tile is None else self.tiled(x, tile, halo, batch=batch, progress=progress)
-        return np.clip(out, 0.0, 1.0)
+        return to_float(guard(low_u8, to_uint8(out)))
 
     def __call__(self, batch: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
         """The network on a batch of inputs; a frame-context network needs their frame's

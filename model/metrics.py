@@ -19,6 +19,28 @@ def mse_loss(y_true, y_pred):
     return tf.reduce_mean(diff * diff)
 
 
+def scene_loss(raw, out, highlight: float = 0.5, keep: float = 0.95, min_sum: float = 0.3, eps: float = 1e-3):
+    """Zero-reference naturalness loss of an enhanced real photo against the photo itself (no
+    ground truth), shaped on issue "Natural on real scenes"'s metrics with a margin:
+
+    * highlights: over pixels whose input L = max(R, G, B) >= `highlight`, the mean of
+      relu(keep x L_in - L_out) (a highlight may brighten, never dim by more than 5 %);
+    * chromaticity: over pixels whose input R + G + B >= `min_sum`, the mean L1 change of
+      (R, G, B) / (R + G + B).
+    """
+    raw = tf.cast(raw, tf.float32)
+    out = tf.cast(out, tf.float32)
+    l_in, l_out = tf.reduce_max(raw, -1), tf.reduce_max(out, -1)
+    bright = tf.cast(l_in >= highlight, tf.float32)
+    dimmed = tf.reduce_sum(tf.nn.relu(keep * l_in - l_out) * bright) / (tf.reduce_sum(bright) + 1.0)
+    s_in = tf.reduce_sum(raw, -1, keepdims=True)
+    s_out = tf.reduce_sum(out, -1, keepdims=True)
+    lit = tf.cast(s_in[..., 0] >= min_sum, tf.float32)
+    shift = tf.reduce_sum(tf.abs(raw / (s_in + eps) - out / (s_out + eps)), -1)
+    shifted = tf.reduce_sum(shift * lit) / (tf.reduce_sum(lit) + 1.0)
+    return dimmed + shifted
+
+
 # Training losses by name (`tinymirnet train --loss`).
 LOSSES = {"charbonnier": charbonnier_loss, "mse": mse_loss}
 

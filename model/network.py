@@ -39,7 +39,21 @@ SIZE_MULTIPLE = 2 ** (NUM_STREAMS - 1)
 class MirnetConfig:
     """Size of the network. Stream k (k = 0, 1, 2) has round(channels * growth**k) channels."""
 
+    # "mrb": the tiny MIRNet (one RRG of multi-scale residual blocks); "gain": a chain of 3x3
+    # convolutions with MIRNet's channel attention, ending in a gain and a residual on the input
+    # (`Builder.gain_network`).
+    design: str = "mrb"
     channels: int = 8
+    depth: int = 2  # "gain", "two_scale": attention-scaled convolutions
+    # "two_scale" after structured pruning: the half-resolution stream's widths, the stride-2
+    # convolution's first, then each block's; () = round(channels * growth) for all of them.
+    half_widths: tuple = ()
+    # "two_scale": the channel attention's squeezed width; 0 = max(2, round(channels * growth) //
+    # attention_reduction). Pruning keeps it (the squeeze runs once per frame).
+    squeeze: int = 0
+    # "half_resolution": 3x3 convolutions (ReLU) on a block's features before its attention pool;
+    # with a frame context they run on the thumbnail only, once per frame.
+    context_convs: int = 0
     growth: float = 1.0
     num_rrg: int = 1
     num_mrb: int = 1
@@ -59,6 +73,14 @@ class MirnetConfig:
     def frame_context(self) -> bool:
         return self.thumbnail_width > 0 and self.thumbnail_height > 0
 
+    def half_stream_widths(self) -> list[int]:
+        """"two_scale": output channels of the stride-2 convolution, then of each block."""
+        if self.half_widths:
+            if len(self.half_widths) != 1 + self.depth:
+                raise ValueError(f"half_widths {self.half_widths} needs {1 + self.depth} entries (down + depth)")
+            return [int(w) for w in self.half_widths]
+        return [self.stream_channels()[1]] * (1 + self.depth)
+
     def stream_channels(self) -> list[int]:
         return [max(1, round(self.channels * self.growth**k)) for k in range(NUM_STREAMS)]
 
@@ -68,6 +90,8 @@ class MirnetConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "MirnetConfig":
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        if "half_widths" in known:  # a JSON list; the config is hashable (a dict key)
+            known["half_widths"] = tuple(known["half_widths"])
         return cls(**known)
 
     @classmethod
@@ -115,9 +139,9 @@ class Builder:
             self.bank[name] = cls(name=name, **kwargs)
         return self.bank[name]
 
-    def conv(self, x, filters, kernel, name, activation=None):
+    def conv(self, x, filters, kernel, name, activation=None, strides=1):
         return self.shared(layers.Conv2D, name, filters=filters, kernel_size=kernel, padding="same",
-                           activation=activation)(x)
+                           activation=activation, strides=strides)(x)
 
     def prelu(self, x, name):
         return self.shared(layers.PReLU, name, shared_axes=[1, 2])(x)
@@ -134,13 +158,19 @@ class Builder:
             self.collected.extend(weights)
         return weights
 
-    def channel_attention(self, x, name):
-        """Global average pool -> 1x1 squeeze -> ReLU -> 1x1 excite -> sigmoid, rescales x."""
+    def channel_attention(self, x, name, squeeze: int | None = None, convs: int = 0):
+        """Global average pool -> 1x1 squeeze -> ReLU -> 1x1 excite -> sigmoid, rescales x.
+        `squeeze`: the squeezed width (default max(2, C // attention_reduction)); `convs`: 3x3
+        convolutions on x before the pool (part of the attention: run where it is computed)."""
         c = x.shape[-1]
 
         def compute():
-            w = self.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_gap")(x)
-            w = self.conv(w, max(2, c // self.cfg.attention_reduction), 1, f"{name}_squeeze", activation="relu")
+            pooled = x
+            for k in range(convs):
+                pooled = self.conv(pooled, c, 3, f"{name}_context{k}", activation="relu")
+            w = self.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_gap")(pooled)
+            w = self.conv(w, squeeze or max(2, c // self.cfg.attention_reduction), 1, f"{name}_squeeze",
+                          activation="relu")
             return [self.conv(w, c, 1, f"{name}_excite", activation="sigmoid")]
 
         (w,) = self.attention_weights(1, compute)
@@ -246,8 +276,88 @@ class Builder:
         f = self.conv(f, c, 3, self.names("rrg_out"))
         return self.layers.Add(name=self.names("rrg_res"))([x, f])
 
+    def gain_network(self, image):
+        """The board-sized design: feature_in, `depth` attention-scaled 3x3 convolutions (ReLU
+        fused), then two heads on the last features: a gain G (one channel, shared by R, G
+        and B) and a residual R. Output I + I*(G-1) + R = G*I + R, clipped to [0, 1].
+
+        G*I brightens without changing a pixel's colour or reversing the order of two pixels that
+        share a gain; R is free (denoising). Channel attention is MIRNet's, so with a frame
+        context all the network's global work runs once per frame on the thumbnail."""
+        c = self.cfg.channels
+        f = self.conv(image, c, 3, "feature_in", activation="relu")
+        for k in range(self.cfg.depth):
+            f = self.conv(f, c, 3, f"block{k}_conv", activation="relu")
+            f = self.channel_attention(f, f"block{k}_ca")
+        lift = self.conv(f, 1, 3, "gain_out")  # G - 1
+        residual = self.conv(f, 3, 3, "residual_out")
+        lifted = self.layers.Multiply(name="lift")([image, lift])
+        out = self.layers.Add(name="gain_applied")([image, lifted])
+        out = self.layers.Add(name="global_residual")([out, residual])
+        return self.pixels(out)
+
+    def two_scale_network(self, image):
+        """The board-sized design: MIRNet's multi-scale idea with two streams. A full-resolution
+        stream (feature_in, C channels) and a half-resolution one (a stride-2 3x3 convolution to
+        growth x C channels, then `depth` 3x3 convolutions each scaled by MIRNet's channel
+        attention); the half stream returns through a 1x1 convolution to 4C channels and a
+        depth-to-space (sub-pixel up-sampling), is added to the full stream, and one 3x3
+        convolution gives the residual: output I + R, clipped to [0, 1]. Every activation is a
+        ReLU fused into its convolution; with a frame context the attention (all the network's
+        global work) runs once per frame on the thumbnail."""
+        c = self.cfg.channels
+        down, *blocks = self.cfg.half_stream_widths()
+        full = self.conv(image, c, 3, "feature_in", activation="relu")
+        f = self.conv(full, down, 3, "down", activation="relu", strides=2)
+        for k, width in enumerate(blocks):
+            f = self.conv(f, width, 3, f"block{k}_conv", activation="relu")
+            f = self.channel_attention(f, f"block{k}_ca", self.cfg.squeeze or None)
+        f = self.conv(f, 4 * c, 1, "up")
+        f = self.layers.Lambda(lambda t: tf.nn.depth_to_space(t, 2), name="up_shuffle")(f)
+        f = self.layers.Add(name="streams")([full, f])
+        residual = self.conv(f, 3, 3, "residual_out")
+        out = self.layers.Add(name="global_residual")([image, residual])
+        return self.pixels(out)
+
+    def half_resolution_network(self, image):
+        """The board-sized design, all at half resolution as FFDNet (Zhang et al., TIP 2018), with
+        ESPCN's sub-pixel output: a stride-2 3x3 convolution from the image to C channels,
+        `depth` 3x3 convolutions each scaled by MIRNet's channel attention, a 3x3 convolution to
+        16 channels and a depth-to-space back to full resolution, where each pixel gets a lift L
+        and a residual R: output I + I*L + R = (1 + L)*I + R, clipped to [0, 1].
+
+        The gain (1 + L) brightens the pixel's own detail and keeps its colour (one lift for R, G
+        and B); R denoises. Every activation is a ReLU fused into its convolution; with a frame
+        context the attention runs once per frame on the thumbnail."""
+        down, *blocks = self.cfg.half_stream_widths()
+        f = self.conv(image, down, 3, "down", activation="relu", strides=2)
+        for k, width in enumerate(blocks):
+            f = self.conv(f, width, 3, f"block{k}_conv", activation="relu")
+            f = self.channel_attention(f, f"block{k}_ca", self.cfg.squeeze or None, self.cfg.context_convs)
+        f = self.conv(f, 16, 3, "head")  # 2x2 sub-pixels x (lift, residual R, G, B)
+        f = self.layers.Lambda(lambda t: tf.nn.depth_to_space(t, 2), name="head_shuffle")(f)
+        lift, residual = self.layers.Lambda(lambda t: tf.split(t, [1, 3], axis=-1), name="head_split")(f)
+        lifted = self.layers.Multiply(name="lift")([image, lift])
+        out = self.layers.Add(name="gain_applied")([image, lifted])
+        out = self.layers.Add(name="global_residual")([out, residual])
+        return self.pixels(out)
+
+    def pixels(self, x):
+        """x clipped to [0, 1] as an 8-bit fake quantization (steps of 1/255, which the output
+        is anyway): the int8 converter folds it into the output tensor's range, so the clip
+        costs the board nothing (a clip_by_value became two ops per tile)."""
+        return self.layers.Lambda(
+            lambda t: tf.quantization.fake_quant_with_min_max_args(t, min=0.0, max=1.0, num_bits=8),
+            name="enhanced")(x)
+
     def network(self, image):
         """conv -> RRGs -> conv -> global residual I + R, clipped to [0, 1]."""
+        if self.cfg.design == "half_resolution":
+            return self.half_resolution_network(image)
+        if self.cfg.design == "gain":
+            return self.gain_network(image)
+        if self.cfg.design == "two_scale":
+            return self.two_scale_network(image)
         f = self.conv(image, self.cfg.channels, 3, "feature_in")
         for _ in range(self.cfg.num_rrg):
             f = self.recursive_residual_group(f)
@@ -303,6 +413,10 @@ def context_parts(cfg: MirnetConfig) -> list[int]:
     """Lengths of the attention weight vectors in the context, in build order: per MRB, the
     first DAU of each stream, the three exchange SKFFs (one vector per input stream), the
     second DAU of each stream, the final SKFF."""
+    if cfg.design == "gain":
+        return [cfg.channels] * cfg.depth
+    if cfg.design in ("two_scale", "half_resolution"):
+        return cfg.half_stream_widths()[1:]
     ch = cfg.stream_channels()
     exchange = [ch[k] for k in range(NUM_STREAMS) for _ in range(NUM_STREAMS)]
     return (ch + exchange + ch + [ch[0]] * NUM_STREAMS) * (cfg.num_rrg * cfg.num_mrb)

@@ -3,10 +3,13 @@ from pathlib import Path
 
 MODEL_DIR = Path(__file__).resolve().parent
 WEIGHTS_DIR = MODEL_DIR / "weights"
-# The shipped network: frame context (attention from a thumbnail of the whole frame, two int8
-# models on the board). The per-tile-attention network it replaced is kept for the studies
-# and reports made with it (tiling study, budget sweep, quantize/artifacts/per_tile_attention).
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "tiny_mirnet_frame_context.weights.h5"
+# The shipped network: the half-resolution design (model/network.py) with a frame context
+# (attention from a thumbnail of the whole frame, two int8 models on the board). The tiny MIRNets
+# it replaced are kept for the studies and reports made with them: with frame context
+# (MIRNET_WEIGHTS) and with attention per tile (PER_TILE_WEIGHTS: tiling study, budget sweep,
+# quantize/artifacts/per_tile_attention).
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "tiny_mirnet_half_resolution.weights.h5"
+MIRNET_WEIGHTS = WEIGHTS_DIR / "tiny_mirnet_frame_context.weights.h5"
 PER_TILE_WEIGHTS = WEIGHTS_DIR / "tiny_mirnet.weights.h5"
 
 

@@ -22,10 +22,11 @@ import tensorflow as tf
 import tf_keras as keras
 
 from .exposure import normalize_exposure
-from .data import context_crop_dataset, crop_dataset, find_pairs, load_pairs, resolve_split, split_train_val, to_float
+from .data import (context_crop_dataset, crop_dataset, find_pairs, find_photos, load_pairs, read_rgb, resolve_split,
+                   scene_crop_dataset, split_photos, split_train_val, to_float)
 from .files import atomic_save_weights, atomic_write_json, atomic_write_text
 from .inference import FloatEnhancer
-from .metrics import LOSSES, charbonnier_loss, psnr
+from .metrics import LOSSES, charbonnier_loss, psnr, scene_loss
 from .network import MirnetConfig, build_frame_context_trainer, build_mirnet, count_params, macs_per_pixel
 from .plots import plot_curves
 from .thumbnail import thumbnail
@@ -61,6 +62,11 @@ class TrainConfig:
     # The training loss (metrics.LOSSES): Charbonnier as in MIRNet, or MSE, the loss PSNR is
     # a function of. Validation always reports Charbonnier and PSNR.
     loss: str = "charbonnier"
+    # Unpaired real scenes (a folder of photos, e.g. SICE train/): each step also runs a batch of
+    # their crops and adds scene_weight x the naturalness loss (metrics.scene_loss: keep
+    # highlights and chromaticity of the unnormalised photo). "" = LoL only.
+    scenes: str = ""
+    scene_weight: float = 1.0
 
 
 class LearningRate:
@@ -131,14 +137,14 @@ def center_crop(images: list[np.ndarray], size: tuple[int, int]) -> list[np.ndar
     return out
 
 
-LOG_FIELDS = ["epoch", "lr", "train_loss", "train_psnr", "val_loss", "val_psnr", "seconds"]
+LOG_FIELDS = ["epoch", "lr", "train_loss", "train_psnr", "scene_loss", "val_loss", "val_psnr", "seconds"]
 
 
 def _read_log(path: Path) -> list[dict]:
     if not path.is_file():
         return []
     with path.open() as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: float(v) for k, v in row.items() if v is not None} for row in csv.DictReader(f)]
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:
@@ -146,7 +152,7 @@ def _write_log(path: Path, rows: list[dict]) -> None:
     w = csv.DictWriter(buf, LOG_FIELDS)
     w.writeheader()
     for r in rows:
-        w.writerow({k: (int(r[k]) if k == "epoch" else f"{r[k]:.6g}") for k in LOG_FIELDS})
+        w.writerow({k: (int(r[k]) if k == "epoch" else f"{r.get(k, math.nan):.6g}") for k in LOG_FIELDS})
     atomic_write_text(path, buf.getvalue())
 
 
@@ -213,6 +219,17 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
         log(f"frame context: attention computed on a {size[0]}x{size[1]} thumbnail of each frame")
         train_thumbs = [thumbnail(im, *size) for im in train_low]
 
+    scene_raw = scene_prepared = scene_thumbs = None
+    if cfg.scenes:
+        if not model_cfg.frame_context:
+            raise ValueError("--scenes trains a frame-context network (give --frame-context)")
+        scene_paths, _ = split_photos(find_photos(cfg.scenes), cfg.val_percent)
+        scene_raw = [read_rgb(p) for p in scene_paths]
+        scene_prepared = [normalize_exposure(im, cfg.exposure_target) for im in scene_raw]
+        scene_thumbs = [thumbnail(im, model_cfg.thumbnail_width, model_cfg.thumbnail_height) for im in scene_prepared]
+        log(f"scenes: {cfg.scenes} -> {len(scene_raw)} unpaired training photos, "
+            f"naturalness loss x {cfg.scene_weight}")
+
     model = build_mirnet(model_cfg)
     # What the loss is computed on: the network itself, or (frame context) the context model
     # on the frame's thumbnail feeding the tile model, both on `model`'s layers.
@@ -241,16 +258,20 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
     loss_fn = LOSSES[cfg.loss]
 
     @tf.function(jit_compile=True, reduce_retracing=True)
-    def train_step(lo, hi):
+    def train_step(lo, hi, scene_in=None, scene_raw=None):
         with tf.GradientTape() as tape:
             out = trained(lo, training=True)
             if m:  # only the centre of a tile is kept on the board
                 out, hi = out[:, m:-m, m:-m], hi[:, m:-m, m:-m]
             loss = loss_fn(hi, out)
-        grads = tape.gradient(loss, trained.trainable_variables)
+            natural = tf.constant(0.0)
+            if scene_in is not None:
+                natural = scene_loss(scene_raw, trained(scene_in, training=True))
+            total = loss + cfg.scene_weight * natural
+        grads = tape.gradient(total, trained.trainable_variables)
         optimizer.apply_gradients(zip(grads, trained.trainable_variables))
         mse = tf.reduce_mean(tf.square(out - hi), axis=[1, 2, 3])
-        return loss, tf.reduce_mean(10.0 * tf.math.log(1.0 / tf.maximum(mse, 1e-10)) / math.log(10.0))
+        return loss, tf.reduce_mean(10.0 * tf.math.log(1.0 / tf.maximum(mse, 1e-10)) / math.log(10.0)), natural
 
     steps = cfg.steps_per_epoch or max(1, len(train_pairs) // cfg.batch)
     first = int(epoch_var.numpy())
@@ -262,13 +283,19 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
         seed = cfg.seed * 100003 + epoch
         data = (context_crop_dataset(train_low, train_high, train_thumbs, cfg.crop, cfg.batch, steps, seed)
                 if train_thumbs else crop_dataset(train_low, train_high, cfg.crop, cfg.batch, steps, seed))
+        if scene_raw is not None:
+            data = tf.data.Dataset.zip((data, scene_crop_dataset(scene_raw, scene_prepared, scene_thumbs, cfg.crop,
+                                                                 cfg.batch, steps, seed)))
         bar = ProgressBar(steps, f"epoch {epoch + 1}/{cfg.epochs}")
-        losses, scores = [], []
-        for k, (lo, hi) in enumerate(data):
-            loss, score = train_step(lo, hi)
+        losses, scores, naturals = [], [], []
+        for k, batch in enumerate(data):
+            (lo, hi), scenes = (batch if scene_raw is not None else (batch, (None, None)))
+            loss, score, natural = train_step(lo, hi, *scenes)
             losses.append(float(loss))
             scores.append(float(score))
-            bar.update(k + 1, f"loss {np.mean(losses):.4f} psnr {np.mean(scores):.2f}")
+            naturals.append(float(natural))
+            bar.update(k + 1, f"loss {np.mean(losses):.4f} psnr {np.mean(scores):.2f}"
+                       + (f" scene {np.mean(naturals):.4f}" if scene_raw is not None else ""))
         val_loss, val_psnr = evaluate_images(enhancer, val_low, val_high, val_tiling) if val_low else (math.nan, math.nan)
         bar.close(f"loss {np.mean(losses):.4f} val psnr {val_psnr:.2f} lr {lr:.2e}")
         schedule.after_epoch(val_psnr)
@@ -278,7 +305,8 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
             atomic_save_weights(model, run_dir / "best.weights.h5")
             atomic_write_text(run_dir / "best.json", model_cfg.to_json() + "\n")
         rows.append({"epoch": epoch + 1, "lr": lr, "train_loss": float(np.mean(losses)),
-                     "train_psnr": float(np.mean(scores)), "val_loss": val_loss,
+                     "train_psnr": float(np.mean(scores)),
+                     "scene_loss": float(np.mean(naturals)) if scene_raw is not None else math.nan, "val_loss": val_loss,
                      "val_psnr": val_psnr, "seconds": time.monotonic() - t0})
         # The checkpoint is complete on disk before the state that points past it is written.
         manager.save(checkpoint_number=epoch + 1)

@@ -1,17 +1,26 @@
 """The budget sweep: network size x tiling candidates, each converted to int8 and loaded in TFLM
 to measure what it costs on the Nano (parameters, flash, arena, MACs per tile and per frame).
-Quality (int8 tiled PSNR on eval15) is filled in for the candidates that have trained weights.
+Quality (int8 tiled PSNR on the LoL validation split, never eval15: the sweep chooses with it)
+is filled in for the candidates that have trained weights.
+
+Two families: the tiny MIRNet run per tile ("mrb", one model, attention pooled over the tile)
+and the board design ("half_resolution", a frame-context pair: the context model once per frame
+on the thumbnail, the tile model on every tile).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from tinymirnet.model.network import MirnetConfig, build_mirnet, conv_macs, count_params
+from tinymirnet.model.network import (MirnetConfig, build_context_model, build_mirnet, build_tile_model, conv_macs,
+                                      count_params)
 from tinymirnet.model.tiling import tile_grid
 
 from .budget import Measured, budget_violations
-from .convert import convert_int8, random_weights_int8
+from .convert import convert_int8, random_weights_frame_context_int8, random_weights_int8
 from .tflm import measure_arena
+
+
+THUMBNAIL = (32, 24)  # the board design's frame context
 
 
 @dataclass(frozen=True)
@@ -20,32 +29,46 @@ class Candidate:
     growth: float
     tile: int
     halo: int
+    design: str = "mrb"
+    depth: int = 2
 
     @property
     def model_config(self) -> MirnetConfig:
-        return MirnetConfig(channels=self.channels, growth=self.growth)
+        if self.design == "mrb":
+            return MirnetConfig(channels=self.channels, growth=self.growth)
+        return MirnetConfig(design=self.design, channels=self.channels, depth=self.depth,
+                            thumbnail_width=THUMBNAIL[0], thumbnail_height=THUMBNAIL[1])
 
     @property
     def input_size(self) -> int:
         return self.tile + 2 * self.halo
 
     def label(self) -> str:
-        streams = "/".join(str(c) for c in self.model_config.stream_channels())
-        return f"C{streams} tile {self.tile}+2x{self.halo}"
+        if self.design == "mrb":
+            streams = "/".join(str(c) for c in self.model_config.stream_channels())
+            return f"C{streams} tile {self.tile}+2x{self.halo}"
+        return f"half-res C{self.channels} depth {self.depth} tile {self.tile}+2x{self.halo}"
+
+    def matches(self, cfg: MirnetConfig) -> bool:
+        """Trained weights of `cfg` are this candidate's (whatever their exposure target)."""
+        mine = self.model_config
+        keys = ("design", "channels", "growth", "depth", "half_widths", "num_rrg", "num_mrb")
+        return all(getattr(mine, k) == getattr(cfg, k) for k in keys) and mine.frame_context == cfg.frame_context
 
 
 DEFAULT_CANDIDATES = [
+    # The board design: the halo is the network's reach (8 px at depth 2, 6 at depth 1, 10 at 3).
+    Candidate(16, 1.0, 32, 8, "half_resolution", 2),
+    Candidate(12, 1.0, 32, 8, "half_resolution", 2),
+    Candidate(20, 1.0, 32, 8, "half_resolution", 2),
+    Candidate(24, 1.0, 32, 6, "half_resolution", 1),
+    Candidate(16, 1.0, 32, 10, "half_resolution", 3),
+    Candidate(16, 1.0, 24, 8, "half_resolution", 2),
+    Candidate(16, 1.0, 20, 8, "half_resolution", 2),
+    # The tiny MIRNet with attention per tile, for comparison (its wider and re-tiled variants
+    # are in the sweep of commit f583098: none fitted under 2,100 M instructions per frame).
     Candidate(8, 1.0, 20, 4),
-    Candidate(8, 1.0, 24, 4),
-    Candidate(8, 1.0, 16, 6),
-    Candidate(8, 1.0, 12, 8),
-    Candidate(8, 1.0, 28, 2),
     Candidate(6, 1.0, 20, 4),
-    Candidate(6, 1.0, 28, 4),
-    Candidate(10, 1.0, 20, 4),
-    Candidate(12, 1.0, 20, 4),
-    Candidate(8, 1.5, 20, 4),
-    Candidate(8, 2.0, 20, 4),
 ]
 
 
@@ -56,27 +79,48 @@ def measure_candidate(c: Candidate, frame_w: int, frame_h: int, flatbuffer: byte
     that the converter stores once, trained ones do not (for C8/8/8, 122,112 B random vs
     148,336 B trained)."""
     cfg = c.model_config
-    if flatbuffer is None:
-        flatbuffer = random_weights_int8(cfg, c.input_size)
     fixed = build_mirnet(cfg, input_shape=(c.input_size, c.input_size, 3), batch_size=1)
-    arena = measure_arena(flatbuffer)
+    macs_once = 0
+    context_flatbuffer = b""
+    if cfg.frame_context:
+        if flatbuffer is None:
+            flatbuffer, context_flatbuffer = random_weights_frame_context_int8(cfg, c.input_size)
+        else:
+            flatbuffer, context_flatbuffer = flatbuffer
+        macs_tile = conv_macs(build_tile_model(cfg, fixed, (c.input_size, c.input_size, 3), batch_size=1))
+        macs_once = conv_macs(build_context_model(cfg, fixed, batch_size=1))
+        arena = max(measure_arena(flatbuffer), measure_arena(context_flatbuffer))
+    else:
+        if flatbuffer is None:
+            flatbuffer = random_weights_int8(cfg, c.input_size)
+        macs_tile = conv_macs(fixed)
+        arena = measure_arena(flatbuffer)
     tiles = len(tile_grid(frame_w, frame_h, c.tile))
-    macs_tile = conv_macs(fixed)
-    m = Measured(len(flatbuffer), arena)
+    m = Measured(len(flatbuffer) + len(context_flatbuffer), arena)
     return {**asdict(c), "label": c.label(), "streams": cfg.stream_channels(), "input": c.input_size,
             "params": count_params(fixed), "flatbuffer_bytes": m.flatbuffer_bytes, "arena_bytes": arena,
-            "macs_per_tile": macs_tile, "tiles_per_frame": tiles, "macs_per_frame": macs_tile * tiles,
-            "budget_problems": budget_violations(m), "fits": not budget_violations(m)}
+            "macs_per_tile": macs_tile, "tiles_per_frame": tiles, "macs_per_frame": macs_tile * tiles + macs_once,
+            "budget_problems": budget_violations(m), "fits": not budget_violations(m),
+            "_flatbuffers": (flatbuffer, context_flatbuffer or None)}
 
 
-def int8_tiled_psnr(c: Candidate, flatbuffer: bytes, data_dir, *, exposure_target: int) -> dict:
-    """Quality of a trained candidate: its int8 model run tile by tile on TFLM over eval15,
-    scored by the same evaluation as `tinymirnet eval`."""
+def int8_tiled_psnr(c: Candidate, flatbuffers, data_dir, *, exposure_target: int) -> dict:
+    """Quality of a trained candidate: its int8 model(s) run tile by tile on TFLM over the LoL
+    validation split (the training pairs' held-out 10 %: the sweep chooses with this figure,
+    so never on eval15), scored by the same evaluation as `tinymirnet eval`."""
+    from tinymirnet.model.data import find_pairs, resolve_split, split_train_val
     from tinymirnet.model.evaluate import evaluate
-    from .tflm import TflmModel, int8_method
-    method = int8_method(TflmModel(flatbuffer), c.tile, c.halo, exposure_target=exposure_target)
-    result = evaluate(data_dir, {"int8_tiled": method}, log=lambda *_: None)
-    return {"int8_tiled_psnr": result["int8_tiled"]["psnr"], "psnr_images": result["meta"]["images"]}
+    from .tflm import TflmModel, int8_frame_context_method, int8_method
+    tile_fb, context_fb = flatbuffers
+    if context_fb:
+        method = int8_frame_context_method(TflmModel(context_fb), TflmModel(tile_fb), c.tile, c.halo, THUMBNAIL,
+                                           exposure_target=exposure_target)
+    else:
+        method = int8_method(TflmModel(tile_fb), c.tile, c.halo, exposure_target=exposure_target)
+    _, val = split_train_val(find_pairs(resolve_split(data_dir, "train")))
+    result = evaluate(data_dir, {"int8_tiled": method}, log=lambda *_: None, pairs=val)
+    return {"int8_tiled_psnr": result["int8_tiled"]["psnr"], "psnr_images": result["meta"]["images"],
+            "psnr_split": "LoL validation"}
 
 
 def _measure_in_child(args):
@@ -88,16 +132,23 @@ def _measure_in_child(args):
     if not (weights and data_dir):
         return {**measure_candidate(candidate, frame_w, frame_h), "measured_with": "random weights"}
     from tinymirnet.model.inference import load_model
-    from .convert import fixed_shape_model, representative_tiles
+    from .convert import fixed_frame_context_models, fixed_shape_model, representative_tiles
     model, cfg = load_model(weights)
+    size = candidate.input_size
     # One conversion (trained weights, LoL calibration) serves both the costs and the PSNR.
-    flatbuffer = convert_int8(fixed_shape_model(model, candidate.model_config, candidate.input_size),
-                              representative_tiles(data_dir, candidate.input_size,
-                                                   exposure_target=cfg.exposure_target))
-    row = measure_candidate(candidate, frame_w, frame_h, flatbuffer)
+    if cfg.frame_context:
+        tiles, thumbs = representative_tiles(data_dir, size, exposure_target=cfg.exposure_target,
+                                             thumbnail_size=(cfg.thumbnail_width, cfg.thumbnail_height))
+        context_model, tile_model = fixed_frame_context_models(model, cfg, size)
+        flatbuffers = (convert_int8(tile_model, (tiles, context_model.predict(thumbs, verbose=0))),
+                       convert_int8(context_model, thumbs))
+    else:
+        flatbuffers = (convert_int8(fixed_shape_model(model, cfg, size),
+                                    representative_tiles(data_dir, size, exposure_target=cfg.exposure_target)), None)
+    row = measure_candidate(candidate, frame_w, frame_h, flatbuffers if cfg.frame_context else flatbuffers[0])
     row["measured_with"] = "trained weights"
     if row["fits"]:
-        row.update(int8_tiled_psnr(candidate, flatbuffer, data_dir, exposure_target=cfg.exposure_target))
+        row.update(int8_tiled_psnr(candidate, flatbuffers, data_dir, exposure_target=cfg.exposure_target))
     return row
 
 
@@ -130,12 +181,12 @@ def measure_candidates(candidates, frame_w: int, frame_h: int, weights=(), data_
     """Measures each candidate in a fresh child process (a converter and a TFLM interpreter per
     candidate, nothing left over between them). A candidate whose architecture matches one of
     the trained `weights` files and that meets the budgets also gets its int8 tiled PSNR on
-    eval15 (data_dir)."""
+    the LoL validation split under data_dir."""
     from tinymirnet.model.inference import config_path_for
-    trained = {MirnetConfig.load(config_path_for(w)): w for w in weights}
+    trained = [(MirnetConfig.load(config_path_for(w)), w) for w in weights]
     rows = []
     for c in candidates:
-        own = trained.get(c.model_config)
+        own = next((w for cfg, w in trained if c.matches(cfg)), None)
         row, attempts = _run_child((c, frame_w, frame_h, own, data_dir))
         row.setdefault("int8_tiled_psnr", None)
         row["weights"] = str(own) if own else None
@@ -151,8 +202,10 @@ def measure_candidates(candidates, frame_w: int, frame_h: int, weights=(), data_
 
 def budget_markdown(rows: list[dict], chosen: dict | None) -> str:
     lines = ["# Budget sweep: network size x tiling on the Nano 33 BLE Sense", "",
-             "Each candidate converted to int8 and loaded in the TFLM runtime on the host. Budgets: "
-             "arena <= 131,072 B (128 KiB), flatbuffer <= 300,000 B. PSNR: int8 tiled on eval15 for "
+             "Each candidate converted to int8 and loaded in the TFLM runtime on the host (a frame-context "
+             "candidate: both models; flatbuffer = both, arena = the larger). Budgets: "
+             "arena <= 131,072 B (128 KiB), flatbuffer <= 300,000 B. PSNR: int8 tiled on the LoL "
+             "validation split (never eval15: the sweep chooses with it) for "
              "candidates with trained weights (float weights converted without pruning); "
              "'-' = not trained. Costs of untrained candidates come from random weights, which "
              "understates the flatbuffer (about 26 KB for C8/8/8: random layers share equal "
@@ -160,7 +213,7 @@ def budget_markdown(rows: list[dict], chosen: dict | None) -> str:
              "M instr/frame: instructions per QQVGA frame counted on the emulated Cortex-M4 with the "
              "board's TFLM (`tinymirnet budget --instructions`; '-' = not counted); instructions are "
              "not cycles.", "",
-             "| candidate | params | flatbuffer B | arena B | M-MAC/tile | tiles/frame | M-MAC/frame | M instr/frame | measured with | fits | int8 tiled PSNR |",
+             "| candidate | params | flatbuffer B | arena B | M-MAC/tile | tiles/frame | M-MAC/frame | M instr/frame | measured with | fits | int8 tiled PSNR (val) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         q = f"{r['int8_tiled_psnr']:.2f}" if r.get("int8_tiled_psnr") else "-"

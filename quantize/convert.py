@@ -28,7 +28,8 @@ def fixed_frame_context_models(float_model, cfg: MirnetConfig, size: int):
 
 def representative_tiles(data_dir, size: int, count: int = 256, seed: int = 0,
                          bright_fraction: float = 0.0, *, exposure_target: int,
-                         thumbnail_size: tuple[int, int] | None = None):
+                         thumbnail_size: tuple[int, int] | None = None, scenes=None,
+                         scene_fraction: float = 0.5):
     """Random size x size crops of training-split low-light images (never eval15).
 
     Only low-light crops by default: the int8 activation ranges are per-tensor min/max over the
@@ -41,15 +42,29 @@ def representative_tiles(data_dir, size: int, count: int = 256, seed: int = 0,
     board, when `exposure_target` is set.
 
     With `thumbnail_size` (a frame-context network), returns (tiles, thumbnails): the
-    thumbnail of the whole frame each tile was cut from, as float32 too."""
+    thumbnail of the whole frame each tile was cut from, as float32 too.
+
+    With `scenes` (a folder of real photos, e.g. SICE train/), `scene_fraction` of the crops
+    come from the training part of those photos instead (exposure-normalised alike): the
+    ranges then cover what the camera sees outside LoL (lamps, skies, bright frames)."""
     from tinymirnet.model.exposure import normalize_exposure
     train, _ = split_train_val(find_pairs(resolve_split(data_dir, "train")))
     rng = np.random.default_rng(seed)
-    picks = rng.choice(len(train), size=min(count, len(train)), replace=False)
+    photos = []
+    if scenes:
+        from tinymirnet.model.data import find_photos, split_photos
+        photos, _ = split_photos(find_photos(scenes))
+        photos = [photos[i] for i in rng.choice(len(photos), size=min(round(count * scene_fraction), len(photos)),
+                                                replace=False)]
+    picks = rng.choice(len(train), size=min(count - len(photos), len(train)), replace=False)
+    sources = [("lol", i) for i in picks] + [("scene", p) for p in photos]
     tiles, thumbs = [], []
-    for k, i in enumerate(picks):
-        bright = k < round(len(picks) * bright_fraction)
-        img = read_rgb(train[i].high) if bright else normalize_exposure(read_rgb(train[i].low), exposure_target)
+    for k, (kind, i) in enumerate(sources):
+        bright = kind == "lol" and k < round(len(picks) * bright_fraction)
+        if kind == "scene":
+            img = normalize_exposure(read_rgb(i), exposure_target)
+        else:
+            img = read_rgb(train[i].high) if bright else normalize_exposure(read_rgb(train[i].low), exposure_target)
         h, w = img.shape[:2]
         y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
         tiles.append(img[y:y + size, x:x + size])
@@ -211,6 +226,29 @@ def check_not_degenerate(flatbuffer: bytes) -> None:
         raise ValueError(f"int8 model has {len(bad)} activation tensor(s) with a collapsed range "
                          f"(constant on every calibration tile), e.g. {bad[0]!r}: TFLM would abort "
                          "on it; calibrate with more varied tiles")
+
+
+def random_weights_frame_context_int8(cfg: MirnetConfig, size: int, seeds=range(8)) -> tuple[bytes, bytes]:
+    """(tile model, context model) int8 flatbuffers of a frame-context `cfg` with random weights
+    and synthetic calibration, for measuring costs. The attention squeezes get a small positive
+    bias (as training gives them) so that no random draw leaves them dead."""
+    for seed in seeds:
+        keras.utils.set_random_seed(seed)
+        model = build_mirnet(cfg, input_shape=(size, size, 3), batch_size=1)
+        for layer in model.layers:
+            if layer.name.endswith("_squeeze"):
+                kernel, bias = layer.get_weights()
+                layer.set_weights([kernel, bias + 0.05])
+        context_model, tile_model = fixed_frame_context_models(model, cfg, size)
+        tiles = synthetic_tiles(size)
+        thumbs = synthetic_tiles(max(cfg.thumbnail_width, cfg.thumbnail_height))[:, :cfg.thumbnail_height,
+                                                                                 :cfg.thumbnail_width]
+        thumbs = np.resize(thumbs, (len(tiles),) + thumbs.shape[1:])
+        tile_fb = convert_int8(tile_model, (tiles, context_model.predict(thumbs, verbose=0)))
+        context_fb = convert_int8(context_model, thumbs)
+        if not degenerate_tensors(tile_fb) and not degenerate_tensors(context_fb):
+            return tile_fb, context_fb
+    raise ValueError(f"no random draw of {cfg} gave a non-degenerate int8 pair in {len(seeds)} seeds")
 
 
 def random_weights_int8(cfg: MirnetConfig, size: int, seeds=range(8)) -> bytes:

@@ -27,7 +27,7 @@ from .tflm import QuantParams
 # TFLite builtin op name -> tflite::MicroMutableOpResolver method.
 RESOLVER_METHODS = {
     "ADD": "AddAdd", "AVERAGE_POOL_2D": "AddAveragePool2D", "CONCATENATION": "AddConcatenation",
-    "CONV_2D": "AddConv2D", "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D", "DEQUANTIZE": "AddDequantize",
+    "CONV_2D": "AddConv2D", "DEPTH_TO_SPACE": "AddDepthToSpace", "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D", "DEQUANTIZE": "AddDequantize",
     "LOGISTIC": "AddLogistic", "MAXIMUM": "AddMaximum", "MAX_POOL_2D": "AddMaxPool2D", "MEAN": "AddMean",
     "MINIMUM": "AddMinimum", "MUL": "AddMul", "PRELU": "AddPrelu", "QUANTIZE": "AddQuantize",
     "REDUCE_MAX": "AddReduceMax", "RELU": "AddRelu", "RELU6": "AddRelu6", "RESHAPE": "AddReshape",

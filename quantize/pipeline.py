@@ -29,7 +29,7 @@ from tinymirnet.model.tiling import TilingConfig, iter_tiles, load_tiling, tile_
 from .budget import Measured, budget_violations, check_budgets, firmware_buffers, ram_table
 from .convert import convert_int8, fixed_frame_context_models, fixed_shape_model, representative_tiles
 from .export import CONTEXT_INT8_NAME, INT8_NAME, ContextExport, ExportInfo, write_firmware_files
-from .prune import gzip_size, prune, sparsity_report
+from .prune import finetune, gzip_size, prune, prune_filters, sparsity_report
 from .qat import quantization_aware_finetune
 from .tflm import (ReferenceModel, TflmModel, arena_after_one_run, int8_frame_context_method, int8_method, op_names,
                    quantize_pixels, requantize)
@@ -60,7 +60,7 @@ def verify_bit_exact(flatbuffer: bytes, tiles_u8: list[np.ndarray], context: np.
         differing += int(np.sum(a != b))
         max_diff = max(max_diff, int(np.max(np.abs(a - b))))
     return {"tiles": len(tiles_u8), "values_differing": differing, "max_abs_diff": max_diff,
-            "bit_exact": differing == 0, "tflm": tflm.library}
+            "bit_exact": differing == 0, "tflm": tflm.library, "reference_kernels": ref.resolver}
 
 
 class ExposureMismatch(ValueError):
@@ -88,6 +88,9 @@ class QuantizeRun:
     cfg: MirnetConfig
     report: dict
     log: object
+    scenes: Path | None = None  # real photos: in the int8 calibration, and (scene_weight) the fine-tunes
+    scene_weight: float = 0.0
+    pruned_cfg: MirnetConfig | None = None  # the pruned network's (narrower after structured pruning)
     pruned: object = None  # the network the int8 model is converted from (pruned, QAT'd)
     pruned_only: object = None  # pruned, before QAT (its own ladder row)
     flatbuffer: bytes = b""  # the tile model
@@ -117,11 +120,14 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
                  finetune_lr: float = 1e-3, finetune_loss: str = "mse", finetune_schedule: str = "cosine",
                  finetune_distill: bool = False, qat_steps: int = 0, qat_lr: float = 3e-4,
                  out_dir: Path | None = None, firmware_dir: Path | None = FIRMWARE_MODEL_DIR,
-                 eval_limit: int | None = None, log=print) -> dict:
+                 eval_limit: int | None = None, scenes: Path | None = None, scene_weight: float = 0.0,
+                 log=print) -> dict:
     """Prune and fine-tune, (QAT,) convert to int8, verify on TFLM, check budgets, score the ladder
     on eval15, then write the artifacts and the firmware files: one stage function each."""
     t_start = time.monotonic()
     run = start_run(data_dir, weights, log)
+    run.scenes = Path(scenes) if scenes else None
+    run.scene_weight = scene_weight
     prune_stage(run, sparsity, finetune_steps, finetune_batch, finetune_crop or run.size, finetune_lr,
                 finetune_loss, finetune_schedule, finetune_distill, qat_steps, qat_lr)
     convert_stage(run)
@@ -162,22 +168,57 @@ def prune_stage(run: QuantizeRun, sparsity, steps, batch, crop, lr, loss, schedu
         return (context_crop_dataset(lows, highs, thumbs, crop, batch, count, seed=seed) if run.context
                 else crop_dataset(lows, highs, crop, batch, count, seed=seed)).repeat()
 
+    scene_crops = None
+    if run.scenes and run.scene_weight and run.context:
+        from tinymirnet.model.data import find_photos, read_rgb, scene_crop_dataset, split_photos
+        photos, _ = split_photos(find_photos(run.scenes))
+        raws = [read_rgb(p) for p in photos]
+        prepared = [normalize_exposure(r, tiling.exposure_target) for r in raws]
+        scene_thumbs = [thumbnail(p, *run.thumb_size) for p in prepared]
+        log(f"naturalness loss x {run.scene_weight:g} on {len(raws)} photos of {run.scenes} in every fine-tune step")
+
+        def scene_crops(count: int, seed: int):
+            return scene_crop_dataset(raws, prepared, scene_thumbs, crop, batch, count, seed=seed).repeat()
+
     margin = tiling.halo if crop == run.size else 0
-    log(f"pruning to {sparsity:.0%} sparsity: {steps} steps of {batch} {crop}x{crop} crops"
-        f" at {lr:g} ({schedule}), {loss} loss"
+    structured = run.cfg.design == "half_resolution"
+    log((f"structured pruning: the {sparsity:.0%} of filters with the smallest L1 norm removed from every layer, "
+         if structured else f"pruning to {sparsity:.0%} sparsity: ")
+        + f"{steps} steps of {batch} {crop}x{crop} crops at {lr:g} ({schedule}), {loss} loss"
         + (" towards the unpruned model's outputs" if distill else "")
         + (f" on the {tiling.tile}x{tiling.tile} centre the board keeps" if margin else ""))
-    trainer = (lambda clone: build_frame_context_trainer(run.cfg, clone, crop)) if run.context else None
-    run.pruned = run.pruned_only = prune(run.float_model, crops(steps, 1234), steps, sparsity=sparsity, lr=lr,
-                                         margin=margin, loss=loss, trainer=trainer, schedule=schedule,
-                                         distill=distill)
+    if structured:
+        narrow, run.pruned_cfg = prune_filters(run.float_model, run.cfg, sparsity)
+        trainer = (lambda m: build_frame_context_trainer(run.pruned_cfg, m, crop)) if run.context else None
+        if distill:
+            raise ValueError("structured pruning fine-tunes on the ground truth (no --distill)")
+        run.pruned = run.pruned_only = finetune(narrow, crops(steps, 1234), steps, lr=lr, margin=margin, loss=loss,
+                                                trainer=trainer, schedule=schedule,
+                                                scenes=scene_crops(steps, 1234) if scene_crops else None,
+                                                scene_weight=run.scene_weight, log=log)
+        run.report["structured_pruning"] = {
+            "criterion": "L1 norm of each filter's kernel (Li et al., ICLR 2017)",
+            "fraction_removed": sparsity, "model_before": asdict(run.cfg), "model_after": asdict(run.pruned_cfg),
+            "widths_before": run.cfg.half_stream_widths(), "widths_after": run.pruned_cfg.half_stream_widths(),
+            "params_before": count_params(run.float_model), "params_after": count_params(run.pruned)}
+        log(f"pruned: widths {run.cfg.half_stream_widths()} -> {run.pruned_cfg.half_stream_widths()}, "
+            f"{count_params(run.float_model):,} -> {count_params(run.pruned):,} parameters")
+    else:
+        run.pruned_cfg = run.cfg
+        trainer = (lambda clone: build_frame_context_trainer(run.cfg, clone, crop)) if run.context else None
+        run.pruned = run.pruned_only = prune(run.float_model, crops(steps, 1234), steps, sparsity=sparsity, lr=lr,
+                                             margin=margin, loss=loss, trainer=trainer, schedule=schedule,
+                                             distill=distill)
     run.report["pruning_finetune"] = {"steps": steps, "batch": batch, "crop": crop, "lr": lr,
                                       "schedule": schedule,
                                       "target": "unpruned model (distillation)" if distill else "ground truth",
-                                      "loss": loss, "loss_margin": margin}
+                                      "loss": loss, "loss_margin": margin,
+                                      "scene_weight": run.scene_weight if scene_crops else 0.0}
     if qat_steps:
-        run.pruned = quantization_aware_finetune(run.pruned, run.cfg, crops(qat_steps, 4321), qat_steps, crop,
-                                                 lr=qat_lr, margin=margin, loss=loss, log=log)
+        run.pruned = quantization_aware_finetune(run.pruned, run.pruned_cfg, crops(qat_steps, 4321), qat_steps, crop,
+                                                 lr=qat_lr, margin=margin, loss=loss, log=log,
+                                                 scenes=scene_crops(qat_steps, 4321) if scene_crops else None,
+                                                 scene_weight=run.scene_weight)
         run.report["qat_finetune"] = {"steps": qat_steps, "batch": batch, "crop": crop, "lr": qat_lr,
                                       "schedule": "cosine to lr/100", "loss": loss, "loss_margin": margin}
 
@@ -189,10 +230,12 @@ def convert_stage(run: QuantizeRun) -> None:
     size, target = run.size, run.tiling.exposure_target
     if run.context:
         calib, calib_thumbs = representative_tiles(run.data_dir, size, exposure_target=target,
-                                                   thumbnail_size=run.thumb_size)
+                                                   thumbnail_size=run.thumb_size, scenes=run.scenes)
         run.log(f"converting the context model ({run.thumb_size[0]}x{run.thumb_size[1]} thumbnail) and the "
-                f"tile model ({size}x{size}) to int8 with {len(calib)} calibration frames")
-        run.context_fixed, run.tile_fixed = fixed_frame_context_models(run.pruned, run.cfg, size)
+                f"tile model ({size}x{size}) to int8 with {len(calib)} calibration frames"
+                + (f" (half of them real photos from {run.scenes})" if run.scenes else ""))
+        run.report["calibration"] = {"frames": len(calib), "scenes": str(run.scenes) if run.scenes else None}
+        run.context_fixed, run.tile_fixed = fixed_frame_context_models(run.pruned, run.pruned_cfg, size)
         calib_context = run.context_fixed.predict(calib_thumbs, batch_size=32, verbose=0)
         run.context_flatbuffer = convert_int8(run.context_fixed, calib_thumbs)
         run.flatbuffer = convert_int8(run.tile_fixed, (calib, calib_context))
@@ -200,9 +243,9 @@ def convert_stage(run: QuantizeRun) -> None:
         run.dense_flatbuffer = convert_int8(dense_tile, (calib, dense_context.predict(calib_thumbs, batch_size=32,
                                                                                       verbose=0)))
     else:
-        calib = representative_tiles(run.data_dir, size, exposure_target=target)
+        calib = representative_tiles(run.data_dir, size, exposure_target=target, scenes=run.scenes)
         run.log(f"converting to int8 at {size}x{size} with {len(calib)} calibration tiles")
-        run.tile_fixed = fixed_shape_model(run.pruned, run.cfg, size)
+        run.tile_fixed = fixed_shape_model(run.pruned, run.pruned_cfg, size)
         run.flatbuffer = convert_int8(run.tile_fixed, calib)
         run.dense_flatbuffer = convert_int8(fixed_shape_model(run.float_model, run.cfg, size), calib)
 
@@ -247,9 +290,12 @@ def verify_stage(run: QuantizeRun) -> None:
         "flatbuffer_bytes": len(run.flatbuffer), "flatbuffer_gzip_bytes": gzip_size(run.flatbuffer),
         "dense_flatbuffer_bytes": len(run.dense_flatbuffer),
         "dense_flatbuffer_gzip_bytes": gzip_size(run.dense_flatbuffer),
-        "note": "unstructured sparsity leaves the flatbuffer size and the device's work unchanged "
-                "(int8 weights are stored densely and TFLM multiplies the zeros); only the "
-                "compressed (gzip) size shrinks"}
+        "note": ("structured pruning removed whole filters: the pruned network is narrower, so its flatbuffer, "
+                 "MACs and instructions shrink (dense = the unpruned network converted alike)"
+                 if "structured_pruning" in report else
+                 "unstructured sparsity leaves the flatbuffer size and the device's work unchanged "
+                 "(int8 weights are stored densely and TFLM multiplies the zeros); only the "
+                 "compressed (gzip) size shrinks")}
     report["conversion"] = {
         "widen_tied_ranges": True,
         "note": "tensors the quantizer ties to one scale through CONCATENATION or REDUCE_MAX get the "
@@ -290,7 +336,8 @@ def ladder_stage(run: QuantizeRun, qat_steps: int, eval_limit: int | None) -> No
     tiling, cfg = run.tiling, run.cfg
     run.log("evaluating the ladder on eval15 (float / pruned float / int8 on TFLM, tiled)")
     target = tiling.exposure_target
-    float_enh, pruned_enh = FloatEnhancer(run.float_model, target, cfg), FloatEnhancer(run.pruned_only, target, cfg)
+    float_enh = FloatEnhancer(run.float_model, target, cfg)
+    pruned_enh = FloatEnhancer(run.pruned_only, target, run.pruned_cfg)
     int8 = (int8_frame_context_method(run.context_tflm, run.tflm, tiling.tile, tiling.halo, run.thumb_size,
                                       exposure_target=target)
             if run.context else int8_method(run.tflm, tiling.tile, tiling.halo, exposure_target=target))
@@ -301,7 +348,7 @@ def ladder_stage(run: QuantizeRun, qat_steps: int, eval_limit: int | None) -> No
         "tiny_mirnet_int8_tiled": int8,
     }
     if qat_steps:  # the weights the int8 model was converted from, run in float
-        qat_enh = FloatEnhancer(run.pruned, target, cfg)
+        qat_enh = FloatEnhancer(run.pruned, target, run.pruned_cfg)
         methods["tiny_mirnet_pruned_qat_tiled"] = lambda lo: qat_enh.enhance(lo, tiling.tile, tiling.halo)
     ladder = evaluate(run.data_dir, methods, limit=eval_limit, log=run.log)
     report = run.report
@@ -318,7 +365,7 @@ def write_stage(run: QuantizeRun, out_dir: Path, firmware_dir: Path | None, t_st
     tflm, report = run.tflm, run.report
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_save_weights(run.pruned, out_dir / "tiny_mirnet_pruned.weights.h5")
-    atomic_write_text(out_dir / "tiny_mirnet_pruned.json", run.cfg.to_json() + "\n")
+    atomic_write_text(out_dir / "tiny_mirnet_pruned.json", run.pruned_cfg.to_json() + "\n")
     atomic_write_bytes(out_dir / INT8_NAME, run.flatbuffer)
     context_export = None
     if run.context:
@@ -378,11 +425,19 @@ def frame_context_lines(r: dict) -> list[str]:
     ]
 
 
+def reference_kernels(check: dict) -> str:
+    """Which TFLite kernels a TFLM check compared with (ReferenceModel.resolver)."""
+    if check.get("reference_kernels", "BUILTIN_REF") == "BUILTIN_REF":
+        return "the reference kernels; on models with MEAN Chirale 2.0.0 truncates where they round"
+    return ("the builtin kernels without delegates: the reference resolver has no int8 DEPTH_TO_SPACE; "
+            "their optimized int8 arithmetic rounds differently from TFLM's in the last bits")
+
+
 def markdown_report(r: dict) -> str:
     s, q, c, ram = r["sizes"], r["quality"], r["compute"], r["ram"]
     lines = [
         "# tiny MIRNet for the Nano 33 BLE Sense: quantization report", "",
-        f"Model {r['model']['channels']} base channels, growth {r['model']['growth']}, "
+        f"Model: {r['model'].get('design', 'mrb')} design, {r['model']['channels']} base channels, growth {r['model']['growth']}, "
         f"{r['params']:,} parameters; tile {r['tiling']['tile']} + halo {r['tiling']['halo']} "
         f"(input {r['tiling']['tile'] + 2 * r['tiling']['halo']}²), frame "
         f"{r['tiling']['frame_width']}x{r['tiling']['frame_height']}. sha256 `{r['export']['sha256']}`.", "",
@@ -396,12 +451,16 @@ def markdown_report(r: dict) -> str:
         "result, but the gap between the two PSNR columns is what a wrong guess of the scene's "
         "normal-light brightness costs.", "",
         "## Pruning", "",
-        f"Conv-weight sparsity reached: {r['sparsity']['overall']:.1%} of {r['sparsity']['conv_weights']:,} weights.",
+        *([f"Structured: the {sp['fraction_removed']:.0%} of filters with the smallest L1 norm removed from "
+           f"the stride-2 convolution and every block: widths {sp.get('widths_before')} -> "
+           f"{sp.get('widths_after')}; {sp['params_before']:,} -> {sp['params_after']:,} parameters."]
+          if (sp := r.get("structured_pruning")) else
+          [f"Conv-weight sparsity reached: {r['sparsity']['overall']:.1%} of {r['sparsity']['conv_weights']:,} weights."]),
         *([f"Fine-tuned while pruning: {f['steps']:,} steps of {f['batch']} {f['crop']}² crops, "
            f"rate {f['lr']:g} ({f.get('schedule', 'constant')}), {f['loss']} loss "
            f"(border {f['loss_margin']} px left out), towards the {f.get('target', 'ground truth')}."]
           if (f := r.get("pruning_finetune")) else []),
-        f"Flatbuffer {s['flatbuffer_bytes']:,} B pruned vs {s['dense_flatbuffer_bytes']:,} B dense (unchanged); "
+        f"Flatbuffer {s['flatbuffer_bytes']:,} B pruned vs {s['dense_flatbuffer_bytes']:,} B dense; "
         f"gzip {s['flatbuffer_gzip_bytes']:,} B pruned vs {s['dense_flatbuffer_gzip_bytes']:,} B dense.",
         f"{s['note'][0].upper()}{s['note'][1:]}.", "",
         *([f"Quantization-aware fine-tune of the pruned network before conversion (quantize/qat.py): "
@@ -416,12 +475,12 @@ def markdown_report(r: dict) -> str:
         + (", shared with the context model below)." if r.get("frame_context") else ")."),
         f"Ops: {', '.join(r['tflm']['ops'])}.",
         *([f"Conversion: {r['conversion']['note']}."] if r.get("conversion", {}).get("widen_tied_ranges") else []),
-        f"TFLM vs reference kernels on {r['tflm']['reference_check']['tiles']} eval15 tiles: "
+        f"TFLM vs TFLite's kernels ({reference_kernels(r['tflm']['reference_check'])}) on "
+        f"{r['tflm']['reference_check']['tiles']} eval15 tiles: "
         f"{r['tflm']['reference_check']['values_differing']} values differ (bit exact: {r['tflm']['reference_check']['bit_exact']}, "
         f"{r['tflm']['reference_check'].get('tflm', 'tflite_micro runtime')})"
-        + (f"; the board's TFLM differs in {b['values_differing']} values, at most {b['max_abs_diff']} LSB "
-           f"(Chirale 2.0.0's MEAN truncates where the reference rounds)." if (b := r['tflm'].get('board_tflm_vs_reference')) else ".")
-        , "",
+        + (f"; the board's TFLM differs in {b['values_differing']} values, at most {b['max_abs_diff']} LSB."
+           if (b := r['tflm'].get('board_tflm_vs_reference')) else "."), "",
         *frame_context_lines(r),
         "## RAM on the Nano (256 KB)", "", "| item | bytes |", "|---|---|",
         *[f"| {k} | {v:,} |" for k, v in ram["rows"].items()],

@@ -117,6 +117,95 @@ def prune(model, dataset, steps: int, sparsity: float = 0.5, lr: float = 1e-3, m
     return tfmot.sparsity.keras.strip_pruning(pruned)
 
 
+def _keep(scores: np.ndarray, fraction: float, minimum: int = 2) -> np.ndarray:
+    """Indices (ascending) of the filters kept when the `fraction` with the lowest scores go."""
+    n = len(scores)
+    keep = max(minimum, n - int(round(n * fraction)))
+    return np.sort(np.argsort(-scores, kind="stable")[:keep])
+
+
+def prune_filters(model, cfg, fraction: float):
+    """Structured pruning of a "half_resolution" network (model/network.py): removes the
+    `fraction` of whole filters with the smallest L1 norm (Li et al., "Pruning Filters for
+    Efficient ConvNets", ICLR 2017) from the stride-2 convolution and from every block, and
+    returns a narrower model (fewer MACs, a smaller flatbuffer, fewer instructions on the board)
+    with the kept weights, and its config. A block's filter takes its channel-attention excite
+    row, its context convolutions' matching filters and the next layer's input slice with it; the
+    attention squeeze (once per frame) and the 16-channel head keep their widths. Fine-tuning afterwards recovers what the filters did."""
+    from dataclasses import replace
+    from tinymirnet.model.network import build_mirnet
+    if cfg.design != "half_resolution":
+        raise ValueError(f"structured pruning knows the half_resolution design, not {cfg.design!r}")
+    w = {layer.name: [v.numpy() for v in layer.weights] for layer in model.layers if layer.weights}
+    names = ["down"] + [f"block{k}_conv" for k in range(cfg.depth)]
+    kept = [_keep(np.abs(w[n][0]).sum(axis=(0, 1, 2)), fraction) for n in names]
+    new, prev = {}, np.arange(3)
+    for n, k in zip(names, kept):
+        new[n] = [w[n][0][:, :, prev][..., k], w[n][1][k]]
+        prev = k
+    for b, k in enumerate(kept[1:]):
+        for j in range(cfg.context_convs):  # as wide as the block: they keep its filters
+            cc = f"block{b}_ca_context{j}"
+            new[cc] = [w[cc][0][:, :, k][..., k], w[cc][1][k]]
+        sq, ex = f"block{b}_ca_squeeze", f"block{b}_ca_excite"
+        new[sq] = [w[sq][0][:, :, k], w[sq][1]]
+        new[ex] = [w[ex][0][..., k], w[ex][1][k]]
+    new["head"] = [w["head"][0][:, :, prev], w["head"][1]]
+    if set(new) != set(w):
+        raise ValueError(f"structured pruning does not know the layers {sorted(set(w) - set(new))}")
+    squeeze = w["block0_ca_squeeze"][0].shape[-1] if cfg.depth else 0
+    narrow_cfg = replace(cfg, half_widths=tuple(len(k) for k in kept), squeeze=squeeze)
+    narrow = build_mirnet(narrow_cfg)
+    for layer in narrow.layers:
+        if layer.weights:
+            layer.set_weights(new[layer.name])
+    return narrow, narrow_cfg
+
+
+def fit(fitted, dataset, steps: int, rate, loss_fn, scenes=None, scene_weight: float = 0.0, log=print) -> None:
+    """`steps` batches of `dataset` through `fitted` with Adam at `rate`. With `scenes` (batches
+    of ((thumbnail, prepared crop), raw crop) of real photos, data.scene_crop_dataset) each step
+    also adds scene_weight x metrics.scene_loss, as training does: a fine-tune on LoL alone
+    would undo what the weights learnt about real scenes."""
+    if scenes is None:
+        fitted.compile(optimizer=keras.optimizers.Adam(rate), loss=loss_fn)
+        fitted.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=2)
+        return
+    from tinymirnet.model.metrics import scene_loss
+    optimizer = keras.optimizers.Adam(rate)
+
+    @tf.function
+    def step(x, y, scene_in, scene_raw):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, fitted(x, training=True))
+            natural = scene_loss(scene_raw, fitted(scene_in, training=True))
+            total = loss + scene_weight * natural
+        grads = tape.gradient(total, fitted.trainable_variables)
+        optimizer.apply_gradients(zip(grads, fitted.trainable_variables))
+        return loss, natural
+
+    losses, naturals = [], []
+    for (x, y), (scene_in, scene_raw) in tf.data.Dataset.zip((dataset, scenes)).take(steps):
+        loss, natural = step(x, y, scene_in, scene_raw)
+        losses.append(float(loss))
+        naturals.append(float(natural))
+    log(f"  {steps} steps: loss {np.mean(losses):.5f}, scene loss {np.mean(naturals):.5f} (x {scene_weight:g})")
+
+
+def finetune(model, dataset, steps: int, lr: float = 1e-3, margin: int = 0, loss: str = "charbonnier",
+             trainer=None, schedule: str = "cosine", scenes=None, scene_weight: float = 0.0, log=print):
+    """Fine-tunes `model` in place for `steps` batches of `dataset` (after structured pruning);
+    `trainer(model)` builds the model the loss is computed on (a frame-context network). The
+    "cosine" schedule keeps `lr` for the first half, then decays it (RampThenCosine). `scenes`,
+    `scene_weight`: the naturalness loss on real photos beside it (`fit`)."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"fine-tune schedule {schedule!r}: expected one of {', '.join(SCHEDULES)}")
+    fitted = trainer(model) if trainer else model
+    rate = lr if schedule == "constant" else RampThenCosine(lr, int(steps * 0.5), steps)
+    fit(fitted, dataset, steps, rate, centre_loss(margin, loss), scenes, scene_weight, log)
+    return model
+
+
 def sparsity_report(model) -> dict:
     """Fraction of exact zeros per conv kernel and overall (over conv kernels)."""
     layers, zeros, total = {}, 0, 0

@@ -28,7 +28,7 @@ from tf_keras import layers
 from tinymirnet.model.network import (Builder, MirnetConfig, build_frame_context_trainer, build_mirnet,
                                       weight_bank)
 
-from .prune import PRUNABLE, RampThenCosine, centre_loss
+from .prune import PRUNABLE, RampThenCosine, centre_loss, fit
 
 
 class RangeFakeQuant(layers.Layer):
@@ -96,12 +96,12 @@ class FakeQuantBuilder(Builder):
         super().__init__(*args, **kwargs)
         self.layers = _FakeQuantLayers()
 
-    def conv(self, x, filters, kernel, name, activation=None):
+    def conv(self, x, filters, kernel, name, activation=None, strides=1):
         # TFLite fuses a ReLU into the conv; a sigmoid is a LOGISTIC op of its own after the
         # conv's int8 output.
         fused = None if activation == "sigmoid" else activation
         y = RangeFakeQuant()(self.shared(MaskedFakeQuantConv2D, name, filters=filters, kernel_size=kernel,
-                                         padding="same", activation=fused)(x))
+                                         padding="same", activation=fused, strides=strides)(x))
         if activation == "sigmoid":
             y = RangeFakeQuant()(layers.Activation("sigmoid")(y))
         return y
@@ -140,11 +140,13 @@ def _copy_weights(src_bank: dict, dst_bank: dict, into_fake_quant: bool) -> None
 
 
 def quantization_aware_finetune(model, cfg: MirnetConfig, dataset, steps: int, crop: int, lr: float = 1e-4,
-                                margin: int = 0, loss: str = "mse", log=print):
+                                margin: int = 0, loss: str = "mse", log=print, scenes=None,
+                                scene_weight: float = 0.0):
     """Fine-tunes the (pruned, stripped) network `model` for `steps` batches of `dataset` with
     int8 rounding in its forward pass (module docstring); returns a plain network with the
     fine-tuned weights and the same zeros. `model` is left unchanged. `dataset` feeds the
-    network as it is trained: (thumbnail, crop) -> crop for a frame-context network."""
+    network as it is trained: (thumbnail, crop) -> crop for a frame-context network; `scenes`
+    and `scene_weight` add the naturalness loss on real photos (prune.fit)."""
     twin = build_mirnet(cfg, (crop, crop, 3), builder=FakeQuantBuilder)
     trained = build_frame_context_trainer(cfg, twin, crop, builder=FakeQuantBuilder) if cfg.frame_context else twin
     plain_bank = weight_bank(model)
@@ -152,10 +154,9 @@ def quantization_aware_finetune(model, cfg: MirnetConfig, dataset, steps: int, c
     if set(plain_bank) != set(twin_bank):
         raise ValueError("the fake-quantized network's layers differ from the network's")
     _copy_weights(plain_bank, twin_bank, into_fake_quant=True)
-    trained.compile(optimizer=keras.optimizers.Adam(RampThenCosine(lr, 0, steps, min_lr=lr / 100)),
-                    loss=centre_loss(margin, loss))
     log(f"quantization-aware fine-tune: {steps} steps at {lr:g} (cosine), {loss} loss")
-    trained.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=2)
+    fit(trained, dataset, steps, RampThenCosine(lr, 0, steps, min_lr=lr / 100), centre_loss(margin, loss),
+        scenes, scene_weight, log)
     out = build_mirnet(cfg)
     _copy_weights(twin_bank, weight_bank(out), into_fake_quant=False)
     for layer in out.layers:  # the masks held

@@ -283,13 +283,23 @@ def measure_arena(flatbuffer: bytes) -> int:
 
 
 class ReferenceModel:
-    """The same model in tf.lite.Interpreter with the reference (non-XNNPACK) kernels."""
+    """The same model in tf.lite.Interpreter with the reference (non-XNNPACK) kernels.
+
+    TFLite's reference resolver lacks int8 DEPTH_TO_SPACE (opcode version 2); a model with it
+    runs on the builtin kernels without delegates instead (`resolver` says which). Depth-to-space
+    only moves bytes, and every other op's builtin int8 kernel is TFLite's reference arithmetic."""
 
     def __init__(self, flatbuffer: bytes):
         import tensorflow as tf
-        self.interpreter = tf.lite.Interpreter(
-            model_content=flatbuffer,
-            experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
+        kinds = tf.lite.experimental.OpResolverType
+        for kind in (kinds.BUILTIN_REF, kinds.BUILTIN_WITHOUT_DEFAULT_DELEGATES):
+            try:
+                self.interpreter = tf.lite.Interpreter(model_content=flatbuffer, experimental_op_resolver_type=kind)
+                break
+            except ValueError as e:
+                if "Didn't find op for builtin opcode" not in str(e) or kind != kinds.BUILTIN_REF:
+                    raise
+        self.resolver = kind.name
         self.interpreter.allocate_tensors()
         image, context = input_roles(flatbuffer)
         details = self.interpreter.get_input_details()
@@ -342,9 +352,9 @@ def _round_half_away(x: np.ndarray) -> np.ndarray:
 def int8_tiled(model: TflmModel, low_u8: np.ndarray, tile: int, halo: int, *,
                exposure_target: int) -> np.ndarray:
     """The board's pipeline on the host: uint8 frame -> exposure gain (model/exposure.py) ->
-    int8 tiles -> TFLM -> uint8 frame. `exposure_target` has no default: it must be the one
+    int8 tiles -> TFLM -> uint8 frame -> the colour and highlight guards. `exposure_target` has no default: it must be the one
     the board uses (model/tiling.json), so every caller says which."""
-    from tinymirnet.model.exposure import normalize_exposure
+    from tinymirnet.model.exposure import guard, normalize_exposure
     from tinymirnet.model.tiling import run_tiled
     q_in = quantize_pixels(normalize_exposure(low_u8, exposure_target), model.input_quant)
 
@@ -352,7 +362,7 @@ def int8_tiled(model: TflmModel, low_u8: np.ndarray, tile: int, halo: int, *,
         return np.stack([model.invoke(t) for t in batch])
 
     out_q = run_tiled(q_in, tile, halo, infer)
-    return dequantize_pixels(out_q, model.output_quant)
+    return guard(low_u8, dequantize_pixels(out_q, model.output_quant))
 
 
 def load_tile_model(tflite_path, tile: int, halo: int) -> TflmModel:
@@ -397,8 +407,9 @@ def int8_frame_context(context_model: TflmModel, tile_model: TflmModel, low_u8: 
                        tile: int, halo: int, thumbnail_size: tuple[int, int], *,
                        exposure_target: int) -> np.ndarray:
     """`int8_tiled` for a frame-context network: exposure gain -> thumbnail of the frame ->
-    context model -> context vector requantized for the tile model -> every tile with it."""
-    from tinymirnet.model.exposure import normalize_exposure
+    context model -> context vector requantized for the tile model -> every tile with it ->
+    the colour and highlight guards."""
+    from tinymirnet.model.exposure import guard, normalize_exposure
     from tinymirnet.model.tiling import run_tiled
     frame = normalize_exposure(low_u8, exposure_target)
     context = frame_context_vector(context_model, tile_model, frame, thumbnail_size)
@@ -407,7 +418,7 @@ def int8_frame_context(context_model: TflmModel, tile_model: TflmModel, low_u8: 
         return np.stack([tile_model.invoke(t, context) for t in batch])
 
     out_q = run_tiled(quantize_pixels(frame, tile_model.input_quant), tile, halo, infer)
-    return dequantize_pixels(out_q, tile_model.output_quant)
+    return guard(low_u8, dequantize_pixels(out_q, tile_model.output_quant))
 
 
 def int8_frame_context_method(context_model: TflmModel, tile_model: TflmModel, tile: int, halo: int,

@@ -100,8 +100,9 @@ def test_tiling_study_report(lol_root, tiny_weights, tmp_path):
         main(["tiling-study", "--data", str(lol_root), "--weights", str(tiny_weights),
               "--int8", str(artifacts / "tiny_mirnet_int8.tflite"), "--report", str(tmp_path / "no.json")])
     per_tile_int8 = artifacts / "per_tile_attention" / "tiny_mirnet_int8.tflite"
-    assert main(["tiling-study", "--data", str(lol_root), "--weights", str(tiny_weights),
-                 "--int8", str(per_tile_int8), "--report", str(tmp_path / "study.json")]) == 0
+    # (quantized for its own tiling, 20 + 2 x 4)
+    assert main(["tiling-study", "--data", str(lol_root), "--weights", str(tiny_weights), "--tile", "20",
+                 "--halo", "4", "--int8", str(per_tile_int8), "--report", str(tmp_path / "study.json")]) == 0
     report = json.loads((tmp_path / "study.json").read_text())
     m = report["meta"]
     assert m["images"] == 3

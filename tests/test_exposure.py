@@ -62,10 +62,15 @@ def test_float_pipeline_feeds_the_network_the_frame_the_weights_were_trained_on(
     enhancer = FloatEnhancer.load(tmp_path / "w.weights.h5")
     assert enhancer.exposure_target == 120
     low = np.random.default_rng(1).integers(0, 30, (24, 40, 3)).astype(np.uint8)
+    from tinymirnet.model.data import to_uint8
+    from tinymirnet.model.exposure import guard
     normalised = to_float(normalize_exposure(low, 120))
-    assert np.array_equal(enhancer.enhance(low), np.clip(enhancer.full_frame(normalised), 0, 1))
-    assert np.array_equal(enhancer.enhance(low, 8, 4), np.clip(enhancer.tiled(normalised, 8, 4), 0, 1))
-    assert not np.array_equal(enhancer.enhance(low), np.clip(enhancer.full_frame(to_float(low)), 0, 1))
+
+    def piped(out):  # rounded to 8 bits, then the output guards against the camera frame
+        return to_float(guard(low, to_uint8(out)))
+    assert np.array_equal(enhancer.enhance(low), piped(enhancer.full_frame(normalised)))
+    assert np.array_equal(enhancer.enhance(low, 8, 4), piped(enhancer.tiled(normalised, 8, 4)))
+    assert not np.array_equal(enhancer.enhance(low), piped(enhancer.full_frame(to_float(low))))
 
 
 def test_whole_frame_path_has_no_coloured_border(small_float_weights):
@@ -79,3 +84,38 @@ def test_whole_frame_path_has_no_coloured_border(small_float_weights):
     flat = np.full((37, 53, 3), (60, 40, 30), np.uint8)
     out = FloatEnhancer(model, cfg.exposure_target, cfg).enhance(flat)
     assert np.abs(out - out[18, 26]).max() < 1e-4
+
+
+def test_highlight_guard_keeps_every_highlight_and_leaves_dark_pixels_alone():
+    """The table the board uses too (pixels.h checks the same values): 0 up to 127, at least
+    90 % of the value from 0.6 (153) on, so the issue's 'highlights darkened' is 0 whatever
+    the network outputs."""
+    from tinymirnet.model.exposure import HIGHLIGHT_FLOOR, keep_highlights
+    from tinymirnet.model.naturalness import highlights_darkened
+    assert [int(HIGHLIGHT_FLOOR[p]) for p in (0, 127, 128, 153, 255)] == [0, 0, 6, 141, 235]
+    p = np.arange(256)
+    assert np.all(HIGHLIGHT_FLOOR[153:] >= 0.9 * p[153:]) and np.all(HIGHLIGHT_FLOOR <= p)
+    assert np.all(np.diff(HIGHLIGHT_FLOOR.astype(int)) >= 0)
+    raw = np.random.default_rng(3).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    black = np.zeros_like(raw)
+    kept = keep_highlights(raw, black)
+    assert highlights_darkened(raw, kept) == 0.0
+    assert np.all(kept[raw < 128] == 0) and np.array_equal(keep_highlights(raw, raw), raw)
+
+
+def test_colour_guard_keeps_the_cameras_chromaticity_where_it_saw_colour():
+    """The values firmware/tests/test_tiler.cc checks too: S = R + G + B >= 115 keeps the camera's
+    chromaticity with the network's brightness, S <= 77 keeps the network's colour, a blend
+    between; the chromaticity shift of lit pixels becomes (nearly) nil."""
+    from tinymirnet.model.exposure import guard, keep_colour
+    from tinymirnet.model.naturalness import chromaticity_shift
+    raw = np.array([[[200, 100, 50], [10, 10, 10], [60, 30, 10]]], np.uint8)
+    out = np.array([[[150, 150, 150], [30, 31, 32], [90, 90, 90]]], np.uint8)
+    assert keep_colour(raw, out).tolist() == [[[255, 129, 64], [30, 31, 32], [134, 85, 52]]]
+    rng = np.random.default_rng(4)
+    photo = rng.integers(40, 200, (40, 60, 3), dtype=np.uint8)
+    grey = np.repeat(photo.mean(-1, keepdims=True), 3, -1).astype(np.uint8)
+    assert chromaticity_shift(photo, grey) > 5
+    assert chromaticity_shift(photo, guard(photo, grey)) < 0.5
+    # Row by row and whole give the same bytes (the guard runs in blocks of rows).
+    np.testing.assert_array_equal(keep_colour(photo, grey, rows=7), keep_colour(photo, grey))

@@ -73,3 +73,19 @@ def test_cli_missing_folder_is_one_error_line(tmp_path, capsys):
     assert main(["naturalness", str(tmp_path / "nope")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:")
+
+
+def test_cli_scores_the_int8_network_against_its_float_twin(tmp_path, capsys):
+    """With --int8: each photo fitted to the board's frame, the int8 pipeline (host TFLM)
+    against the float network on the same tiling, per image and as mean and min."""
+    from tinymirnet.host.cli import main
+    from tinymirnet.host.virtual_board import DEFAULT_MODEL
+    from tinymirnet.model.samples import SAMPLE_PHOTOS
+    report = tmp_path / "nat.json"
+    assert main(["naturalness", "--samples", "--int8", str(DEFAULT_MODEL), "--report", str(report)]) == 0
+    agreement = json.loads(report.read_text())["int8_vs_float"]
+    assert agreement["frame"] == [160, 120] and len(agreement["images"]) == len(SAMPLE_PHOTOS)
+    values = [r["psnr"] for r in agreement["images"]]
+    assert agreement["psnr_min"] == min(values) and 20 < agreement["psnr_min"] <= agreement["psnr_mean"] < 60
+    assert "int8 against float (same tiling, 160x120 frames)" in capsys.readouterr().out
+    assert "int8 against float on the same tiling" in report.with_suffix(".md").read_text()

@@ -28,7 +28,7 @@ def test_wheel_carries_the_configs_of_its_weights(tmp_path):
     wheel = next((tmp_path / "dist").glob("tinymirnet-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     weights = sorted(n for n in names if n.endswith(".weights.h5"))
-    assert "tinymirnet/model/weights/tiny_mirnet_frame_context.weights.h5" in weights
+    assert "tinymirnet/model/weights/tiny_mirnet_half_resolution.weights.h5" in weights
     for w in weights:
         assert w.replace(".weights.h5", ".json") in names, f"{w} without its network config"
     assert not any("stage" in n or "part1" in n for n in names), sorted(n for n in names if "stage" in n)

@@ -18,17 +18,25 @@ ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=har
              "-fno-exceptions", "-fno-rtti"]
 
 
+def mirnet_tiling():
+    """The tiling the tiny MIRNet (MirnetConfig()'s default design) was shipped with."""
+    from dataclasses import replace
+    return replace(load_tiling(), tile=20, halo=4)
+
+
 @pytest.fixture(scope="module")
 def int8_model():
-    """The default network (random weights) converted at the shipped tile size."""
-    return random_weights_int8(MirnetConfig(), load_tiling().model_input)
+    """The tiny MIRNet (random weights) converted at its tile size: the converter, TFLM and
+    export checks below run on its 17 ops (the shipped network's are tested in
+    tests/test_board_network.py and tests/test_quantize_pipeline.py)."""
+    return random_weights_int8(MirnetConfig(), mirnet_tiling().model_input)
 
 
 @pytest.fixture(scope="module")
 def export_info(int8_model):
     tflm = TflmModel(int8_model)
     tflm.invoke(np.zeros(tflm.input_shape, np.int8))
-    return ExportInfo(int8_model, load_tiling(), tflm.input_quant, tflm.output_quant,
+    return ExportInfo(int8_model, mirnet_tiling(), tflm.input_quant, tflm.output_quant,
                       tflm.arena_used_bytes(), op_names(int8_model))
 
 
@@ -49,7 +57,7 @@ def test_tflm_equals_reference_kernels_bit_for_bit(int8_model):
     """The converter's check: the tflite_micro runtime agrees with TFLite's reference kernels.
     The board's TFLM (Chirale 2.0.0) does not on this network: its MEAN truncates."""
     rng = np.random.default_rng(0)
-    size = load_tiling().model_input
+    size = mirnet_tiling().model_input
     tiles = [rng.integers(0, 80, (size, size, 3), dtype=np.uint8) for _ in range(4)]
     result = verify_bit_exact(int8_model, tiles)
     assert result["bit_exact"], result
@@ -416,3 +424,19 @@ def test_stripped_names_leave_the_model_computing_the_same():
     a, b = TflmModel(named), TflmModel(stripped)
     for t in np.random.default_rng(1).integers(-128, 128, (4, *a.input_shape), dtype=np.int8):
         assert np.array_equal(a.invoke(t), b.invoke(t))
+
+
+def test_a_frame_context_candidate_is_measured_as_its_two_models():
+    """The board design in the budget sweep: both int8 models (random weights), flash for both,
+    the larger arena, the context model's MACs once per frame and the tile model's per tile."""
+    from tinymirnet.model.network import MirnetConfig
+    from tinymirnet.quantize.candidates import Candidate, measure_candidate
+    c = Candidate(8, 1.0, 32, 8, "half_resolution", 2)
+    row = measure_candidate(c, 160, 120)
+    tile_fb, context_fb = row["_flatbuffers"]
+    assert row["flatbuffer_bytes"] == len(tile_fb) + len(context_fb) and row["fits"]
+    assert row["tiles_per_frame"] == 20 and row["macs_per_frame"] > 20 * row["macs_per_tile"]
+    assert c.label() == "half-res C8 depth 2 tile 32+2x8"
+    trained = MirnetConfig(design="half_resolution", channels=8, depth=2, exposure_target=120,
+                           thumbnail_width=32, thumbnail_height=24)
+    assert c.matches(trained) and not c.matches(MirnetConfig(channels=8))

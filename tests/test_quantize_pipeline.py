@@ -66,7 +66,8 @@ def test_quantize_pipeline_budget_failure_then_success(lol_root, small_weights, 
     assert saved["export"]["sha256"] == report["export"]["sha256"]
     assert "Projected device time" in (out / "quantize_report.md").read_text()
     assert saved["pruning_finetune"] == {"steps": 3, "batch": 4, "crop": load_tiling().model_input,
-                                         "lr": 1e-3, "schedule": "cosine", "target": "ground truth", "loss": "mse", "loss_margin": load_tiling().halo}
+                                         "lr": 1e-3, "schedule": "cosine", "target": "ground truth", "loss": "mse", "loss_margin": load_tiling().halo,
+                                         "scene_weight": 0.0}
     assert all(np.isfinite(v["psnr_gt_mean"]) for k, v in saved["quality"].items() if isinstance(v, dict))
     assert not list(out.glob("*.tmp")) and not list(fw.glob(".*tmp*"))
 
@@ -176,3 +177,40 @@ def test_quantize_a_frame_context_network_measures_both_models_and_exports_both(
     with pytest.raises(SystemExit, match="context model is missing or unreadable"):
         main(["eval", "--data", str(varied_lol_root), "--weights", str(small_weights),
               "--int8", str(out / INT8_NAME), "--report", str(eval_json)])
+
+
+def test_quantize_prunes_the_board_network_by_whole_filters(lol_root, tmp_path):
+    """The half_resolution network: structured pruning makes the int8 model narrower and
+    smaller than the unpruned one, calibration mixes in real photos, and the pruned config is
+    written beside the pruned weights."""
+    import tf_keras as keras
+    from conftest import scene
+    from PIL import Image
+    from tinymirnet.model.network import MirnetConfig as Cfg
+    keras.utils.set_random_seed(0)
+    cfg = Cfg(design="half_resolution", channels=8, depth=2, exposure_target=load_tiling().exposure_target,
+              thumbnail_width=32, thumbnail_height=24)
+    weights = tmp_path / "board.weights.h5"
+    model = build_mirnet(cfg)
+    for layer in model.layers:
+        if layer.name.endswith("_squeeze"):
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel, bias + 0.05])
+    model.save_weights(str(weights))
+    (tmp_path / "board.json").write_text(cfg.to_json())
+    photos = tmp_path / "scenes"
+    photos.mkdir()
+    rng = np.random.default_rng(5)
+    for k in range(12):
+        Image.fromarray(scene(rng, 64, 80)).save(photos / f"{k}.jpg")
+    out = tmp_path / "artifacts"
+    report = run_quantize(lol_root, weights, sparsity=0.25, finetune_steps=2, finetune_batch=4, qat_steps=2, out_dir=out,
+                          firmware_dir=None, scenes=photos, scene_weight=0.3, log=lambda *_: None)
+    pruning = report["structured_pruning"]
+    assert pruning["widths_before"] == [8, 8, 8] and pruning["widths_after"] == [6, 6, 6]
+    assert pruning["params_after"] < pruning["params_before"]
+    assert report["sizes"]["flatbuffer_bytes"] < report["sizes"]["dense_flatbuffer_bytes"]
+    assert report["calibration"]["scenes"] == str(photos)
+    assert report["pruning_finetune"]["scene_weight"] == 0.3
+    assert Cfg.load(out / "tiny_mirnet_pruned.json").half_stream_widths() == [6, 6, 6]
+    assert "Structured: the 25% of filters" in (out / "quantize_report.md").read_text()

@@ -30,6 +30,7 @@ from tinymirnet.host.link_faults import Faults, FaultyLink  # noqa: E402
 from tinymirnet.host.protocol import (Connection, rgb565_to_rgb888,  # noqa: E402
                                       rgb888_to_rgb565)
 from tinymirnet.host.protocol import NO_CONTEXT_MODEL  # noqa: E402
+from tinymirnet.model.tiling import load_tiling  # noqa: E402
 from tinymirnet.host.virtual_board import (CONTEXT_MODEL_NAME, DEFAULT_MODEL, VirtualBoard,  # noqa: E402
                                            VirtualBoardError)
 from tinymirnet.model.samples import resize_to  # noqa: E402
@@ -137,13 +138,14 @@ def test_cli_capture_on_the_virtual_board(tmp_path, small_float_weights, host, c
     assert main(["capture", "--port", "sim", "--out", str(out),
                  "--weights", str(small_float_weights)]) == 0
     captured = capsys.readouterr()
-    assert "48/48 tiles" in captured.err and "bit-exact" in captured.out
+    tiles = load_tiling().tiles_x * load_tiling().tiles_y
+    assert f"{tiles}/{tiles} tiles" in captured.err and "bit-exact" in captured.out
     assert {p.name for p in out.iterdir()} == OUTPUT_FILES
     report = json.loads((out / "report.json").read_text())
     assert report["device_vs_host_int8"] == {"differing_values": 0, "total_values": 57600,
                                              "max_abs_diff": 0, "bit_exact": True,
                                              "differing_tiles": []}
-    assert len(report["tiles"]) == 48 and all(t["invoke_us"] > 0 for t in report["tiles"])
+    assert len(report["tiles"]) == tiles and all(t["invoke_us"] > 0 for t in report["tiles"])
     times = report["device_time_us"]
     assert times["inference_total"] == sum(t["invoke_us"] for t in report["tiles"]) + (times["context_model"] or 0)
     assert (times["context_model"] is not None and times["context_model"] > 0) == (host.context_tflite is not None)
@@ -209,11 +211,12 @@ def test_handshake_mismatch_is_one_clear_error_before_any_work(tmp_path, small_f
 def test_handshake_names_geometry_differences(board):
     host = device_cli.HostModel.load()
     assert device_cli.handshake_mismatches(board.info, host) == []
-    other = dataclasses.replace(board.info, tile_size=24, model_input_size=32, frame_width=176,
+    tiling = load_tiling()
+    other = dataclasses.replace(board.info, tile_size=24, model_input_size=30, frame_width=176,
                                 tile_count=42, input_scale=0.5)
     problems = device_cli.handshake_mismatches(other, host)
-    assert "tile 24 (device) != 20 (host, model/tiling.json)" in problems
-    assert "model input 32 (device) != 28 (host, model/tiling.json)" in problems
+    assert f"tile 24 (device) != {tiling.tile} (host, model/tiling.json)" in problems
+    assert f"model input 30 (device) != {tiling.model_input} (host, model/tiling.json)" in problems
     assert "frame 176x120 (device) != 160x120 (host, model/tiling.json)" in problems
     quant = device_cli.handshake_mismatches(dataclasses.replace(board.info, input_scale=0.5),
                                             host)
@@ -419,7 +422,8 @@ def test_bench_link_writes_json_and_markdown(tmp_path, capsys):
     assert main(["bench-link", "--frames", "1", "--report", str(report)]) == 0
     data = json.loads(report.read_text())
     assert data["tile_traffic"]["payload_efficiency"] >= 0.95
-    assert data["tile_traffic"]["messages"] == 49  # 48 TILEs and DONE
+    tiling = load_tiling()
+    assert data["tile_traffic"]["messages"] == tiling.tiles_x * tiling.tiles_y + 1  # the TILEs and DONE
     capture = data["capture_frame"]
     assert capture["end_to_end_s"] >= capture["inference_s"] > 0 and capture["ratio"] >= 1
     assert data["throughput"]["raw_frame_read"]["wire_bytes_per_s"] > 0

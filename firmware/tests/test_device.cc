@@ -236,16 +236,20 @@ void fill_pattern_frame() {
 }
 
 // What the device should return for a frame: every channel through the frame's exposure
-// gain, the input table, the fake model and the output table.
+// gain, the input table, the fake model and the output table, then the colour and highlight
+// guards against the camera pixel.
 void compute_expected_image(const uint16_t* frame, const FakeModel& model) {
   const uint32_t gain = exposure_gain_q8(frame, kFramePixels, kExposureTarget);
   for (size_t i = 0; i < kFramePixels; ++i) {
     const Rgb888 rgb = rgb565_to_rgb888(frame[i]);
     const uint8_t channels[3] = {rgb.r, rgb.g, rgb.b};
+    uint8_t out[3];
     for (int c = 0; c < 3; ++c) {
       const int8_t q = quantize_input(apply_gain_q8(channels[c], gain));
-      g_expected[i * 3 + c] = dequantize_output(model.apply(q));
+      out[c] = dequantize_output(model.apply(q));
     }
+    keep_colour(rgb, out);
+    for (int c = 0; c < 3; ++c) g_expected[i * 3 + c] = keep_highlight(out[c], channels[c]);
   }
 }
 

@@ -87,19 +87,62 @@ void check_output_crop() {
   static int8_t output[kModelTensorBytes];
   for (size_t i = 0; i < kModelTensorBytes; ++i) output[i] = static_cast<int8_t>(i * 7);
   static uint8_t rgb[kMaxTileRgbBytes];
+  fill_pattern_frame();
   const TileRect tile = tile_rect(kTileCount - 1);  // partial in both directions
-  crop_model_output(output, tile, rgb);
+  crop_model_output(output, g_frame, tile, rgb);
   bool all_match = true;
+  int raised = 0;
   for (int row = 0; row < tile.height; ++row) {
     for (int column = 0; column < tile.width; ++column) {
+      const Rgb888 raw = rgb565_to_rgb888(g_frame[(tile.y + row) * kFrameWidth + tile.x + column]);
+      const uint8_t raws[3] = {raw.r, raw.g, raw.b};
+      const int source = ((kHalo + row) * kModelInputSize + kHalo + column) * kChannels;
+      uint8_t model[3] = {dequantize_output(output[source]), dequantize_output(output[source + 1]),
+                          dequantize_output(output[source + 2])};
+      keep_colour(raw, model);
       for (int channel = 0; channel < kChannels; ++channel) {
-        const int source = ((kHalo + row) * kModelInputSize + kHalo + column) * kChannels + channel;
         const int target = (row * tile.width + column) * kChannels + channel;
-        all_match = all_match && rgb[target] == dequantize_output(output[source]);
+        const uint8_t floor = highlight_floor(raws[channel]);
+        all_match = all_match && rgb[target] == (model[channel] > floor ? model[channel] : floor);
+        raised += model[channel] < floor;
       }
     }
   }
   CHECK(all_match);
+  CHECK(raised > 0);  // the pattern frame has highlights the model output falls below
+}
+
+void check_highlight_floor() {
+  // The table of model/exposure.py: 0 up to 127, 92 % of the value from 153 (0.6) on.
+  CHECK_EQ(highlight_floor(0), 0);
+  CHECK_EQ(highlight_floor(127), 0);
+  CHECK_EQ(highlight_floor(128), 6);
+  CHECK_EQ(highlight_floor(153), 141);
+  CHECK_EQ(highlight_floor(255), 235);
+  bool kept = true;
+  for (int p = 153; p < 256; ++p) kept = kept && highlight_floor(static_cast<uint8_t>(p)) * 10 >= p * 9;
+  CHECK(kept);
+  CHECK_EQ(keep_highlight(50, 255), 235);
+  CHECK_EQ(keep_highlight(250, 255), 250);
+  CHECK_EQ(keep_highlight(3, 100), 3);
+}
+
+void check_colour_guard() {
+  // The values of tests/test_exposure.py (model/exposure.py keep_colour).
+  uint8_t grey[3] = {150, 150, 150};
+  keep_colour(Rgb888{200, 100, 50}, grey);  // S = 350: the camera's chromaticity, the model's sum
+  CHECK_EQ(grey[0], 255);
+  CHECK_EQ(grey[1], 129);
+  CHECK_EQ(grey[2], 64);
+  uint8_t dark[3] = {30, 31, 32};
+  keep_colour(Rgb888{10, 10, 10}, dark);  // S = 30: the model's colour
+  CHECK_EQ(dark[0], 30);
+  CHECK_EQ(dark[2], 32);
+  uint8_t mid[3] = {90, 90, 90};
+  keep_colour(Rgb888{60, 30, 10}, mid);  // S = 100: a blend
+  CHECK_EQ(mid[0], 134);
+  CHECK_EQ(mid[1], 85);
+  CHECK_EQ(mid[2], 52);
 }
 
 }  // namespace
@@ -109,4 +152,6 @@ void tiler_tests() {
   check_row_major_order_and_last_tile();
   check_model_input_replicates_edges();
   check_output_crop();
+  check_highlight_floor();
+  check_colour_guard();
 }

@@ -485,7 +485,7 @@ bool Device::send_tile(uint16_t seq, int index, uint32_t* invoke_us) {
   writer.u16(static_cast<uint16_t>(tile.height));
   writer.u32(tile_us);  // the tile model only; DONE's total includes the context model
   // Always fits: kMaxPayload >= kTilePayloadMaxBytes.
-  crop_model_output(model_output_, tile, writer.reserve(static_cast<size_t>(tile.width) *
+  crop_model_output(model_output_, frame_, tile, writer.reserve(static_cast<size_t>(tile.width) *
                                                         tile.height * kChannels));
   send(protocol::kTile, seq, writer.size());
   return true;

@@ -39,12 +39,21 @@ void extract_model_input(const uint16_t* frame, const TileRect& tile,
   }
 }
 
-void crop_model_output(const int8_t* output, const TileRect& tile, uint8_t* rgb) {
+void crop_model_output(const int8_t* output, const uint16_t* frame, const TileRect& tile, uint8_t* rgb) {
   uint8_t* out = rgb;
   for (int row = 0; row < tile.height; ++row) {
     const int8_t* in =
         output + (static_cast<size_t>(kHalo + row) * kModelInputSize + kHalo) * kChannels;
-    for (int i = 0; i < tile.width * kChannels; ++i) *out++ = dequantize_output(in[i]);
+    const uint16_t* raw = frame + static_cast<size_t>(tile.y + row) * kFrameWidth + tile.x;
+    for (int column = 0; column < tile.width; ++column) {
+      const Rgb888 p = rgb565_to_rgb888(raw[column]);
+      uint8_t rgb_out[3] = {dequantize_output(in[0]), dequantize_output(in[1]), dequantize_output(in[2])};
+      in += 3;
+      keep_colour(p, rgb_out);
+      *out++ = keep_highlight(rgb_out[0], p.r);
+      *out++ = keep_highlight(rgb_out[1], p.g);
+      *out++ = keep_highlight(rgb_out[2], p.b);
+    }
   }
 }
 

@@ -16,6 +16,17 @@
 //   p' = min(255, (p * gain_q8 + 128) >> 8)
 // The gain is folded into a per-frame copy of the input table (p -> q(p')), so it costs
 // nothing per pixel. kExposureTarget 0 leaves frames unchanged (gain 256).
+//
+// Highlight guard (model/exposure.py): every output channel value is raised to at least
+// floor(p) of the same pixel's RGB888 camera value p (before the gain):
+//   floor(p) = min((236 * p + 128) >> 8, max(0, ((p - 127) * 1413 + 128) >> 8))
+// 0 up to 127, 92 % of p from 153 (0.6) on: no highlight is darkened by 10 % or more.
+//
+// Colour guard (model/exposure.py), before the highlight guard: with S = R + G + B of the camera
+// pixel and S' of the model's output pixel,
+//   w = clamp(((S - 77) * 256 + 19) / 38, 0, 256),  k = min(255, (p * S' + S / 2) / S)
+//   out = (model * (256 - w) + k * w + 128) >> 8
+// i.e. where the camera saw colour (S >= 115) the output keeps its chromaticity.
 #pragma once
 
 #include <stddef.h>
@@ -102,5 +113,36 @@ extern const OutputDequantizationTable kOutputTable;
 inline int8_t quantize_input(uint8_t pixel) { return kInputTable.values[pixel]; }
 
 inline uint8_t dequantize_output(int8_t q) { return kOutputTable.values[q + 128]; }
+
+constexpr uint8_t highlight_floor(uint8_t p) {
+  return static_cast<uint8_t>(
+      ((236 * static_cast<int32_t>(p) + 128) >> 8) <
+              clamp_int(((static_cast<int32_t>(p) - 127) * 1413 + 128) >> 8, 0, 255)
+          ? (236 * static_cast<int32_t>(p) + 128) >> 8
+          : clamp_int(((static_cast<int32_t>(p) - 127) * 1413 + 128) >> 8, 0, 255));
+}
+
+constexpr int32_t kColourFrom = 77;  // RGB888 sums: 0.3 and 0.45 of 255 per channel
+constexpr int32_t kColourTo = 115;
+
+// The colour guard on one output pixel `rgb` (3 values, in place) of camera pixel `raw`.
+inline void keep_colour(const Rgb888& raw, uint8_t* rgb) {
+  const int32_t s_in = static_cast<int32_t>(raw.r) + raw.g + raw.b;
+  if (s_in <= kColourFrom) return;  // w = 0: the model's colour
+  const int32_t span = kColourTo - kColourFrom;
+  const int32_t w = clamp_int(((s_in - kColourFrom) * 256 + span / 2) / span, 0, 256);
+  const int32_t s_out = static_cast<int32_t>(rgb[0]) + rgb[1] + rgb[2];
+  const uint8_t raws[3] = {raw.r, raw.g, raw.b};
+  for (int c = 0; c < 3; ++c) {
+    const int32_t kept = clamp_int((raws[c] * s_out + s_in / 2) / s_in, 0, 255);
+    rgb[c] = static_cast<uint8_t>((rgb[c] * (256 - w) + kept * w + 128) >> 8);
+  }
+}
+
+// The output value of a channel whose camera value was `raw`: the model's, raised to the floor.
+inline uint8_t keep_highlight(uint8_t model_value, uint8_t raw) {
+  const uint8_t floor = highlight_floor(raw);
+  return model_value > floor ? model_value : floor;
+}
 
 }  // namespace tinymirnet

@@ -45,7 +45,8 @@ TileRect tile_rect(int index);
 void extract_model_input(const uint16_t* frame, const TileRect& tile,
                          const InputQuantizationTable& table, int8_t* input);
 
-// Writes the tile's width x height RGB888 pixels (row-major) cropped from the model output.
-void crop_model_output(const int8_t* output, const TileRect& tile, uint8_t* rgb);
+// Writes the tile's width x height RGB888 pixels (row-major) cropped from the model output,
+// through the colour and highlight guards against the RGB565 frame's pixel (pixels.h).
+void crop_model_output(const int8_t* output, const uint16_t* frame, const TileRect& tile, uint8_t* rgb);
 
 }  // namespace tinymirnet

@@ -7,14 +7,14 @@
 namespace tinymirnet {
 
 // Tiling (model/tiling.json).
-constexpr int kTileSize = 20;         // output pixels per tile side
-constexpr int kHalo = 4;              // context margin on each side
-constexpr int kModelInputSize = 28;   // kTileSize + 2 * kHalo, square
+constexpr int kTileSize = 32;         // output pixels per tile side
+constexpr int kHalo = 8;              // context margin on each side
+constexpr int kModelInputSize = 48;   // kTileSize + 2 * kHalo, square
 constexpr int kFrameWidth = 160;      // camera frame (QQVGA)
 constexpr int kFrameHeight = 120;
 constexpr int kChannels = 3;          // RGB
-constexpr int kTilesX = 8;            // ceil(kFrameWidth / kTileSize)
-constexpr int kTilesY = 6;            // ceil(kFrameHeight / kTileSize)
+constexpr int kTilesX = 5;            // ceil(kFrameWidth / kTileSize)
+constexpr int kTilesY = 4;            // ceil(kFrameHeight / kTileSize)
 constexpr int kTileCount = kTilesX * kTilesY;
 static_assert(kModelInputSize == kTileSize + 2 * kHalo, "tile geometry");
 
@@ -36,33 +36,33 @@ constexpr int kOutputZeroPoint = -128;
 constexpr bool kFrameContext = true;
 constexpr int kThumbnailWidth = 32;
 constexpr int kThumbnailHeight = 24;
-constexpr int kContextValues = 144;       // the context vector's length
+constexpr int kContextValues = 30;       // the context vector's length
 // The context model's thumbnail input and its output, and the tile model's context input
 // (the device requantizes the output to it with a 256-entry table, thumbnail.h).
 constexpr float kContextInputScale = 0.00392156886f;
 constexpr int kContextInputZeroPoint = -128;
-constexpr float kContextOutputScale = 0.00391754182f;
+constexpr float kContextOutputScale = 0.00322716963f;
 constexpr int kContextOutputZeroPoint = -128;
-constexpr float kTileContextScale = 0.00391754182f;
+constexpr float kTileContextScale = 0.00322716963f;
 constexpr int kTileContextZeroPoint = -128;
 // The tile model's inputs: which one takes the tile and which the context.
 constexpr int kTileImageInput = 1;
 constexpr int kTileContextInput = 0;
-constexpr size_t kContextModelBytes = 103328;
+constexpr size_t kContextModelBytes = 11416;
 constexpr char kContextModelSha256[] =
-    "b8aa27d9cfaab2912868450f99486e96890c30d9288b33c92e80f6cc9a71b0f8";
+    "8d7eb7655738bf35977767b61b75f8888ce05bfd361c341f93c45998b2215091";
 
 // Memory.
-constexpr size_t kArenaMeasuredBytes = 100720;   // TFLM arena measured on the host (the larger model's: they take turns in one arena)
-constexpr size_t kArenaSize = 104816;       // measured + 4096 B margin, 16-aligned
-constexpr size_t kModelBytes = 88640;           // flatbuffer length
+constexpr size_t kArenaMeasuredBytes = 31392;   // TFLM arena measured on the host (the larger model's: they take turns in one arena)
+constexpr size_t kArenaSize = 35488;       // measured + 4096 B margin, 16-aligned
+constexpr size_t kModelBytes = 12296;           // flatbuffer length
 
 // Identity of the model (sha256 of the .tflite flatbuffer, hex).
 constexpr char kModelSha256[] =
-    "9e8de524e92aee0c7ad99fbd32af5a85ab45a5ba3a7f72a65435711e7c08b0b5";
+    "193bd52a030d8ade9fd5400f4ed43bb150fce884a9bc27825ce35dd15e73e9de";
 
 // The builtin ops the models use (both together); model_ops.h registers exactly these.
-constexpr int kModelOpCount = 17;
-constexpr const char* kModelOps[kModelOpCount] = {"ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "LOGISTIC", "MEAN", "MINIMUM", "MUL", "PRELU", "QUANTIZE", "REDUCE_MAX", "RELU", "RESHAPE", "RESIZE_BILINEAR", "SOFTMAX", "SPLIT", "SPLIT_V"};
+constexpr int kModelOpCount = 9;
+constexpr const char* kModelOps[kModelOpCount] = {"ADD", "CONCATENATION", "CONV_2D", "DEPTH_TO_SPACE", "LOGISTIC", "MEAN", "MUL", "QUANTIZE", "SPLIT_V"};
 
 }  // namespace tinymirnet
