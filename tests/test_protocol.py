@@ -214,13 +214,14 @@ def output_table(scale: float, zero_point: int) -> np.ndarray:
 
 def expected_identity_enhancement(frame_rgb565: np.ndarray, info) -> np.ndarray:
     """What the device returns with a model that copies its input to its output: the frame
-    after its exposure gain (model/exposure.py, target from model/tiling.json), quantized."""
-    from tinymirnet.model.exposure import normalize_exposure
+    after its exposure gain (model/exposure.py, target from model/tiling.json), quantized,
+    then the output guards against the camera frame (model/exposure.py guard)."""
+    from tinymirnet.model.exposure import guard, normalize_exposure
     from tinymirnet.model.tiling import load_tiling
-    rgb = protocol.rgb565_to_rgb888(frame_rgb565, info.frame_width, info.frame_height)
-    rgb = normalize_exposure(rgb, load_tiling().exposure_target)
+    raw = protocol.rgb565_to_rgb888(frame_rgb565, info.frame_width, info.frame_height)
+    rgb = normalize_exposure(raw, load_tiling().exposure_target)
     q = input_table(info.input_scale, info.input_zero_point)[rgb]
-    return output_table(info.output_scale, info.output_zero_point)[q.astype(np.int16) + 128]
+    return guard(raw, output_table(info.output_scale, info.output_zero_point)[q.astype(np.int16) + 128])
 
 
 # --------------------------------------------------------------------------------------------

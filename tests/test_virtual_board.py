@@ -74,14 +74,16 @@ def open_link(port: str, **options) -> Connection:
 def host_tile(host: device_cli.HostModel, raw888: np.ndarray, tile) -> np.ndarray:
     """TFLM on one tile's input, cut from the exposure-normalised frame, quantized and
     dequantized as the firmware's tables do (with the frame's context vector for a
-    frame-context network, computed here on its own from the frame's thumbnail)."""
-    from tinymirnet.model.exposure import normalize_exposure
+    frame-context network, computed here on its own from the frame's thumbnail), then the
+    output guards against the camera pixels (model/exposure.py guard)."""
+    from tinymirnet.model.exposure import guard, normalize_exposure
     t = load_tiling()
     frame = normalize_exposure(raw888, t.exposure_target)
     model = host.tflm
     x = quantize_pixels(tile_input(frame, tile, t.tile, t.halo), model.input_quant)
     y = dequantize_pixels(model.invoke(x, host.context_of(frame)), model.output_quant)
-    return y[t.halo:t.halo + tile.h, t.halo:t.halo + tile.w]
+    kept = (slice(t.halo, t.halo + tile.h), slice(t.halo, t.halo + tile.w))
+    return guard(raw888[tile.y:tile.y + tile.h, tile.x:tile.x + tile.w], y[kept])
 
 
 def no_leftovers(folder: Path) -> bool:
