@@ -228,21 +228,9 @@ def split_photos(photos: list[Path], val_percent: float = 10.0) -> tuple[list[Pa
 
 def scene_crop_dataset(raws, prepared, thumbs, crop: int, batch: int, steps: int, seed: int):
     """Batches of ((thumbnail, prepared crop), raw crop) of unpaired photos: the network's input
-    (exposure-normalised) and the photo as it was, which the naturalness loss compares with."""
-    import tensorflow as tf
-
-    def generate():
-        rng = np.random.default_rng(seed + 7919)
-        for _ in range(steps):
-            idx = rng.integers(0, len(raws), size=batch)
-            items = [random_crop_with_context(rng, prepared[i], raws[i], thumbs[i], crop) for i in idx]
-            th, lo, raw = (np.stack([it[k] for it in items]).astype(np.float32) / 255.0 for k in range(3))
-            yield (th, lo), raw
-
-    th_h, th_w = thumbs[0].shape[:2]
-    spec = tf.TensorSpec((batch, crop, crop, 3), tf.float32)
-    thumb_spec = tf.TensorSpec((batch, th_h, th_w, 3), tf.float32)
-    return tf.data.Dataset.from_generator(generate, output_signature=((thumb_spec, spec), spec)).prefetch(4)
+    (exposure-normalised) and the same window of the photo as it was, which the naturalness loss
+    compares with; `context_crop_dataset` with the photo in the ground truth's place."""
+    return context_crop_dataset(prepared, raws, thumbs, crop, batch, steps, seed + 7919)
 
 
 def to_float(img: np.ndarray) -> np.ndarray:

@@ -19,38 +19,48 @@ from tinymirnet.quantize.pipeline import INT8_NAME, run_quantize
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def small_weights(tmp_path):
+def save_untrained(cfg: MirnetConfig, path: Path) -> Path:
+    """Random weights of `cfg` saved with its config (x.weights.h5 beside x.json). An untrained
+    network's attention squeezes (ReLU after a global pool) can be dead on every calibration
+    tile, which the converter check rightly refuses; a small positive bias keeps them alive, as
+    training does."""
     import tf_keras as keras
     keras.utils.set_random_seed(0)
-    # Trained (here: initialised) for the pipeline's exposure normalisation, as quantize checks.
-    cfg = MirnetConfig(channels=4, exposure_target=load_tiling().exposure_target)
-    path = tmp_path / "small.weights.h5"
     model = build_mirnet(cfg)
-    # An untrained network's 2-channel attention squeezes (ReLU after a global pool) can be
-    # dead on every calibration tile, which the converter check rightly refuses; a small
-    # positive bias keeps them alive, as training does.
     for layer in model.layers:
         if layer.name.endswith("_squeeze"):
             kernel, bias = layer.get_weights()
             layer.set_weights([kernel, bias + 0.05])
     model.save_weights(str(path))
-    (tmp_path / "small.json").write_text(cfg.to_json())
+    path.with_name(path.name.split(".")[0] + ".json").write_text(cfg.to_json())
     return path
 
 
+@pytest.fixture
+def small_weights(tmp_path):
+    # Trained (here: initialised) for the pipeline's exposure normalisation, as quantize checks.
+    return save_untrained(MirnetConfig(channels=4, exposure_target=load_tiling().exposure_target),
+                          tmp_path / "small.weights.h5")
+
+
 def test_quantize_pipeline_budget_failure_then_success(lol_root, small_weights, tmp_path, monkeypatch):
+    """The tiny MIRNet (unstructured pruning, one model per tile) at the tiling it shipped with,
+    20 + 2x4: at the board network's 32 + 2x8 its arena would not fit the budget."""
+    from dataclasses import replace
+    from tinymirnet.quantize import pipeline
+    tiling = replace(load_tiling(), tile=20, halo=4)
+    monkeypatch.setattr(pipeline, "load_tiling", lambda *args, **kwargs: tiling)
     out, fw = tmp_path / "artifacts", tmp_path / "firmware"
     (fw / "tinymirnet").mkdir(parents=True)
     (fw / "tinymirnet" / "model_settings.h").write_text("// previous export\n")
     quiet = dict(finetune_steps=3, finetune_batch=4, out_dir=out, firmware_dir=fw, log=lambda *_: None)
 
-    monkeypatch.setattr(budget, "ARENA_BUDGET", 10_000)
-    with pytest.raises(budget.BudgetError, match="TFLM arena budget broken: .* > 10,000 B"):
-        run_quantize(lol_root, small_weights, **quiet)
+    with monkeypatch.context() as small_budget:
+        small_budget.setattr(budget, "ARENA_BUDGET", 10_000)
+        with pytest.raises(budget.BudgetError, match="TFLM arena budget broken: .* > 10,000 B"):
+            run_quantize(lol_root, small_weights, **quiet)
     assert not out.exists()
     assert (fw / "tinymirnet" / "model_settings.h").read_text() == "// previous export\n"
-    monkeypatch.undo()
 
     report = run_quantize(lol_root, small_weights, **quiet)
     flatbuffer = (out / INT8_NAME).read_bytes()
@@ -65,8 +75,8 @@ def test_quantize_pipeline_budget_failure_then_success(lol_root, small_weights, 
     saved = json.loads((out / "quantize_report.json").read_text())
     assert saved["export"]["sha256"] == report["export"]["sha256"]
     assert "Projected device time" in (out / "quantize_report.md").read_text()
-    assert saved["pruning_finetune"] == {"steps": 3, "batch": 4, "crop": load_tiling().model_input,
-                                         "lr": 1e-3, "schedule": "cosine", "target": "ground truth", "loss": "mse", "loss_margin": load_tiling().halo,
+    assert saved["pruning_finetune"] == {"steps": 3, "batch": 4, "crop": tiling.model_input,
+                                         "lr": 1e-3, "schedule": "cosine", "target": "ground truth", "loss": "mse", "loss_margin": tiling.halo,
                                          "scene_weight": 0.0}
     assert all(np.isfinite(v["psnr_gt_mean"]) for k, v in saved["quality"].items() if isinstance(v, dict))
     assert not list(out.glob("*.tmp")) and not list(fw.glob(".*tmp*"))
@@ -183,21 +193,12 @@ def test_quantize_prunes_the_board_network_by_whole_filters(lol_root, tmp_path):
     """The half_resolution network: structured pruning makes the int8 model narrower and
     smaller than the unpruned one, calibration mixes in real photos, and the pruned config is
     written beside the pruned weights."""
-    import tf_keras as keras
     from conftest import scene
     from PIL import Image
     from tinymirnet.model.network import MirnetConfig as Cfg
-    keras.utils.set_random_seed(0)
-    cfg = Cfg(design="half_resolution", channels=8, depth=2, exposure_target=load_tiling().exposure_target,
-              thumbnail_width=32, thumbnail_height=24)
-    weights = tmp_path / "board.weights.h5"
-    model = build_mirnet(cfg)
-    for layer in model.layers:
-        if layer.name.endswith("_squeeze"):
-            kernel, bias = layer.get_weights()
-            layer.set_weights([kernel, bias + 0.05])
-    model.save_weights(str(weights))
-    (tmp_path / "board.json").write_text(cfg.to_json())
+    weights = save_untrained(Cfg(design="half_resolution", channels=8, depth=2, thumbnail_width=32,
+                                 thumbnail_height=24, exposure_target=load_tiling().exposure_target),
+                             tmp_path / "board.weights.h5")
     photos = tmp_path / "scenes"
     photos.mkdir()
     rng = np.random.default_rng(5)
