@@ -22,7 +22,6 @@ def cmd_train(args) -> int:
             model_cfg = MirnetConfig.load(config_path_for(args.init))
         else:
             model_cfg = MirnetConfig(design=args.design, channels=args.channels, depth=args.depth,
-                                     context_convs=args.context_convs,
                                      growth=args.growth, num_rrg=args.rrg, num_mrb=args.mrb)
         if args.frame_context is not None:
             from dataclasses import replace
@@ -234,15 +233,12 @@ def register(sub) -> None:
     t.add_argument("--val-percent", type=float, default=10.0)
     t.add_argument("--exclude", nargs="*", default=[], help="pair stems to leave out")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--design", choices=["mrb", "gain", "two_scale", "half_resolution"], default="mrb",
-                   help="mrb: the tiny MIRNet; gain: attention-scaled convolutions and a gain head "
+    t.add_argument("--design", choices=["mrb", "half_resolution"], default="mrb",
+                   help="mrb: the tiny MIRNet; half_resolution: the board-sized network, the shipped one "
                         "(model/network.py) (default mrb)")
     t.add_argument("--channels", type=int, default=8)
     t.add_argument("--depth", type=int, default=2,
-                   help="gain, two_scale, half_resolution: attention-scaled convolutions (default 2)")
-    t.add_argument("--context-convs", type=int, default=0,
-                   help="half_resolution: 3x3 convolutions before each attention pool, run once per frame "
-                        "on the thumbnail (default 0)")
+                   help="half_resolution: attention-scaled convolutions (default 2)")
     t.add_argument("--growth", type=float, default=1.0)
     t.add_argument("--rrg", type=int, default=1)
     t.add_argument("--mrb", type=int, default=1)

@@ -1,5 +1,7 @@
 """The tiny MIRNet (Zamir et al., "Learning Enriched Features for Real Image Restoration and
-Enhancement", ECCV 2020), one small function per block, in tf_keras.
+Enhancement", ECCV 2020), one small function per block, in tf_keras, and the board-sized
+network built from its channel attention (design "half_resolution", the shipped one:
+`Builder.half_resolution_network`).
 
 Every op lowers to a TFLite builtin that TensorFlow Lite Micro runs, and no tensor has more
 than four dimensions. Three exact rewrites of the textbook blocks keep the TFLM arena small
@@ -39,21 +41,17 @@ SIZE_MULTIPLE = 2 ** (NUM_STREAMS - 1)
 class MirnetConfig:
     """Size of the network. Stream k (k = 0, 1, 2) has round(channels * growth**k) channels."""
 
-    # "mrb": the tiny MIRNet (one RRG of multi-scale residual blocks); "gain": a chain of 3x3
-    # convolutions with MIRNet's channel attention, ending in a gain and a residual on the input
-    # (`Builder.gain_network`).
+    # "mrb": the tiny MIRNet (one RRG of multi-scale residual blocks); "half_resolution": the
+    # board-sized design (`Builder.half_resolution_network`).
     design: str = "mrb"
     channels: int = 8
-    depth: int = 2  # "gain", "two_scale": attention-scaled convolutions
-    # "two_scale" after structured pruning: the half-resolution stream's widths, the stride-2
+    depth: int = 2  # "half_resolution": attention-scaled convolutions
+    # "half_resolution" after structured pruning: the widths, the stride-2
     # convolution's first, then each block's; () = round(channels * growth) for all of them.
     half_widths: tuple = ()
-    # "two_scale": the channel attention's squeezed width; 0 = max(2, round(channels * growth) //
+    # "half_resolution": the channel attention's squeezed width; 0 = max(2, round(channels * growth) //
     # attention_reduction). Pruning keeps it (the squeeze runs once per frame).
     squeeze: int = 0
-    # "half_resolution": 3x3 convolutions (ReLU) on a block's features before its attention pool;
-    # with a frame context they run on the thumbnail only, once per frame.
-    context_convs: int = 0
     growth: float = 1.0
     num_rrg: int = 1
     num_mrb: int = 1
@@ -74,7 +72,7 @@ class MirnetConfig:
         return self.thumbnail_width > 0 and self.thumbnail_height > 0
 
     def half_stream_widths(self) -> list[int]:
-        """"two_scale": output channels of the stride-2 convolution, then of each block."""
+        """"half_resolution": output channels of the stride-2 convolution, then of each block."""
         if self.half_widths:
             if len(self.half_widths) != 1 + self.depth:
                 raise ValueError(f"half_widths {self.half_widths} needs {1 + self.depth} entries (down + depth)")
@@ -158,17 +156,13 @@ class Builder:
             self.collected.extend(weights)
         return weights
 
-    def channel_attention(self, x, name, squeeze: int | None = None, convs: int = 0):
+    def channel_attention(self, x, name, squeeze: int | None = None):
         """Global average pool -> 1x1 squeeze -> ReLU -> 1x1 excite -> sigmoid, rescales x.
-        `squeeze`: the squeezed width (default max(2, C // attention_reduction)); `convs`: 3x3
-        convolutions on x before the pool (part of the attention: run where it is computed)."""
+        `squeeze`: the squeezed width (default max(2, C // attention_reduction))."""
         c = x.shape[-1]
 
         def compute():
-            pooled = x
-            for k in range(convs):
-                pooled = self.conv(pooled, c, 3, f"{name}_context{k}", activation="relu")
-            w = self.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_gap")(pooled)
+            w = self.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_gap")(x)
             w = self.conv(w, squeeze or max(2, c // self.cfg.attention_reduction), 1, f"{name}_squeeze",
                           activation="relu")
             return [self.conv(w, c, 1, f"{name}_excite", activation="sigmoid")]
@@ -276,49 +270,6 @@ class Builder:
         f = self.conv(f, c, 3, self.names("rrg_out"))
         return self.layers.Add(name=self.names("rrg_res"))([x, f])
 
-    def gain_network(self, image):
-        """The board-sized design: feature_in, `depth` attention-scaled 3x3 convolutions (ReLU
-        fused), then two heads on the last features: a gain G (one channel, shared by R, G
-        and B) and a residual R. Output I + I*(G-1) + R = G*I + R, clipped to [0, 1].
-
-        G*I brightens without changing a pixel's colour or reversing the order of two pixels that
-        share a gain; R is free (denoising). Channel attention is MIRNet's, so with a frame
-        context all the network's global work runs once per frame on the thumbnail."""
-        c = self.cfg.channels
-        f = self.conv(image, c, 3, "feature_in", activation="relu")
-        for k in range(self.cfg.depth):
-            f = self.conv(f, c, 3, f"block{k}_conv", activation="relu")
-            f = self.channel_attention(f, f"block{k}_ca")
-        lift = self.conv(f, 1, 3, "gain_out")  # G - 1
-        residual = self.conv(f, 3, 3, "residual_out")
-        lifted = self.layers.Multiply(name="lift")([image, lift])
-        out = self.layers.Add(name="gain_applied")([image, lifted])
-        out = self.layers.Add(name="global_residual")([out, residual])
-        return self.pixels(out)
-
-    def two_scale_network(self, image):
-        """The board-sized design: MIRNet's multi-scale idea with two streams. A full-resolution
-        stream (feature_in, C channels) and a half-resolution one (a stride-2 3x3 convolution to
-        growth x C channels, then `depth` 3x3 convolutions each scaled by MIRNet's channel
-        attention); the half stream returns through a 1x1 convolution to 4C channels and a
-        depth-to-space (sub-pixel up-sampling), is added to the full stream, and one 3x3
-        convolution gives the residual: output I + R, clipped to [0, 1]. Every activation is a
-        ReLU fused into its convolution; with a frame context the attention (all the network's
-        global work) runs once per frame on the thumbnail."""
-        c = self.cfg.channels
-        down, *blocks = self.cfg.half_stream_widths()
-        full = self.conv(image, c, 3, "feature_in", activation="relu")
-        f = self.conv(full, down, 3, "down", activation="relu", strides=2)
-        for k, width in enumerate(blocks):
-            f = self.conv(f, width, 3, f"block{k}_conv", activation="relu")
-            f = self.channel_attention(f, f"block{k}_ca", self.cfg.squeeze or None)
-        f = self.conv(f, 4 * c, 1, "up")
-        f = self.layers.Lambda(lambda t: tf.nn.depth_to_space(t, 2), name="up_shuffle")(f)
-        f = self.layers.Add(name="streams")([full, f])
-        residual = self.conv(f, 3, 3, "residual_out")
-        out = self.layers.Add(name="global_residual")([image, residual])
-        return self.pixels(out)
-
     def half_resolution_network(self, image):
         """The board-sized design, all at half resolution as FFDNet (Zhang et al., TIP 2018), with
         ESPCN's sub-pixel output: a stride-2 3x3 convolution from the image to C channels,
@@ -333,7 +284,7 @@ class Builder:
         f = self.conv(image, down, 3, "down", activation="relu", strides=2)
         for k, width in enumerate(blocks):
             f = self.conv(f, width, 3, f"block{k}_conv", activation="relu")
-            f = self.channel_attention(f, f"block{k}_ca", self.cfg.squeeze or None, self.cfg.context_convs)
+            f = self.channel_attention(f, f"block{k}_ca", self.cfg.squeeze or None)
         f = self.conv(f, 16, 3, "head")  # 2x2 sub-pixels x (lift, residual R, G, B)
         f = self.layers.Lambda(lambda t: tf.nn.depth_to_space(t, 2), name="head_shuffle")(f)
         lift, residual = self.layers.Lambda(lambda t: tf.split(t, [1, 3], axis=-1), name="head_split")(f)
@@ -354,10 +305,6 @@ class Builder:
         """conv -> RRGs -> conv -> global residual I + R, clipped to [0, 1]."""
         if self.cfg.design == "half_resolution":
             return self.half_resolution_network(image)
-        if self.cfg.design == "gain":
-            return self.gain_network(image)
-        if self.cfg.design == "two_scale":
-            return self.two_scale_network(image)
         f = self.conv(image, self.cfg.channels, 3, "feature_in")
         for _ in range(self.cfg.num_rrg):
             f = self.recursive_residual_group(f)
@@ -413,9 +360,7 @@ def context_parts(cfg: MirnetConfig) -> list[int]:
     """Lengths of the attention weight vectors in the context, in build order: per MRB, the
     first DAU of each stream, the three exchange SKFFs (one vector per input stream), the
     second DAU of each stream, the final SKFF."""
-    if cfg.design == "gain":
-        return [cfg.channels] * cfg.depth
-    if cfg.design in ("two_scale", "half_resolution"):
+    if cfg.design == "half_resolution":
         return cfg.half_stream_widths()[1:]
     ch = cfg.stream_channels()
     exchange = [ch[k] for k in range(NUM_STREAMS) for _ in range(NUM_STREAMS)]

@@ -130,7 +130,7 @@ def prune_filters(model, cfg, fraction: float):
     Efficient ConvNets", ICLR 2017) from the stride-2 convolution and from every block, and
     returns a narrower model (fewer MACs, a smaller flatbuffer, fewer instructions on the board)
     with the kept weights, and its config. A block's filter takes its channel-attention excite
-    row, its context convolutions' matching filters and the next layer's input slice with it; the
+    row and the next layer's input slice with it; the
     attention squeeze (once per frame) and the 16-channel head keep their widths. Fine-tuning afterwards recovers what the filters did."""
     from dataclasses import replace
     from tinymirnet.model.network import build_mirnet
@@ -144,9 +144,6 @@ def prune_filters(model, cfg, fraction: float):
         new[n] = [w[n][0][:, :, prev][..., k], w[n][1][k]]
         prev = k
     for b, k in enumerate(kept[1:]):
-        for j in range(cfg.context_convs):  # as wide as the block: they keep its filters
-            cc = f"block{b}_ca_context{j}"
-            new[cc] = [w[cc][0][:, :, k][..., k], w[cc][1][k]]
         sq, ex = f"block{b}_ca_squeeze", f"block{b}_ca_excite"
         new[sq] = [w[sq][0][:, :, k], w[sq][1]]
         new[ex] = [w[ex][0][..., k], w[ex][1][k]]
