@@ -36,7 +36,9 @@ def cmd_train(args) -> int:
                           plateau_factor=args.plateau_factor, loss=args.loss,
                           exposure_target=(model_cfg.exposure_target if args.exposure is None
                                            else args.exposure),
-                          scenes=str(args.scenes or ""), scene_weight=args.scene_weight)
+                          scenes=str(args.scenes or ""), scene_weight=args.scene_weight,
+                          scene_crop=args.scene_crop,
+                          **({} if args.order_weight is None else {"order_weight": args.order_weight}))
     train(args.out, cfg, resume=args.resume)
     return 0
 
@@ -249,6 +251,11 @@ def register(sub) -> None:
     t.add_argument("--scenes", type=Path, default=None,
                    help="folder of unpaired real photos (SICE train/) for the naturalness loss (default none)")
     t.add_argument("--scene-weight", type=float, default=1.0, help="weight of the naturalness loss (default 1.0)")
+    t.add_argument("--scene-crop", type=int, default=0,
+                   help="side of the real-photo crops (default: --crop)")
+    t.add_argument("--order-weight", type=float, default=None,
+                   help="weight of the lightness-order term inside the naturalness loss "
+                        "(default: model/metrics.py ORDER_WEIGHT; 0: without it)")
     t.add_argument("--val-tiled", action="store_true", help="validate tile by tile (model/tiling.json)")
     t.add_argument("--loss", choices=LOSS_NAMES, default="charbonnier",
                    help="training loss: Charbonnier (MIRNet's) or MSE (what PSNR measures)")

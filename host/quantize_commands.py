@@ -127,9 +127,9 @@ def register(sub) -> None:
     q = sub.add_parser("quantize", help="prune, int8-convert, verify on TFLM, check budgets, export the C array")
     q.add_argument("--data", type=Path, required=True, help="LoL root (training split for fine-tuning/calibration, eval15 for the report)")
     q.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
-    q.add_argument("--sparsity", type=float, default=0.5,
-                   help="half_resolution network: the fraction of filters removed from every layer (structured); "
-                        "older designs: the fraction of conv weights zeroed (default 0.5)")
+    q.add_argument("--sparsity", type=float, default=None,
+                   help="half_resolution network: the fraction of filters removed from every layer (structured; "
+                        "default 0.0625, one in 16); older designs: the fraction of conv weights zeroed (default 0.5)")
     q.add_argument("--scenes", type=Path, default=None,
                    help="folder of real photos (SICE train/): half the int8 calibration frames come from it, "
                         "and the fine-tunes add --scene-weight x the naturalness loss on them (default: LoL only)")

@@ -15,9 +15,17 @@ and Python compute the same bytes:
 
     S = sum of all 8-bit R, G, B values of the frame,  N = 3 * width * height
     gain_q8 = clamp((target * N * 256 + S // 2) // S, 256, MAX_GAIN_Q8)     (S = 0: MAX_GAIN_Q8)
-    pixel'  = min(255, (pixel * gain_q8 + 128) >> 8)
+    x       = pixel * gain_q8                                  (the gained value, Q8)
+    pixel'  = (x + 128) >> 8                                   where x <= KNEE * 256
+    pixel'  = KNEE + (d * H + (d + 256 H) // 2) // (d + 256 H)  above, d = x - KNEE * 256, H = 255 - KNEE
+    pixel'  = max(pixel', pixel)
 
-The gain never darkens (a frame brighter than the target passes unchanged) and is at most 32.
+Linear up to KNEE (192), then a soft knee: the curve keeps its slope 1 at the knee and bends
+towards 255, which it never reaches, instead of clipping. A hard clip at 255 turns a lamp and the
+wall around it into one flat 255 and alone costs 4.4 % lightness-order error on SICE/night; the
+knee keeps their order (3.9 %; gamma 1/2.2: 3.3 %). The gain never darkens (a frame brighter
+than the target passes unchanged, and no pixel leaves darker than it came) and is at most 32.
+Each frame's gain becomes one 256-entry table (`gain_table`), on the board too.
 
 Highlight guard: every output channel value is raised to at least floor(p) of the same pixel's
 8-bit input p (the camera frame, before the gain):
@@ -63,9 +71,21 @@ def exposure_gain_q8(frame: np.ndarray, target: int) -> int:
     return int(min(max(g, GAIN_ONE_Q8), MAX_GAIN_Q8))
 
 
+KNEE = 192
+
+
+def gain_table(gain_q8: int) -> np.ndarray:
+    """pixel -> pixel' for one frame's gain (module docstring): linear, then the soft knee."""
+    p = np.arange(256, dtype=np.int64)
+    x = p * int(gain_q8)
+    h = 255 - KNEE
+    d = x - KNEE * 256
+    bent = KNEE + (d * h + (d + 256 * h) // 2) // np.maximum(d + 256 * h, 1)
+    return np.maximum(np.where(d <= 0, (x + 128) >> 8, bent), p).astype(np.uint8)
+
+
 def apply_gain_q8(frame: np.ndarray, gain_q8: int) -> np.ndarray:
-    scaled = (frame.astype(np.uint32) * np.uint32(gain_q8) + 128) >> 8
-    return np.minimum(scaled, 255).astype(np.uint8)
+    return gain_table(gain_q8)[np.asarray(frame, np.uint8)]
 
 
 def normalize_exposure(frame: np.ndarray, target: int) -> np.ndarray:

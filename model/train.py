@@ -26,7 +26,7 @@ from .data import (context_crop_dataset, crop_dataset, find_pairs, find_photos, 
                    scene_crop_dataset, split_photos, split_train_val, to_float)
 from .files import atomic_save_weights, atomic_write_json, atomic_write_text
 from .inference import FloatEnhancer
-from .metrics import LOSSES, charbonnier_loss, psnr, scene_loss
+from .metrics import LOSSES, ORDER_WEIGHT, charbonnier_loss, psnr, scene_loss
 from .network import MirnetConfig, build_frame_context_trainer, build_mirnet, count_params, macs_per_pixel
 from .plots import plot_curves
 from .thumbnail import thumbnail
@@ -67,6 +67,12 @@ class TrainConfig:
     # highlights and chromaticity of the unnormalised photo). "" = LoL only.
     scenes: str = ""
     scene_weight: float = 1.0
+    # Weight of the lightness-order term inside the naturalness loss (metrics.ORDER_WEIGHT by
+    # default; 0 = the loss before the term existed, as the older configs in model/weights ran).
+    order_weight: float = ORDER_WEIGHT
+    # Side of the scene crops; 0 = `crop`. Larger crops put lightness pairs further apart into
+    # the order term (the LOE metric compares every pair of the whole photo).
+    scene_crop: int = 0
 
 
 class LearningRate:
@@ -234,6 +240,9 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
     # What the loss is computed on: the network itself, or (frame context) the context model
     # on the frame's thumbnail feeding the tile model, both on `model`'s layers.
     trained = build_frame_context_trainer(model_cfg, model, cfg.crop) if model_cfg.frame_context else model
+    # The real-photo crops may be larger: the same layers at their size.
+    scene_trained = (build_frame_context_trainer(model_cfg, model, cfg.scene_crop)
+                     if cfg.scenes and cfg.scene_crop and cfg.scene_crop != cfg.crop else trained)
     if cfg.init_weights and not resume:
         model.load_weights(cfg.init_weights)
         log(f"initialized from {cfg.init_weights}")
@@ -266,7 +275,7 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
             loss = loss_fn(hi, out)
             natural = tf.constant(0.0)
             if scene_in is not None:
-                natural = scene_loss(scene_raw, trained(scene_in, training=True))
+                natural = scene_loss(scene_raw, scene_trained(scene_in, training=True), order=cfg.order_weight)
             total = loss + cfg.scene_weight * natural
         grads = tape.gradient(total, trained.trainable_variables)
         optimizer.apply_gradients(zip(grads, trained.trainable_variables))
@@ -284,7 +293,7 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
         data = (context_crop_dataset(train_low, train_high, train_thumbs, cfg.crop, cfg.batch, steps, seed)
                 if train_thumbs else crop_dataset(train_low, train_high, cfg.crop, cfg.batch, steps, seed))
         if scene_raw is not None:
-            data = tf.data.Dataset.zip((data, scene_crop_dataset(scene_raw, scene_prepared, scene_thumbs, cfg.crop,
+            data = tf.data.Dataset.zip((data, scene_crop_dataset(scene_raw, scene_prepared, scene_thumbs, cfg.scene_crop or cfg.crop,
                                                                  cfg.batch, steps, seed)))
         bar = ProgressBar(steps, f"epoch {epoch + 1}/{cfg.epochs}")
         losses, scores, naturals = [], [], []

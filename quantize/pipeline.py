@@ -115,7 +115,14 @@ class QuantizeRun:
         return self.tiling.model_input
 
 
-def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps: int = 400,
+# The pruning fraction each design ships with (`tinymirnet quantize` without --sparsity): the
+# half-resolution network loses one filter in 16 (chosen on the validation split,
+# docs/decisions/2026-12-01-speed-and-real-scenes.md); the older designs half their conv weights.
+DEFAULT_SPARSITY = {"half_resolution": 0.0625}
+OLDER_DESIGNS_SPARSITY = 0.5
+
+
+def run_quantize(data_dir, weights: Path, sparsity: float | None = None, finetune_steps: int = 400,
                  finetune_batch: int = 32, finetune_crop: int | None = None,
                  finetune_lr: float = 1e-3, finetune_loss: str = "mse", finetune_schedule: str = "cosine",
                  finetune_distill: bool = False, qat_steps: int = 0, qat_lr: float = 3e-4,
@@ -126,6 +133,8 @@ def run_quantize(data_dir, weights: Path, sparsity: float = 0.5, finetune_steps:
     on eval15, then write the artifacts and the firmware files: one stage function each."""
     t_start = time.monotonic()
     run = start_run(data_dir, weights, log)
+    if sparsity is None:
+        sparsity = DEFAULT_SPARSITY.get(run.cfg.design, OLDER_DESIGNS_SPARSITY)
     run.scenes = Path(scenes) if scenes else None
     run.scene_weight = scene_weight
     prune_stage(run, sparsity, finetune_steps, finetune_batch, finetune_crop or run.size, finetune_lr,
@@ -190,9 +199,11 @@ def prune_stage(run: QuantizeRun, sparsity, steps, batch, crop, lr, loss, schedu
     if structured:
         narrow, run.pruned_cfg = prune_filters(run.float_model, run.cfg, sparsity)
         trainer = (lambda m: build_frame_context_trainer(run.pruned_cfg, m, crop)) if run.context else None
-        if distill:
-            raise ValueError("structured pruning fine-tunes on the ground truth (no --distill)")
-        run.pruned = run.pruned_only = finetune(narrow, crops(steps, 1234), steps, lr=lr, margin=margin, loss=loss,
+        data = crops(steps, 1234)
+        if distill:  # the unpruned network's output in the ground truth's place
+            teacher = build_frame_context_trainer(run.cfg, run.float_model, crop) if run.context else run.float_model
+            data = data.map(lambda x, y: (x, teacher(x, training=False)))
+        run.pruned = run.pruned_only = finetune(narrow, data, steps, lr=lr, margin=margin, loss=loss,
                                                 trainer=trainer, schedule=schedule,
                                                 scenes=scene_crops(steps, 1234) if scene_crops else None,
                                                 scene_weight=run.scene_weight, log=log)

@@ -105,6 +105,22 @@ def test_scene_loss_is_zero_for_the_photo_itself_and_counts_dimmed_highlights_an
     assert float(scene_loss(photo, tinted)) > 0.05
 
 
+def test_lightness_order_loss_counts_only_inversions_between_blocks():
+    from tinymirnet.model.metrics import ORDER_BLOCK, lightness_order_loss, scene_loss
+    ramp = np.linspace(0.05, 0.6, 16, dtype=np.float32)
+    photo = np.repeat(np.repeat(ramp[None, None, :, None], 16, axis=1), 3, axis=3)  # dark left, bright right
+    assert float(lightness_order_loss(photo, photo)) == 0.0
+    assert float(lightness_order_loss(photo, photo * 1.7 + 0.05)) == 0.0  # brighter, same order
+    mirrored = photo[:, :, ::-1]  # every left-right pair of blocks inverted
+    inverted = float(lightness_order_loss(photo, mirrored))
+    assert inverted > 0.05
+    half = photo.copy()
+    half[:, :, :8] = photo[:, :, 8:][:, :, ::-1]  # only the left blocks reordered
+    assert 0.0 < float(lightness_order_loss(photo, half)) < inverted
+    assert float(scene_loss(photo, mirrored)) > float(scene_loss(photo, mirrored, order=0.0))
+    assert photo.shape[2] % ORDER_BLOCK == 0
+
+
 def test_half_widths_survive_a_json_round_trip_and_stay_hashable():
     import json
     cfg = MirnetConfig(design="half_resolution", channels=16, depth=2, half_widths=(12, 12, 14), squeeze=4)

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from tinymirnet.model.exposure import (GAIN_ONE_Q8, MAX_GAIN_Q8, apply_gain_q8, exposure_gain_q8,
-                                       normalize_exposure)
+from tinymirnet.model.exposure import (GAIN_ONE_Q8, KNEE, MAX_GAIN_Q8, apply_gain_q8, exposure_gain_q8,
+                                       gain_table, normalize_exposure)
 
 
 def uniform(value: int, h: int = 4, w: int = 6) -> np.ndarray:
@@ -25,9 +25,22 @@ def test_gain_rounds_to_nearest_and_is_clamped():
     assert exposure_gain_q8(uniform(0), 120) == MAX_GAIN_Q8
 
 
-def test_gained_pixels_saturate_and_round_half_up():
-    pixels = np.array([0, 3, 100, 255], dtype=np.uint8)
-    assert apply_gain_q8(pixels, 384).tolist() == [0, 5, 150, 255]  # 4.5 -> 5, 382 -> 255
+def test_gained_pixels_round_half_up_below_the_knee_and_bend_above_it():
+    pixels = np.array([0, 3, 100, 128, 200, 255], dtype=np.uint8)
+    # x 1.5: 4.5 -> 5; 150; 192 is the knee (slope 1 there); 300 bends to 192 + 63 * 108 / 171
+    # = 231.8 -> 232 instead of clipping; 382.5 would bend to 239, below 255 itself: never darker
+    assert apply_gain_q8(pixels, 384).tolist() == [0, 5, 150, 192, 232, 255]
+
+
+def test_gain_table_is_monotone_never_darkens_and_never_clips_two_values_into_one_at_moderate_gain():
+    for gain in (GAIN_ONE_Q8, 300, 384, 1000, 1920, MAX_GAIN_Q8):
+        table = gain_table(gain).astype(int)
+        assert (np.diff(table) >= 0).all(), gain
+        assert (table >= np.arange(256)).all(), gain
+    assert gain_table(GAIN_ONE_Q8).tolist() == list(range(256))  # gain 1 is the identity
+    # a lamp and the walls around it (128..200 at 2x): a hard clip made them all 255
+    assert len(set(gain_table(512)[128:200].tolist())) > 10
+    assert gain_table(512)[KNEE // 2] == KNEE and KNEE < gain_table(512)[127] < 255
 
 
 def test_mean_lands_near_the_target_on_a_real_looking_frame():

@@ -190,9 +190,10 @@ def test_quantize_a_frame_context_network_measures_both_models_and_exports_both(
 
 
 def test_quantize_prunes_the_board_network_by_whole_filters(lol_root, tmp_path):
-    """The half_resolution network: structured pruning makes the int8 model narrower and
-    smaller than the unpruned one, calibration mixes in real photos, and the pruned config is
-    written beside the pruned weights."""
+    """The half_resolution network: structured pruning (fine-tuned towards the unpruned
+    network's outputs) makes the int8 model narrower and smaller than the unpruned one,
+    calibration mixes in real photos, and the pruned config is written beside the pruned
+    weights."""
     from conftest import scene
     from PIL import Image
     from tinymirnet.model.network import MirnetConfig as Cfg
@@ -206,12 +207,14 @@ def test_quantize_prunes_the_board_network_by_whole_filters(lol_root, tmp_path):
         Image.fromarray(scene(rng, 64, 80)).save(photos / f"{k}.jpg")
     out = tmp_path / "artifacts"
     report = run_quantize(lol_root, weights, sparsity=0.25, finetune_steps=2, finetune_batch=4, qat_steps=2, out_dir=out,
-                          firmware_dir=None, scenes=photos, scene_weight=0.3, log=lambda *_: None)
+                          firmware_dir=None, scenes=photos, scene_weight=0.3, finetune_distill=True,
+                          log=lambda *_: None)
     pruning = report["structured_pruning"]
     assert pruning["widths_before"] == [8, 8, 8] and pruning["widths_after"] == [6, 6, 6]
     assert pruning["params_after"] < pruning["params_before"]
     assert report["sizes"]["flatbuffer_bytes"] < report["sizes"]["dense_flatbuffer_bytes"]
     assert report["calibration"]["scenes"] == str(photos)
     assert report["pruning_finetune"]["scene_weight"] == 0.3
+    assert report["pruning_finetune"]["target"] == "unpruned model (distillation)"
     assert Cfg.load(out / "tiny_mirnet_pruned.json").half_stream_widths() == [6, 6, 6]
     assert "Structured: the 25% of filters" in (out / "quantize_report.md").read_text()

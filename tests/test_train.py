@@ -105,3 +105,27 @@ def test_frame_context_training_through_the_cli_and_the_float_pipeline(lol_root,
     with pytest.raises(ValueError, match="needs the context of the frame"):
         enhancer(np.zeros((1, 28, 28, 3), np.float32))
     assert main(["train", "--data", str(lol_root), "--frame-context", "32"]) == 1  # one error line
+
+
+def test_real_photo_crops_of_their_own_size_train_the_order_term(lol_root, tmp_path):
+    """`--scenes` with `--scene-crop` larger than `--crop`: the naturalness loss (with its
+    lightness-order term) runs on the larger crops through the same layers, and the run's
+    config records both."""
+    import csv
+    import math
+    from PIL import Image
+    from tinymirnet.host.cli import main
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(4)
+    for k in range(4):
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(photos / f"{k}.png")
+    run = tmp_path / "scenes"
+    assert main(["train", "--data", str(lol_root), "--out", str(run), "--epochs", "1", "--steps", "2",
+                 "--batch", "2", "--crop", "24", "--scene-crop", "36", "--design", "half_resolution",
+                 "--channels", "4", "--val-percent", "30", "--frame-context", "32x24", "--exposure", "120",
+                 "--scenes", str(photos), "--scene-weight", "0.5", "--order-weight", "7"]) == 0
+    saved = json.loads((run / "config.json").read_text())
+    assert (saved["scene_crop"], saved["order_weight"], saved["scene_weight"]) == (36, 7.0, 0.5)
+    rows = list(csv.DictReader((run / "log.csv").open()))
+    assert rows and math.isfinite(float(rows[0]["scene_loss"])) and float(rows[0]["scene_loss"]) > 0

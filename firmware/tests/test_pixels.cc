@@ -123,6 +123,27 @@ void check_exposure_gain() {
   CHECK_EQ(apply_gain_q8(255, kMaxGainQ8), 255);
   CHECK_EQ(apply_gain_q8(0, kMaxGainQ8), 0);
   CHECK_EQ(apply_gain_q8(3, 384), 5);  // 4.5 rounds up
+  // The soft knee (model/exposure.py's test: the same values): slope 1 at 192, then bending.
+  CHECK_EQ(apply_gain_q8(128, 384), 192);
+  CHECK_EQ(apply_gain_q8(200, 384), 232);  // 300 -> 192 + 63 * 108 / 171
+  CHECK_EQ(apply_gain_q8(255, 384), 255);  // the bent 239 is below the pixel itself: kept
+}
+
+// The gain table is monotone, never darker than its input, and the identity at gain 1.
+void check_gain_table() {
+  const uint32_t gains[] = {kGainOneQ8, 300u, 1000u, 1920u, kMaxGainQ8};
+  for (uint32_t gain : gains) {
+    uint8_t table[256];
+    make_gain_table(gain, table);
+    bool monotone = true, never_darker = true;
+    for (int p = 0; p < 256; ++p) {
+      never_darker = never_darker && table[p] >= p;
+      if (p > 0) monotone = monotone && table[p] >= table[p - 1];
+      if (gain == kGainOneQ8) CHECK_EQ(table[p], p);
+    }
+    CHECK(monotone);
+    CHECK(never_darker);
+  }
 }
 
 // The exposed input table is the input table read at the gained pixel value.
@@ -133,16 +154,18 @@ void check_exposed_input_table() {
   make_exposed_input_table(1000, &table);
   bool matches = true;
   for (int p = 0; p < 256; ++p) {
-    const uint32_t gained = (static_cast<uint32_t>(p) * 1000u + 128u) >> 8;
-    matches = matches && table.values[p] == quantize_input(gained > 255 ? 255 : gained);
+    matches = matches && table.values[p] == quantize_input(apply_gain_q8(static_cast<uint8_t>(p), 1000));
   }
   CHECK(matches);
+  // below the knee the table is the plain gain
+  CHECK_EQ(table.values[40], quantize_input((40u * 1000u + 128u) >> 8));
 }
 
 }  // namespace
 
 void pixel_tests() {
   check_exposure_gain();
+  check_gain_table();
   check_exposed_input_table();
   check_rgb565_known_values();
   check_rgb565_bit_replication();

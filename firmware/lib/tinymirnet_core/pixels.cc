@@ -21,6 +21,12 @@ uint32_t exposure_gain_q8(const uint16_t* frame, size_t pixel_count, uint32_t ta
   return static_cast<uint32_t>(gain);
 }
 
+void make_gain_table(uint32_t gain_q8, uint8_t table[256]) {
+  for (int pixel = 0; pixel < 256; ++pixel) {
+    table[pixel] = apply_gain_q8(static_cast<uint8_t>(pixel), gain_q8);
+  }
+}
+
 void make_exposed_input_table(uint32_t gain_q8, InputQuantizationTable* table) {
   for (int pixel = 0; pixel < 256; ++pixel) {
     table->values[pixel] = kInputTable.values[apply_gain_q8(static_cast<uint8_t>(pixel), gain_q8)];

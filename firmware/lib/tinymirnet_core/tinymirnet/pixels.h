@@ -13,7 +13,9 @@
 // mean brightness kExposureTarget with one gain, in integers so that Python and C++ agree:
 //   S = sum of the frame's RGB888 values, N = 3 * pixels
 //   gain_q8 = clamp((kExposureTarget * N * 256 + S / 2) / S, 256, 32 * 256)   (S = 0: 32 * 256)
-//   p' = min(255, (p * gain_q8 + 128) >> 8)
+//   x = p * gain_q8;  p' = (x + 128) >> 8 up to x = kKnee * 256, then a soft knee that keeps
+//   slope 1 at kKnee and bends towards 255 without clipping (d = x - kKnee * 256, H = 255 - kKnee):
+//   p' = kKnee + (d * H + (d + 256 H) / 2) / (d + 256 H);  finally p' = max(p', p).
 // The gain is folded into a per-frame copy of the input table (p -> q(p')), so it costs
 // nothing per pixel. kExposureTarget 0 leaves frames unchanged (gain 256).
 //
@@ -96,10 +98,25 @@ constexpr OutputDequantizationTable make_output_table(float scale, int32_t zero_
 constexpr uint32_t kGainOneQ8 = 256;
 constexpr uint32_t kMaxGainQ8 = 32 * 256;
 
+constexpr uint32_t kKnee = 192;  // model/exposure.py KNEE
+
+// One pixel value through the frame's gain and the soft knee (above). 32-bit arithmetic is
+// enough: x <= 255 * 32 * 256 and d * H < 2^27.
 inline uint8_t apply_gain_q8(uint8_t pixel, uint32_t gain_q8) {
-  const uint32_t scaled = (static_cast<uint32_t>(pixel) * gain_q8 + 128u) >> 8;
-  return static_cast<uint8_t>(scaled > 255u ? 255u : scaled);
+  const uint32_t x = static_cast<uint32_t>(pixel) * gain_q8;
+  uint32_t out;
+  if (x <= kKnee * 256u) {
+    out = (x + 128u) >> 8;
+  } else {
+    const uint32_t h = 255u - kKnee;
+    const uint32_t d = x - kKnee * 256u;
+    out = kKnee + (d * h + (d + 256u * h) / 2u) / (d + 256u * h);
+  }
+  return static_cast<uint8_t>(out > pixel ? out : pixel);
 }
+
+// table[p] = apply_gain_q8(p, gain_q8): one frame's gain as a 256-entry table.
+void make_gain_table(uint32_t gain_q8, uint8_t table[256]);
 
 // The gain that brings the RGB565 frame's mean (of its RGB888 values) to `target`.
 uint32_t exposure_gain_q8(const uint16_t* frame, size_t pixel_count, uint32_t target);

@@ -41,16 +41,16 @@ constexpr int kContextValues = 30;       // the context vector's length
 // (the device requantizes the output to it with a 256-entry table, thumbnail.h).
 constexpr float kContextInputScale = 0.00392156886f;
 constexpr int kContextInputZeroPoint = -128;
-constexpr float kContextOutputScale = 0.00322716963f;
+constexpr float kContextOutputScale = 0.0029456208f;
 constexpr int kContextOutputZeroPoint = -128;
-constexpr float kTileContextScale = 0.00322716963f;
+constexpr float kTileContextScale = 0.0029456208f;
 constexpr int kTileContextZeroPoint = -128;
 // The tile model's inputs: which one takes the tile and which the context.
 constexpr int kTileImageInput = 1;
 constexpr int kTileContextInput = 0;
 constexpr size_t kContextModelBytes = 11416;
 constexpr char kContextModelSha256[] =
-    "8d7eb7655738bf35977767b61b75f8888ce05bfd361c341f93c45998b2215091";
+    "ec1593aa91dcf2e267138776dd2022d5d82c4b4041f7d875df4feb69f398e446";
 
 // Memory.
 constexpr size_t kArenaMeasuredBytes = 31392;   // TFLM arena measured on the host (the larger model's: they take turns in one arena)
@@ -59,7 +59,7 @@ constexpr size_t kModelBytes = 12296;           // flatbuffer length
 
 // Identity of the model (sha256 of the .tflite flatbuffer, hex).
 constexpr char kModelSha256[] =
-    "193bd52a030d8ade9fd5400f4ed43bb150fce884a9bc27825ce35dd15e73e9de";
+    "14bfebba931d948dc4372f3aced1c40b1ba27ea27ce2e11e5de776669a93c824";
 
 // The builtin ops the models use (both together); model_ops.h registers exactly these.
 constexpr int kModelOpCount = 9;
