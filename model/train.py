@@ -241,8 +241,9 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
     # on the frame's thumbnail feeding the tile model, both on `model`'s layers.
     trained = build_frame_context_trainer(model_cfg, model, cfg.crop) if model_cfg.frame_context else model
     # The real-photo crops may be larger: the same layers at their size.
-    scene_trained = (build_frame_context_trainer(model_cfg, model, cfg.scene_crop)
-                     if cfg.scenes and cfg.scene_crop and cfg.scene_crop != cfg.crop else trained)
+    scene_size = cfg.scene_crop or cfg.crop
+    scene_trained = (build_frame_context_trainer(model_cfg, model, scene_size)
+                     if cfg.scenes and scene_size != cfg.crop else trained)
     if cfg.init_weights and not resume:
         model.load_weights(cfg.init_weights)
         log(f"initialized from {cfg.init_weights}")
@@ -293,7 +294,7 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
         data = (context_crop_dataset(train_low, train_high, train_thumbs, cfg.crop, cfg.batch, steps, seed)
                 if train_thumbs else crop_dataset(train_low, train_high, cfg.crop, cfg.batch, steps, seed))
         if scene_raw is not None:
-            data = tf.data.Dataset.zip((data, scene_crop_dataset(scene_raw, scene_prepared, scene_thumbs, cfg.scene_crop or cfg.crop,
+            data = tf.data.Dataset.zip((data, scene_crop_dataset(scene_raw, scene_prepared, scene_thumbs, scene_size,
                                                                  cfg.batch, steps, seed)))
         bar = ProgressBar(steps, f"epoch {epoch + 1}/{cfg.epochs}")
         losses, scores, naturals = [], [], []

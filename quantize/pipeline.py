@@ -29,7 +29,7 @@ from tinymirnet.model.tiling import TilingConfig, iter_tiles, load_tiling, tile_
 from .budget import Measured, budget_violations, check_budgets, firmware_buffers, ram_table
 from .convert import convert_int8, fixed_frame_context_models, fixed_shape_model, representative_tiles
 from .export import CONTEXT_INT8_NAME, INT8_NAME, ContextExport, ExportInfo, write_firmware_files
-from .prune import finetune, gzip_size, prune, prune_filters, sparsity_report
+from .prune import distilled, finetune, gzip_size, prune, prune_filters, sparsity_report
 from .qat import quantization_aware_finetune
 from .tflm import (ReferenceModel, TflmModel, arena_after_one_run, int8_frame_context_method, int8_method, op_names,
                    quantize_pixels, requantize)
@@ -202,7 +202,7 @@ def prune_stage(run: QuantizeRun, sparsity, steps, batch, crop, lr, loss, schedu
         data = crops(steps, 1234)
         if distill:  # the unpruned network's output in the ground truth's place
             teacher = build_frame_context_trainer(run.cfg, run.float_model, crop) if run.context else run.float_model
-            data = data.map(lambda x, y: (x, teacher(x, training=False)))
+            data = distilled(data, teacher)
         run.pruned = run.pruned_only = finetune(narrow, data, steps, lr=lr, margin=margin, loss=loss,
                                                 trainer=trainer, schedule=schedule,
                                                 scenes=scene_crops(steps, 1234) if scene_crops else None,

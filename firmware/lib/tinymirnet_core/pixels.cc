@@ -28,8 +28,10 @@ void make_gain_table(uint32_t gain_q8, uint8_t table[256]) {
 }
 
 void make_exposed_input_table(uint32_t gain_q8, InputQuantizationTable* table) {
+  uint8_t gained[256];
+  make_gain_table(gain_q8, gained);
   for (int pixel = 0; pixel < 256; ++pixel) {
-    table->values[pixel] = kInputTable.values[apply_gain_q8(static_cast<uint8_t>(pixel), gain_q8)];
+    table->values[pixel] = kInputTable.values[gained[pixel]];
   }
 }
 
