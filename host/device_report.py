@@ -250,7 +250,8 @@ def device_report(report_path: Path, artifacts: Path | None = None) -> dict:
         probe_elf, board_map = build_dir / "probe.elf", build_dir / "board.map"
     model_dir = FIRMWARE_DIR / "lib" / "tinymirnet_model" if artifacts is None else board_map.parent / "model"
     report = build_report(run_probe(probe_elf), board_map.read_text(), model_dir)
-    report["network"] = str(artifacts) if artifacts else "shipped (firmware/lib/tinymirnet_model)"
+    from tinymirnet.model.files import report_path as relative  # no machine paths in a committed report
+    report["network"] = relative(artifacts) if artifacts else "shipped (firmware/lib/tinymirnet_model)"
     atomic_write_json(report_path, report)
     atomic_write_text(report_path.with_suffix(".md"), markdown(report))
     return report

@@ -37,7 +37,8 @@ def cmd_train(args) -> int:
                           exposure_target=(model_cfg.exposure_target if args.exposure is None
                                            else args.exposure),
                           scenes=str(args.scenes or ""), scene_weight=args.scene_weight,
-                          scene_crop=args.scene_crop,
+                          scene_crop=args.scene_crop, teacher=str(args.teacher or ""),
+                          teacher_weight=args.teacher_weight,
                           **({} if args.order_weight is None else {"order_weight": args.order_weight}))
     train(args.out, cfg, resume=args.resume)
     return 0
@@ -256,6 +257,11 @@ def register(sub) -> None:
     t.add_argument("--order-weight", type=float, default=None,
                    help="weight of the lightness-order term inside the naturalness loss "
                         "(default: model/metrics.py ORDER_WEIGHT; 0: without it)")
+    t.add_argument("--teacher", type=Path, default=None,
+                   help="distil: train towards this network's output (its weights; e.g. the tiny MIRNet, "
+                        "model/weights/tiny_mirnet_frame_context.weights.h5) instead of the ground truth alone")
+    t.add_argument("--teacher-weight", type=float, default=1.0,
+                   help="with --teacher: target = w x teacher + (1 - w) x ground truth (default 1)")
     t.add_argument("--val-tiled", action="store_true", help="validate tile by tile (model/tiling.json)")
     t.add_argument("--loss", choices=LOSS_NAMES, default="charbonnier",
                    help="training loss: Charbonnier (MIRNet's) or MSE (what PSNR measures)")

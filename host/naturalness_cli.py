@@ -33,6 +33,12 @@ def add_parser(sub) -> None:
                         "on the board's TFLM, tiled as on the board")
     p.add_argument("--port", default=None, help="also the board path: qemu, sim or a board's serial port")
     p.add_argument("--max-side", type=int, default=512, help="photos are downscaled to this long side first (default 512)")
+    p.add_argument("--split", choices=("all", "val"), default="all",
+                   help="val: only the photos of the validation split (the 10 %% stem-hash split that "
+                        "training's naturalness loss never sees, model/data.py split_photos) (default all)")
+    p.add_argument("--darker-than", type=float, default=None, metavar="MEAN",
+                   help="only the photos whose mean 8-bit value is below MEAN: the low-light ones of a "
+                        "folder of mixed exposures such as SICE train/")
     p.add_argument("--limit", type=int, default=None, help="at most this many photos (sorted by path)")
     p.set_defaults(func=cmd_naturalness)
 
@@ -81,11 +87,17 @@ def cmd_naturalness(args) -> int:
     from tinymirnet.model.data import DataError, read_rgb
     from tinymirnet.model.files import atomic_write_json, atomic_write_text
     from tinymirnet.model.naturalness import BASELINES, contact_sheet, evaluate_naturalness
+    from tinymirnet.model.data import split_photos
+    if args.darker_than is not None and not 0 < args.darker_than <= 256:
+        print(f"error: --darker-than {args.darker_than:g} is outside 0..256 (a mean 8-bit value)", file=sys.stderr)
+        return 1
     try:
-        paths = photo_paths(args.dirs)[: args.limit]
+        paths = photo_paths(args.dirs)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    if args.split == "val" and paths:
+        paths = split_photos(paths)[1]
     if not paths and not args.samples:
         print(f"error: no photographs ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, args.dirs)) or 'no folder'}"
               f" (give folders, or --samples)", file=sys.stderr)
@@ -95,11 +107,23 @@ def cmd_naturalness(args) -> int:
         from tinymirnet.model.samples import SAMPLE_PHOTOS, sample_photo, synthesize_low_light
         images += [(f"sample:{name} (low-light, seed {i})", synthesize_low_light(sample_photo(name), seed=i))
                    for i, name in enumerate(SAMPLE_PHOTOS)]
+    chosen = 0
     for path in paths:
+        if args.limit is not None and chosen >= args.limit:
+            break
         try:
-            images.append((path.name, _downscale(read_rgb(path), args.max_side)))
+            img = read_rgb(path)
         except DataError as e:
             print(f"error: {e} (skipped)", file=sys.stderr)
+            continue
+        if args.darker_than is not None and img.mean() >= args.darker_than:
+            continue
+        images.append((path.name, _downscale(img, args.max_side)))
+        chosen += 1
+    if not images:
+        print(f"error: no photograph left in {', '.join(map(str, args.dirs))} after --split {args.split}"
+              + (f" and --darker-than {args.darker_than:g}" if args.darker_than is not None else ""), file=sys.stderr)
+        return 1
     from .model_commands import _load_enhancer
     from tinymirnet.model.data import to_uint8
     from tinymirnet.model.paths import DEFAULT_WEIGHTS
@@ -108,6 +132,8 @@ def cmd_naturalness(args) -> int:
     methods = {"network_float": lambda img: to_uint8(enhancer.enhance(img)), **BASELINES}
     from tinymirnet.model.files import provenance, report_path
     meta = {"weights": report_path(weights), "max_side": args.max_side,
+            "selection": {"dirs": [report_path(d) for d in args.dirs], "split": args.split,
+                          "darker_than": args.darker_than, "samples": args.samples},
             "provenance": provenance({"weights": weights, "int8": args.int8})}
     if args.int8:
         from tinymirnet.host.device_cli import HostModel
@@ -158,9 +184,20 @@ def _fmt(v) -> str:
     return "n/a" if v is None else f"{v:.2f}"
 
 
+def _selection(sel: dict | None) -> str:
+    if not sel or not sel["dirs"]:
+        return ""
+    parts = [", ".join(f"`{d}`" for d in sel["dirs"])]
+    if sel["split"] == "val":
+        parts.append("validation split")
+    if sel["darker_than"] is not None:
+        parts.append(f"mean below {sel['darker_than']:g}")
+    return " (" + ", ".join(parts) + ")"
+
+
 def markdown(report: dict) -> str:
     lines = ["# Naturalness on real photographs", "",
-             f"{len(report['images'])} photos; {report['what']}.", "",
+             f"{len(report['images'])} photos{_selection(report.get('selection'))}; {report['what']}.", "",
              "| method | highlights darkened (%) | LOE (%) | chromaticity shift |", "|---|---|---|---|"]
     for method, m in report["mean"].items():
         lines.append(f"| {method} | {_fmt(m['highlights_darkened_pct'])} | {_fmt(m['loe_pct'])} | "

@@ -73,6 +73,11 @@ class TrainConfig:
     # Side of the scene crops; 0 = `crop`. Larger crops put lightness pairs further apart into
     # the order term (the LOE metric compares every pair of the whole photo).
     scene_crop: int = 0
+    # Distillation: the training targets become teacher_weight x the teacher network's output on
+    # each training frame (its float pipeline, `FloatEnhancer.enhance`) + (1 - teacher_weight) x
+    # the ground truth. "" = the ground truth alone. Validation stays on the ground truth.
+    teacher: str = ""
+    teacher_weight: float = 1.0
 
 
 class LearningRate:
@@ -131,6 +136,24 @@ class ProgressBar:
 # Validation runs on a centre crop of each validation image (a quarter of a LoL frame) to keep
 # an epoch short on two cores; the benchmark (eval15) always uses whole frames.
 VAL_CROP = (200, 300)
+
+
+def teacher_targets(teacher: str | Path, weight: float, lows: list[np.ndarray], highs: list[np.ndarray]) -> list[np.ndarray]:
+    """weight x the teacher's enhanced frame + (1 - weight) x the ground truth, 8-bit, for each
+    raw low-light frame. A stronger network's output is a target the student can reach: it
+    carries the teacher's estimate of each frame's brightness, where the ground truth carries
+    its own photographer's exposure, which no input statistic predicts (docs/decisions)."""
+    if not 0.0 < weight <= 1.0:
+        raise ValueError(f"teacher weight {weight:g} is outside (0, 1]")
+    teacher_net = FloatEnhancer.load(teacher)
+    bar = ProgressBar(len(lows), "teacher")
+    targets = []
+    for k, (lo, hi) in enumerate(zip(lows, highs)):
+        taught = teacher_net.enhance(lo) * 255.0
+        targets.append(np.round(weight * taught + (1.0 - weight) * hi).clip(0, 255).astype(np.uint8))
+        bar.update(k + 1)
+    bar.close()
+    return targets
 
 
 def center_crop(images: list[np.ndarray], size: tuple[int, int]) -> list[np.ndarray]:
@@ -214,6 +237,9 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
     log(f"data: {split} -> {len(train_pairs)} training pairs, {len(val_pairs)} validation pairs")
     train_low, train_high = load_pairs(train_pairs)
     val_low, val_high = load_pairs(val_pairs)
+    if cfg.teacher:
+        train_high = teacher_targets(cfg.teacher, cfg.teacher_weight, train_low, train_high)
+        log(f"targets: {cfg.teacher_weight:g} x the output of {cfg.teacher} + {1 - cfg.teacher_weight:g} x the ground truth")
     if cfg.exposure_target:
         log(f"exposure: every low-light frame normalised to mean {cfg.exposure_target}")
         train_low = [normalize_exposure(im, cfg.exposure_target) for im in train_low]

@@ -226,12 +226,18 @@ def prune_stage(run: QuantizeRun, sparsity, steps, batch, crop, lr, loss, schedu
                                       "loss": loss, "loss_margin": margin,
                                       "scene_weight": run.scene_weight if scene_crops else 0.0}
     if qat_steps:
-        run.pruned = quantization_aware_finetune(run.pruned, run.pruned_cfg, crops(qat_steps, 4321), qat_steps, crop,
+        data = crops(qat_steps, 4321)
+        if distill:  # towards the unpruned network here too: the ground truth pulls the int8 twin away from it
+            data = distilled(data, build_frame_context_trainer(run.cfg, run.float_model, crop) if run.context
+                             else run.float_model)
+        run.pruned = quantization_aware_finetune(run.pruned, run.pruned_cfg, data, qat_steps, crop,
                                                  lr=qat_lr, margin=margin, loss=loss, log=log,
                                                  scenes=scene_crops(qat_steps, 4321) if scene_crops else None,
                                                  scene_weight=run.scene_weight)
         run.report["qat_finetune"] = {"steps": qat_steps, "batch": batch, "crop": crop, "lr": qat_lr,
-                                      "schedule": "cosine to lr/100", "loss": loss, "loss_margin": margin}
+                                      "schedule": "cosine to lr/100",
+                                      "target": "unpruned model (distillation)" if distill else "ground truth",
+                                      "loss": loss, "loss_margin": margin}
 
 
 def convert_stage(run: QuantizeRun) -> None:
@@ -476,7 +482,7 @@ def markdown_report(r: dict) -> str:
         f"{s['note'][0].upper()}{s['note'][1:]}.", "",
         *([f"Quantization-aware fine-tune of the pruned network before conversion (quantize/qat.py): "
            f"{f['steps']:,} steps of {f['batch']} {f['crop']}² crops, rate {f['lr']:g} ({f['schedule']}), "
-           f"{f['loss']} loss, per-channel int8 kernels and 8-bit activations in the forward pass, zeros "
+           f"{f['loss']} loss towards the {'unpruned model' if f.get('target', '').startswith('unpruned') else 'ground truth'}, per-channel int8 kernels and 8-bit activations in the forward pass, zeros "
            f"kept; the int8 model is converted from these weights (row tiny_mirnet_pruned_qat_tiled).", ""]
           if (f := r.get("qat_finetune")) else []),
         "## TFLM (host, real kernels)", "",

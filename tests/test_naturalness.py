@@ -89,3 +89,38 @@ def test_cli_scores_the_int8_network_against_its_float_twin(tmp_path, capsys):
     assert agreement["psnr_min"] == min(values) and 20 < agreement["psnr_min"] <= agreement["psnr_mean"] < 60
     assert "int8 against float (same tiling, 160x120 frames)" in capsys.readouterr().out
     assert "int8 against float on the same tiling" in report.with_suffix(".md").read_text()
+
+
+def test_cli_keeps_only_the_dark_photos_of_the_validation_split(tmp_path, small_float_weights):
+    """--split val and --darker-than pick the held-out low-light photos of a mixed folder (SICE
+    train/); the report says which photos it scored."""
+    from tinymirnet.host.cli import main
+    from tinymirnet.model.data import split_photos
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for i in range(40):
+        img = photo(i, 24, 32)
+        Image.fromarray(img if i % 2 else 255 - (img // 4)).save(folder / f"{i}.png")  # odd: dark
+    val = split_photos(sorted(folder.iterdir()))[1]
+    dark_val = [p.name for p in val if np.asarray(Image.open(p)).mean() < 120]
+    assert 0 < len(dark_val) < len(val)
+    report = tmp_path / "nat.json"
+    assert main(["naturalness", str(folder), "--split", "val", "--darker-than", "120", "--report", str(report),
+                 "--weights", str(small_float_weights)]) == 0
+    data = json.loads(report.read_text())
+    assert sorted(data["images"]) == sorted(dark_val)
+    assert data["selection"]["split"] == "val" and data["selection"]["darker_than"] == 120
+    assert "validation split, mean below 120" in report.with_suffix(".md").read_text()
+
+
+def test_cli_nothing_left_after_the_selection_is_one_error_line(tmp_path, capsys):
+    from tinymirnet.host.cli import main
+    folder = tmp_path / "bright"
+    folder.mkdir()
+    Image.fromarray(np.full((24, 32, 3), 200, np.uint8)).save(folder / "0.png")
+    report = tmp_path / "nat.json"
+    assert main(["naturalness", str(folder), "--darker-than", "50", "--report", str(report)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "--darker-than 50" in err[0]
+    assert not report.exists()
+    assert main(["naturalness", str(folder), "--darker-than", "0"]) == 1

@@ -144,6 +144,7 @@ def test_quantize_a_frame_context_network_measures_both_models_and_exports_both(
     fc = report["frame_context"]
     # The quantization-aware fine-tune ran: its float row is on the ladder, the zeros held.
     assert report["qat_finetune"]["steps"] == 2 and "tiny_mirnet_pruned_qat_tiled" in report["quality"]
+    assert report["qat_finetune"]["target"] == "ground truth"  # no --distill
     assert fc["thumbnail"] == [32, 24] and fc["context_values"] == context_size(framed)
     assert fc["context_reference_check"]["bit_exact"] and report["tflm"]["reference_check"]["bit_exact"]
     tile_model = TflmModel((out / INT8_NAME).read_bytes())
@@ -216,5 +217,6 @@ def test_quantize_prunes_the_board_network_by_whole_filters(lol_root, tmp_path):
     assert report["calibration"]["scenes"] == str(photos)
     assert report["pruning_finetune"]["scene_weight"] == 0.3
     assert report["pruning_finetune"]["target"] == "unpruned model (distillation)"
+    assert report["qat_finetune"]["target"] == "unpruned model (distillation)"  # QAT distils too
     assert Cfg.load(out / "tiny_mirnet_pruned.json").half_stream_widths() == [6, 6, 6]
     assert "Structured: the 25% of filters" in (out / "quantize_report.md").read_text()

@@ -129,3 +129,30 @@ def test_real_photo_crops_of_their_own_size_train_the_order_term(lol_root, tmp_p
     assert (saved["scene_crop"], saved["order_weight"], saved["scene_weight"]) == (36, 7.0, 0.5)
     rows = list(csv.DictReader((run / "log.csv").open()))
     assert rows and math.isfinite(float(rows[0]["scene_loss"])) and float(rows[0]["scene_loss"]) > 0
+
+
+def test_teacher_targets_blend_the_teachers_output_with_the_ground_truth(small_float_weights, lol_root, tmp_path):
+    """Distillation (`--teacher`): each training target is w x the teacher's float pipeline on the
+    raw frame + (1 - w) x the ground truth, in 8 bits; the run's config records the teacher."""
+    import pytest
+    from tinymirnet.host.cli import main
+    from tinymirnet.model.data import to_uint8
+    from tinymirnet.model.inference import FloatEnhancer
+    from tinymirnet.model.train import teacher_targets
+    rng = np.random.default_rng(3)
+    lows = [rng.integers(0, 60, (32, 40, 3), dtype=np.uint8) for _ in range(2)]
+    highs = [rng.integers(0, 256, (32, 40, 3), dtype=np.uint8) for _ in range(2)]
+    taught = [to_uint8(FloatEnhancer.load(small_float_weights).enhance(lo)) for lo in lows]
+    assert all(np.array_equal(t, e) for t, e in zip(teacher_targets(small_float_weights, 1.0, lows, highs), taught))
+    half = teacher_targets(small_float_weights, 0.5, lows, highs)
+    expect = np.round(0.5 * taught[0].astype(np.float64) + 0.5 * highs[0])
+    assert np.abs(half[0].astype(np.int64) - expect).max() <= 1 and not np.array_equal(half[0], taught[0])
+    with pytest.raises(ValueError, match="outside"):
+        teacher_targets(small_float_weights, 0.0, lows, highs)
+    run = tmp_path / "distilled"
+    assert main(["train", "--data", str(lol_root), "--out", str(run), "--epochs", "1", "--steps", "2",
+                 "--batch", "2", "--crop", "24", "--design", "half_resolution", "--channels", "4",
+                 "--val-percent", "30", "--frame-context", "32x24", "--exposure", "120",
+                 "--teacher", str(small_float_weights), "--teacher-weight", "0.5"]) == 0
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["teacher"] == str(small_float_weights) and saved["teacher_weight"] == 0.5

@@ -41,16 +41,16 @@ constexpr int kContextValues = 30;       // the context vector's length
 // (the device requantizes the output to it with a 256-entry table, thumbnail.h).
 constexpr float kContextInputScale = 0.00392156886f;
 constexpr int kContextInputZeroPoint = -128;
-constexpr float kContextOutputScale = 0.0029456208f;
+constexpr float kContextOutputScale = 0.00305164442f;
 constexpr int kContextOutputZeroPoint = -128;
-constexpr float kTileContextScale = 0.0029456208f;
+constexpr float kTileContextScale = 0.00305164442f;
 constexpr int kTileContextZeroPoint = -128;
 // The tile model's inputs: which one takes the tile and which the context.
 constexpr int kTileImageInput = 1;
 constexpr int kTileContextInput = 0;
 constexpr size_t kContextModelBytes = 11416;
 constexpr char kContextModelSha256[] =
-    "ec1593aa91dcf2e267138776dd2022d5d82c4b4041f7d875df4feb69f398e446";
+    "efa87c35c34ca6b045c04283aa9ce04994610eb8193651b55ecb6adf2fe87d7a";
 
 // Memory.
 constexpr size_t kArenaMeasuredBytes = 31392;   // TFLM arena measured on the host (the larger model's: they take turns in one arena)
@@ -59,7 +59,7 @@ constexpr size_t kModelBytes = 12296;           // flatbuffer length
 
 // Identity of the model (sha256 of the .tflite flatbuffer, hex).
 constexpr char kModelSha256[] =
-    "14bfebba931d948dc4372f3aced1c40b1ba27ea27ce2e11e5de776669a93c824";
+    "c69c2511aa77e0ac80de8a79c7068d2cefcfcd811d838bdc4eefeea58d956192";
 
 // The builtin ops the models use (both together); model_ops.h registers exactly these.
 constexpr int kModelOpCount = 9;
