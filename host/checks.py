@@ -51,14 +51,14 @@ def _check_tflite(path: Path | None) -> None:
             raise UsageError(f"--int8 {path}: not a TFLite model (no 'TFL3' file identifier)")
 
 
-def _check_weights(path: Path | None) -> None:
+def _check_weights(path: Path | None, flag: str = "--weights") -> None:
     if path is None:
         return
-    _check_input_file(path, "--weights")
+    _check_input_file(path, flag)
     from tinymirnet.model.paths import config_path_for
     config = config_path_for(path)
     if not config.is_file():
-        raise UsageError(f"--weights {path}: its network config {config} is missing (the weights alone do not "
+        raise UsageError(f"{flag} {path}: its network config {config} is missing (the weights alone do not "
                          f"say which network they are for)")
 
 
@@ -78,6 +78,10 @@ def precheck(args) -> None:
     for name in ("weights", "init"):
         if command in ("enhance", "eval", "capture", "quantize", "tiling-study", "naturalness", "train") or name == "init":
             _check_weights(getattr(args, name, None))
+    if command == "train":
+        _check_weights(args.teacher, "--teacher")
+        if not 0.0 < args.teacher_weight <= 1.0:
+            raise UsageError(f"--teacher-weight {args.teacher_weight:g} is outside (0, 1]")
     _check_tflite(getattr(args, "int8", None))
     if command == "enhance":
         check_output_dir(args.out, "--out")

@@ -163,6 +163,12 @@ def start_run(data_dir, weights: Path, log) -> QuantizeRun:
     return QuantizeRun(Path(data_dir), Path(weights), tiling, float_model, cfg, report, log)
 
 
+def unpruned_teacher(run: QuantizeRun, crop: int):
+    """The unpruned float network as `--distill`'s teacher on crops: with its context model on
+    the frame's thumbnail for a frame-context network."""
+    return build_frame_context_trainer(run.cfg, run.float_model, crop) if run.context else run.float_model
+
+
 def prune_stage(run: QuantizeRun, sparsity, steps, batch, crop, lr, loss, schedule, distill,
                 qat_steps, qat_lr) -> None:
     """1. Pruning, fine-tuned on training crops (eval15 is never seen); then the
@@ -201,8 +207,7 @@ def prune_stage(run: QuantizeRun, sparsity, steps, batch, crop, lr, loss, schedu
         trainer = (lambda m: build_frame_context_trainer(run.pruned_cfg, m, crop)) if run.context else None
         data = crops(steps, 1234)
         if distill:  # the unpruned network's output in the ground truth's place
-            teacher = build_frame_context_trainer(run.cfg, run.float_model, crop) if run.context else run.float_model
-            data = distilled(data, teacher)
+            data = distilled(data, unpruned_teacher(run, crop))
         run.pruned = run.pruned_only = finetune(narrow, data, steps, lr=lr, margin=margin, loss=loss,
                                                 trainer=trainer, schedule=schedule,
                                                 scenes=scene_crops(steps, 1234) if scene_crops else None,
@@ -228,8 +233,7 @@ def prune_stage(run: QuantizeRun, sparsity, steps, batch, crop, lr, loss, schedu
     if qat_steps:
         data = crops(qat_steps, 4321)
         if distill:  # towards the unpruned network here too: the ground truth pulls the int8 twin away from it
-            data = distilled(data, build_frame_context_trainer(run.cfg, run.float_model, crop) if run.context
-                             else run.float_model)
+            data = distilled(data, unpruned_teacher(run, crop))
         run.pruned = quantization_aware_finetune(run.pruned, run.pruned_cfg, data, qat_steps, crop,
                                                  lr=qat_lr, margin=margin, loss=loss, log=log,
                                                  scenes=scene_crops(qat_steps, 4321) if scene_crops else None,

@@ -156,3 +156,7 @@ def test_teacher_targets_blend_the_teachers_output_with_the_ground_truth(small_f
                  "--teacher", str(small_float_weights), "--teacher-weight", "0.5"]) == 0
     saved = json.loads((run / "config.json").read_text())
     assert saved["teacher"] == str(small_float_weights) and saved["teacher_weight"] == 0.5
+    for bad in (["--teacher", str(tmp_path / "none.weights.h5")],
+                ["--teacher", str(small_float_weights), "--teacher-weight", "1.5"]):
+        assert main(["train", "--data", str(lol_root), "--out", str(tmp_path / "refused"), *bad]) == 1
+        assert not (tmp_path / "refused").exists()  # refused before anything is written
