@@ -82,6 +82,8 @@ def precheck(args) -> None:
         _check_weights(args.teacher, "--teacher")
         if not 0.0 < args.teacher_weight <= 1.0:
             raise UsageError(f"--teacher-weight {args.teacher_weight:g} is outside (0, 1]")
+    if command == "naturalness" and args.darker_than is not None and not 0 < args.darker_than <= 256:
+        raise UsageError(f"--darker-than {args.darker_than:g} is outside 0..256 (a mean 8-bit value)")
     _check_tflite(getattr(args, "int8", None))
     if command == "enhance":
         check_output_dir(args.out, "--out")

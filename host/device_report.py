@@ -241,7 +241,7 @@ def price_on_the_board(flatbuffer: bytes, tiling, build_dir: Path, context_flatb
 
 
 def device_report(report_path: Path, artifacts: Path | None = None) -> dict:
-    from tinymirnet.model.files import atomic_write_json, atomic_write_text
+    from tinymirnet.model.files import atomic_write_json, atomic_write_text, report_path as relative_path
     if artifacts is None:
         probe_elf, board_map = ensure_board_elf("probe"), BUILD_DIR / "board.map"
         ensure_board_elf("board")
@@ -250,8 +250,7 @@ def device_report(report_path: Path, artifacts: Path | None = None) -> dict:
         probe_elf, board_map = build_dir / "probe.elf", build_dir / "board.map"
     model_dir = FIRMWARE_DIR / "lib" / "tinymirnet_model" if artifacts is None else board_map.parent / "model"
     report = build_report(run_probe(probe_elf), board_map.read_text(), model_dir)
-    from tinymirnet.model.files import report_path as relative  # no machine paths in a committed report
-    report["network"] = relative(artifacts) if artifacts else "shipped (firmware/lib/tinymirnet_model)"
+    report["network"] = relative_path(artifacts) if artifacts else "shipped (firmware/lib/tinymirnet_model)"
     atomic_write_json(report_path, report)
     atomic_write_text(report_path.with_suffix(".md"), markdown(report))
     return report

@@ -84,13 +84,9 @@ def int8_against_float(images, enhancer, host) -> dict:
 
 
 def cmd_naturalness(args) -> int:
-    from tinymirnet.model.data import DataError, read_rgb
+    from tinymirnet.model.data import DataError, read_rgb, split_photos
     from tinymirnet.model.files import atomic_write_json, atomic_write_text
     from tinymirnet.model.naturalness import BASELINES, contact_sheet, evaluate_naturalness
-    from tinymirnet.model.data import split_photos
-    if args.darker_than is not None and not 0 < args.darker_than <= 256:
-        print(f"error: --darker-than {args.darker_than:g} is outside 0..256 (a mean 8-bit value)", file=sys.stderr)
-        return 1
     try:
         paths = photo_paths(args.dirs)
     except FileNotFoundError as e:

@@ -183,6 +183,15 @@ def prune_stage(run: QuantizeRun, sparsity, steps, batch, crop, lr, loss, schedu
         return (context_crop_dataset(lows, highs, thumbs, crop, batch, count, seed=seed) if run.context
                 else crop_dataset(lows, highs, crop, batch, count, seed=seed)).repeat()
 
+    # --distill: both fine-tunes train towards the unpruned network's outputs, not the ground
+    # truth, which pulls the pruned and int8 twins away from it (and, for the textbook designs,
+    # re-fits their exposure decisions on a few crops).
+    target = "unpruned model (distillation)" if distill else "ground truth"
+    teacher = unpruned_teacher(run, crop) if distill else None
+
+    def targeted_crops(count: int, seed: int):
+        return crops(count, seed) if teacher is None else distilled(crops(count, seed), teacher)
+
     scene_crops = None
     if run.scenes and run.scene_weight and run.context:
         from tinymirnet.model.data import find_photos, read_rgb, scene_crop_dataset, split_photos
@@ -205,10 +214,7 @@ def prune_stage(run: QuantizeRun, sparsity, steps, batch, crop, lr, loss, schedu
     if structured:
         narrow, run.pruned_cfg = prune_filters(run.float_model, run.cfg, sparsity)
         trainer = (lambda m: build_frame_context_trainer(run.pruned_cfg, m, crop)) if run.context else None
-        data = crops(steps, 1234)
-        if distill:  # the unpruned network's output in the ground truth's place
-            data = distilled(data, unpruned_teacher(run, crop))
-        run.pruned = run.pruned_only = finetune(narrow, data, steps, lr=lr, margin=margin, loss=loss,
+        run.pruned = run.pruned_only = finetune(narrow, targeted_crops(steps, 1234), steps, lr=lr, margin=margin, loss=loss,
                                                 trainer=trainer, schedule=schedule,
                                                 scenes=scene_crops(steps, 1234) if scene_crops else None,
                                                 scene_weight=run.scene_weight, log=log)
@@ -222,26 +228,20 @@ def prune_stage(run: QuantizeRun, sparsity, steps, batch, crop, lr, loss, schedu
     else:
         run.pruned_cfg = run.cfg
         trainer = (lambda clone: build_frame_context_trainer(run.cfg, clone, crop)) if run.context else None
-        run.pruned = run.pruned_only = prune(run.float_model, crops(steps, 1234), steps, sparsity=sparsity, lr=lr,
-                                             margin=margin, loss=loss, trainer=trainer, schedule=schedule,
-                                             distill=distill)
+        run.pruned = run.pruned_only = prune(run.float_model, targeted_crops(steps, 1234), steps, sparsity=sparsity,
+                                             lr=lr, margin=margin, loss=loss, trainer=trainer, schedule=schedule)
     run.report["pruning_finetune"] = {"steps": steps, "batch": batch, "crop": crop, "lr": lr,
                                       "schedule": schedule,
-                                      "target": "unpruned model (distillation)" if distill else "ground truth",
-                                      "loss": loss, "loss_margin": margin,
+                                      "target": target, "loss": loss, "loss_margin": margin,
                                       "scene_weight": run.scene_weight if scene_crops else 0.0}
     if qat_steps:
-        data = crops(qat_steps, 4321)
-        if distill:  # towards the unpruned network here too: the ground truth pulls the int8 twin away from it
-            data = distilled(data, unpruned_teacher(run, crop))
-        run.pruned = quantization_aware_finetune(run.pruned, run.pruned_cfg, data, qat_steps, crop,
+        run.pruned = quantization_aware_finetune(run.pruned, run.pruned_cfg, targeted_crops(qat_steps, 4321), qat_steps, crop,
                                                  lr=qat_lr, margin=margin, loss=loss, log=log,
                                                  scenes=scene_crops(qat_steps, 4321) if scene_crops else None,
                                                  scene_weight=run.scene_weight)
         run.report["qat_finetune"] = {"steps": qat_steps, "batch": batch, "crop": crop, "lr": qat_lr,
-                                      "schedule": "cosine to lr/100",
-                                      "target": "unpruned model (distillation)" if distill else "ground truth",
-                                      "loss": loss, "loss_margin": margin}
+                                      "schedule": "cosine to lr/100", "target": target, "loss": loss,
+                                      "loss_margin": margin}
 
 
 def convert_stage(run: QuantizeRun) -> None:
@@ -486,7 +486,8 @@ def markdown_report(r: dict) -> str:
         f"{s['note'][0].upper()}{s['note'][1:]}.", "",
         *([f"Quantization-aware fine-tune of the pruned network before conversion (quantize/qat.py): "
            f"{f['steps']:,} steps of {f['batch']} {f['crop']}² crops, rate {f['lr']:g} ({f['schedule']}), "
-           f"{f['loss']} loss towards the {'unpruned model' if f.get('target', '').startswith('unpruned') else 'ground truth'}, per-channel int8 kernels and 8-bit activations in the forward pass, zeros "
+           f"{f['loss']} loss towards the {f.get('target', 'ground truth')}, per-channel int8 kernels and 8-bit "
+           f"activations in the forward pass, zeros "
            f"kept; the int8 model is converted from these weights (row tiny_mirnet_pruned_qat_tiled).", ""]
           if (f := r.get("qat_finetune")) else []),
         "## TFLM (host, real kernels)", "",

@@ -82,7 +82,7 @@ def distilled(dataset, teacher):
 
 
 def prune(model, dataset, steps: int, sparsity: float = 0.5, lr: float = 1e-3, margin: int = 0,
-          loss: str = "charbonnier", trainer=None, schedule: str = "constant", distill: bool = False):
+          loss: str = "charbonnier", trainer=None, schedule: str = "constant"):
     """Fine-tunes `model` for `steps` batches of `dataset` while pruning its convolutions to
     `sparsity`; returns the stripped (plain Keras) model. `model` itself is left unchanged.
     `schedule`: "constant" (`lr` throughout) or "cosine" (`lr` while the sparsity ramps up,
@@ -93,15 +93,13 @@ def prune(model, dataset, steps: int, sparsity: float = 0.5, lr: float = 1e-3, m
     0.13 dB, 2e-3 0.16 dB, 3e-4 0.42 dB, 1e-4 cosine-decayed 0.71 dB; 1e-3 for 2,400 steps
     0.32 dB. For the frame-context weights (49 validation pairs, 20.65 dB tiled unpruned):
     a constant 1e-3 lost 0.15 dB, 1e-3 then cosine over the recovery half gained 0.10 dB,
-    hence the default schedule; the cosine schedule with `distill` lost 0.19 dB (ad hoc runs,
-    not a committed report).
+    hence the default schedule; the cosine schedule towards the unpruned model's outputs
+    (`distilled` targets) lost 0.19 dB (ad hoc runs, not a committed report).
 
     `trainer(clone)`, when given, builds the model the loss is computed on from the clone's
     layers (a frame-context network: thumbnail + tile -> tile); `dataset` feeds that model.
-
-    `distill`: fine-tune towards the unpruned model's own outputs instead of the ground truth,
-    so that pruning keeps what the network computes (its exposure decisions included) rather
-    than re-fitting it on a few crops."""
+    With `distilled(dataset, unpruned)` targets the fine-tune keeps what the network computes
+    (its exposure decisions included) rather than re-fitting it on a few crops."""
     # Sparsity ramps up over the first half; the second half recovers at the final sparsity.
     if schedule not in SCHEDULES:
         raise ValueError(f"pruning schedule {schedule!r}: expected one of {', '.join(SCHEDULES)}")
@@ -110,8 +108,6 @@ def prune(model, dataset, steps: int, sparsity: float = 0.5, lr: float = 1e-3, m
     fitted = trainer(pruned) if trainer else pruned
     rate = lr if schedule == "constant" else RampThenCosine(lr, ramp, steps)
     fitted.compile(optimizer=keras.optimizers.Adam(rate), loss=centre_loss(margin, loss))
-    if distill:
-        dataset = distilled(dataset, trainer(model) if trainer else model)
     fitted.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=2,
                callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     return tfmot.sparsity.keras.strip_pruning(pruned)
