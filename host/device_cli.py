@@ -635,7 +635,7 @@ def _enhance_on_device(args) -> int:
                 "command": "enhance", "source": str(src) if src else stem,
                 "source_size": [int(img.shape[1]), int(img.shape[0])],
                 "resize_rule": f"scale to cover {width}x{height} (bilinear), centre crop, "
-                               f"RGB565 by truncation (model.samples.resize_to)",
+                               f"RGB565 at the nearest level (model.samples.resize_to, protocol.rgb888_to_rgb565)",
                 "device": _device_section(info, link, args.port if args.port != "auto"
                                           else link.name),
                 "host_model": {"tflite": report_path(host.tflite), "sha256": host.sha256,

@@ -136,6 +136,10 @@ def cmd_eval(args) -> int:
         methods["tiny_mirnet_int8_tiled"] = method
         meta["int8_model"] = report_path(args.int8)
         meta["int8_tflm"] = tile_model.library
+    if args.rgb565:  # what the board's camera delivers: every method sees the RGB565 frame
+        from tinymirnet.model.data import as_rgb565
+        methods = {name: (lambda low, m=m: m(as_rgb565(low))) for name, m in methods.items()}
+        meta["frames"] = "each low-light frame at RGB565 precision, as the board holds it (model/data.py as_rgb565)"
     meta["provenance"] = provenance({"weights": args.weights, "int8_model": args.int8,
                                      "int8_context_model": meta.get("int8_context_model")})
     grid = args.grid or args.report.with_suffix(".png")
@@ -302,6 +306,9 @@ def register(sub) -> None:
     e.add_argument("--split", choices=["eval15", "val"], default="eval15",
                    help="eval15 (the benchmark) or val, the held-out 10 %% of the training pairs that "
                         "choices are made on (default eval15)")
+    e.add_argument("--rgb565", action="store_true",
+                   help="score every method on the frames as the board holds them: each low-light frame at "
+                        "RGB565 precision (5 bits red and blue, 6 green), as its camera or an upload delivers it")
     e.set_defaults(func=cmd_eval)
 
     n = sub.add_parser("enhance", help="enhance image files with the float network")

@@ -195,6 +195,10 @@ def markdown(report: dict) -> str:
     lines = ["# Naturalness on real photographs", "",
              f"{len(report['images'])} photos{_selection(report.get('selection'))}; {report['what']}.", "",
              "| method | highlights darkened (%) | LOE (%) | chromaticity shift |", "|---|---|---|---|"]
+    if b := report.get("board"):
+        lines[4:4] = [f"Board path (`--port {b['port']}`, firmware {b['firmware']}): every method ran on the "
+                      f"frame the board sees, each photo scaled to cover {b['frame'][0]}x{b['frame'][1]}, "
+                      f"centre-cropped and sent as RGB565, and is scored against that frame.", ""]
     for method, m in report["mean"].items():
         lines.append(f"| {method} | {_fmt(m['highlights_darkened_pct'])} | {_fmt(m['loe_pct'])} | "
                      f"{_fmt(m['chromaticity_shift'])} |")

@@ -68,6 +68,17 @@ def test_cli_writes_report_sheet_and_markdown(tmp_path, small_float_weights, cap
     assert "| gamma_1/2.2 |" in report.with_suffix(".md").read_text()
 
 
+def test_markdown_says_when_every_method_ran_on_the_board_frame():
+    from tinymirnet.host.naturalness_cli import markdown
+    row = {"highlights_darkened_pct": 0.0, "loe_pct": 3.0, "chromaticity_shift": 1.0}
+    report = {"what": "metrics", "images": ["a.png"], "mean": {"gamma_1/2.2": row}}
+    assert "RGB565" not in markdown(report)
+    report["board"] = {"port": "sim", "firmware": "fw", "frame": [160, 120]}
+    text = markdown(report)
+    assert "cover 160x120" in text and "RGB565" in text
+    assert text.index("RGB565") < text.index("| method |")
+
+
 def test_cli_missing_folder_is_one_error_line(tmp_path, capsys):
     from tinymirnet.host.cli import main
     assert main(["naturalness", str(tmp_path / "nope")]) == 1

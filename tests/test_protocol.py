@@ -314,6 +314,24 @@ def test_rgb565_conversions():
     assert np.array_equal(protocol.rgb888_to_rgb565(rgb), values)
 
 
+def test_rgb888_to_rgb565_takes_the_nearest_level():
+    """A photo sent to the board keeps its brightness and colour balance: each 8-bit value goes
+    to the 5/6-bit level whose expansion is nearest, so a dark grey stays grey (truncation made
+    dark frames darker and green)."""
+    v = np.arange(256, dtype=np.int64)
+    grey = np.stack([v, v, v], axis=-1)[None].astype(np.uint8)
+    back = protocol.rgb565_to_rgb888(protocol.rgb888_to_rgb565(grey), 256, 1)[0].astype(np.int64)
+    levels5 = np.array([(c << 3) | (c >> 2) for c in range(32)])
+    levels6 = np.array([(c << 2) | (c >> 4) for c in range(64)])
+    assert np.array_equal(np.abs(back[:, 0] - v), np.abs(levels5[None, :] - v[:, None]).min(1))
+    assert np.array_equal(np.abs(back[:, 1] - v), np.abs(levels6[None, :] - v[:, None]).min(1))
+    assert np.array_equal(back[:, 0], back[:, 2])
+    from tinymirnet.model.data import as_rgb565  # the model side's copy of the same rule
+    assert np.array_equal(as_rgb565(grey)[0], back)
+    dark = back[:32]  # the values an exposure gain of 8 or more multiplies
+    assert abs(dark[:, 0].mean() - v[:32].mean()) < 1.0 and abs(dark[:, 1].mean() - v[:32].mean()) < 1.0
+
+
 # --------------------------------------------------------------------------------------------
 # Cross-checks with the C++ core
 

@@ -23,10 +23,19 @@ def rgb565_to_rgb888(frame: bytes | np.ndarray, width: int, height: int) -> np.n
 
 
 def rgb888_to_rgb565(image: np.ndarray) -> np.ndarray:
-    """(height, width) uint16 RGB565 from an (height, width, 3) uint8 image, by truncation."""
-    pixels = np.asarray(image, dtype=np.uint16)
-    return ((pixels[..., 0] >> 3) << 11 | (pixels[..., 1] >> 2) << 5 | pixels[..., 2] >> 3
-            ).astype(np.uint16)
+    """(height, width) uint16 RGB565 from an (height, width, 3) uint8 image: each channel to its
+    nearest 5- or 6-bit level (v * 31 / 255 and v * 63 / 255, rounded), so that
+    `rgb565_to_rgb888` gives back the nearest value it can.
+
+    Not truncation (v >> 3, v >> 2): that darkens every channel by half a step on average,
+    3.5 of 255 in red and blue but 1.5 in green, and a dark photo sent to the board turned
+    darker and green before its exposure gain (up to 32x) made both visible (one SICE night
+    photo at 160x120: frame mean 7.1 -> 4.3)."""
+    pixels = np.asarray(image, dtype=np.uint32)
+    r5 = (pixels[..., 0] * 31 + 127) // 255
+    g6 = (pixels[..., 1] * 63 + 127) // 255
+    b5 = (pixels[..., 2] * 31 + 127) // 255
+    return (r5 << 11 | g6 << 5 | b5).astype(np.uint16)
 
 
 def rgb565_bytes(frame: np.ndarray | bytes) -> bytes:
