@@ -137,9 +137,10 @@ def cmd_eval(args) -> int:
         meta["int8_model"] = report_path(args.int8)
         meta["int8_tflm"] = tile_model.library
     if args.rgb565:  # what the board's camera delivers: every method sees the RGB565 frame
-        from tinymirnet.model.data import as_rgb565
-        methods = {name: (lambda low, m=m: m(as_rgb565(low))) for name, m in methods.items()}
-        meta["frames"] = "each low-light frame at RGB565 precision, as the board holds it (model/data.py as_rgb565)"
+        from tinymirnet.host.protocol import at_rgb565_precision
+        methods = {name: (lambda low, m=m: m(at_rgb565_precision(low))) for name, m in methods.items()}
+        meta["frames"] = ("each low-light frame at RGB565 precision, as the board holds it "
+                          "(host/protocol/pixels.py at_rgb565_precision)")
     meta["provenance"] = provenance({"weights": args.weights, "int8_model": args.int8,
                                      "int8_context_model": meta.get("int8_context_model")})
     grid = args.grid or args.report.with_suffix(".png")

@@ -139,7 +139,7 @@ def cmd_naturalness(args) -> int:
     link_cm = None
     if args.port:
         from tinymirnet.host.device_cli import HostModel, check_handshake, open_device
-        from tinymirnet.host.protocol import rgb565_to_rgb888, rgb888_to_rgb565
+        from tinymirnet.host.protocol import at_rgb565_precision, rgb888_to_rgb565
         from tinymirnet.model.samples import resize_to
         host = HostModel.load(args.int8)
         link_cm = open_device(args.port)
@@ -149,7 +149,7 @@ def cmd_naturalness(args) -> int:
         w, h = info.frame_width, info.frame_height
         # The board sees each photo scaled to cover its frame and centre-cropped, in RGB565: every
         # method is scored on that frame.
-        images = [(n, rgb565_to_rgb888(rgb888_to_rgb565(resize_to(img, w, h)), w, h)) for n, img in images]
+        images = [(n, at_rgb565_precision(resize_to(img, w, h))) for n, img in images]
         methods["board_int8"] = lambda img: link.enhance(rgb888_to_rgb565(img)).image
         meta["board"] = {"port": args.port, "firmware": info.firmware_version, "frame": [w, h]}
     try:
@@ -193,12 +193,12 @@ def _selection(sel: dict | None) -> str:
 
 def markdown(report: dict) -> str:
     lines = ["# Naturalness on real photographs", "",
-             f"{len(report['images'])} photos{_selection(report.get('selection'))}; {report['what']}.", "",
-             "| method | highlights darkened (%) | LOE (%) | chromaticity shift |", "|---|---|---|---|"]
+             f"{len(report['images'])} photos{_selection(report.get('selection'))}; {report['what']}.", ""]
     if b := report.get("board"):
-        lines[4:4] = [f"Board path (`--port {b['port']}`, firmware {b['firmware']}): every method ran on the "
-                      f"frame the board sees, each photo scaled to cover {b['frame'][0]}x{b['frame'][1]}, "
-                      f"centre-cropped and sent as RGB565, and is scored against that frame.", ""]
+        lines += [f"Board path (`--port {b['port']}`, firmware {b['firmware']}): every method ran on the "
+                  f"frame the board sees, each photo scaled to cover {b['frame'][0]}x{b['frame'][1]}, "
+                  f"centre-cropped and sent as RGB565, and is scored against that frame.", ""]
+    lines += ["| method | highlights darkened (%) | LOE (%) | chromaticity shift |", "|---|---|---|---|"]
     for method, m in report["mean"].items():
         lines.append(f"| {method} | {_fmt(m['highlights_darkened_pct'])} | {_fmt(m['loe_pct'])} | "
                      f"{_fmt(m['chromaticity_shift'])} |")

@@ -233,15 +233,6 @@ def scene_crop_dataset(raws, prepared, thumbs, crop: int, batch: int, steps: int
     return context_crop_dataset(prepared, raws, thumbs, crop, batch, steps, seed + 7919)
 
 
-def as_rgb565(img: np.ndarray) -> np.ndarray:
-    """An 8-bit RGB image as the board holds it after its camera (or a host upload): each
-    channel at the nearest 5-bit (red, blue) or 6-bit (green) level, expanded back to 8 bits by
-    replicating the high bits (firmware pixels.h, host/protocol/pixels.py)."""
-    p = np.asarray(img, np.uint32)
-    r5, g6, b5 = ((p[..., 0] * 31 + 127) // 255, (p[..., 1] * 63 + 127) // 255, (p[..., 2] * 31 + 127) // 255)
-    return np.stack([(r5 << 3) | (r5 >> 2), (g6 << 2) | (g6 >> 4), (b5 << 3) | (b5 >> 2)], -1).astype(np.uint8)
-
-
 def to_float(img: np.ndarray) -> np.ndarray:
     return img.astype(np.float32) / 255.0
 

@@ -138,7 +138,6 @@ def test_eval_rgb565_scores_the_frames_the_board_holds(lol_root, tiny_weights, t
     """--rgb565: every method sees each low-light frame at RGB565 precision; the input method's
     output is then exactly that frame, as the board's pixel conversion expands it."""
     from tinymirnet.host.protocol import rgb565_to_rgb888, rgb888_to_rgb565
-    from tinymirnet.model.data import as_rgb565
     report = tmp_path / "eval565.json"
     assert main(["eval", "--data", str(lol_root), "--weights", str(tiny_weights), "--report", str(report),
                  "--rgb565"]) == 0
@@ -148,7 +147,6 @@ def test_eval_rgb565_scores_the_frames_the_board_holds(lol_root, tiny_weights, t
         low = np.asarray(Image.open(lol_root / "eval15" / "low" / f"{img['name']}.png"))
         h, w = low.shape[:2]
         board = rgb565_to_rgb888(rgb888_to_rgb565(low), w, h)
-        assert np.array_equal(as_rgb565(low), board)
         high = np.asarray(Image.open(lol_root / "eval15" / "high" / f"{img['name']}.png"), np.float64) / 255
         mse = np.mean((board / 255.0 - high) ** 2)
         assert img["psnr"] == pytest.approx(10 * np.log10(1 / mse), abs=1e-4)

@@ -326,8 +326,7 @@ def test_rgb888_to_rgb565_takes_the_nearest_level():
     assert np.array_equal(np.abs(back[:, 0] - v), np.abs(levels5[None, :] - v[:, None]).min(1))
     assert np.array_equal(np.abs(back[:, 1] - v), np.abs(levels6[None, :] - v[:, None]).min(1))
     assert np.array_equal(back[:, 0], back[:, 2])
-    from tinymirnet.model.data import as_rgb565  # the model side's copy of the same rule
-    assert np.array_equal(as_rgb565(grey)[0], back)
+    assert np.array_equal(protocol.at_rgb565_precision(grey)[0], back)
     dark = back[:32]  # the values an exposure gain of 8 or more multiplies
     assert abs(dark[:, 0].mean() - v[:32].mean()) < 1.0 and abs(dark[:, 1].mean() - v[:32].mean()) < 1.0
 

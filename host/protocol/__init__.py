@@ -24,4 +24,5 @@ from .frames import (CAPTURE_ENHANCE, CAPTURE_SEND_FRAME, FRAMING_BYTES, HEADER_
 from .messages import (NO_CONTEXT_MODEL, Ack, Capture, DeviceInfo, Done, Enhance, ErrorReply,  # noqa: F401
                        FrameChunk, Hello, Nak, ReadFrame, Run, RunTile, Tile, UploadChunk, decode_message,
                        encode_message)
-from .pixels import rgb565_bytes, rgb565_to_rgb888, rgb888_to_rgb565, stitch_tiles  # noqa: F401
+from .pixels import (at_rgb565_precision, rgb565_bytes, rgb565_to_rgb888, rgb888_to_rgb565,  # noqa: F401
+                     stitch_tiles)

@@ -38,6 +38,13 @@ def rgb888_to_rgb565(image: np.ndarray) -> np.ndarray:
     return (r5 << 11 | g6 << 5 | b5).astype(np.uint16)
 
 
+def at_rgb565_precision(image: np.ndarray) -> np.ndarray:
+    """An (height, width, 3) uint8 image as the device holds it after an upload (or its camera):
+    `rgb888_to_rgb565`, then expanded back as the device does."""
+    height, width = image.shape[:2]
+    return rgb565_to_rgb888(rgb888_to_rgb565(image), width, height)
+
+
 def rgb565_bytes(frame: np.ndarray | bytes) -> bytes:
     """Wire bytes (little-endian u16 per pixel) of a uint16 RGB565 frame."""
     if isinstance(frame, (bytes, bytearray, memoryview)):
