@@ -14,7 +14,7 @@ host stitches the tiles and, on the same raw frame with the same tiling, runs
   (bit for bit with TFLM's reference kernels; CMSIS-NN may differ by an LSB).
 
 Outputs per frame, each written atomically, report.json last: raw.png (the RGB888 of the
-RGB565 frame the board enhanced), device.png, float.png, side_by_side.png, report.json.
+YUV422 frame the board enhanced, as the board converts it), device.png, float.png, side_by_side.png, report.json.
 
 `--port` takes a serial device (/dev/ttyACM0, COM3), `auto` (the one Nano 33 BLE found by
 USB VID/PID) or `sim` (a virtual board started in-process for the command). Serial and
@@ -35,7 +35,7 @@ import numpy as np
 
 from tinymirnet.model.files import report_path
 
-from .protocol import NO_CONTEXT_MODEL
+from .protocol import NO_CONTEXT_MODEL, PIXEL_FORMAT_NAMES
 
 # USB IDs of the Arduino Nano 33 BLE (and BLE Sense, the same board definition), from
 # ArduinoCore-mbed's boards.txt (nano33ble.vid.N / pid.N).
@@ -464,6 +464,8 @@ def _device_section(info, link, port: str) -> dict:
             "model_sha256": info.model_sha256, "frame_context": info.frame_context,
             "context_model_sha256": info.context_model_sha256 if info.frame_context else None,
             "frame": [info.frame_width, info.frame_height],
+            "camera_pixel_format": PIXEL_FORMAT_NAMES.get(info.camera_pixel_format,
+                                                          str(info.camera_pixel_format)),
             "tile": info.tile_size, "halo": info.halo, "tile_count": info.tile_count,
             "arena_size": info.arena_size, "arena_used_bytes": info.arena_used_bytes,
             "model_bytes": info.model_bytes}
@@ -586,7 +588,7 @@ def _enhance_on_device(args) -> int:
     from tinymirnet.model.data import DataError, read_rgb
     from tinymirnet.model.files import unique_stem
     from tinymirnet.model.samples import resize_to
-    from .protocol import rgb565_to_rgb888, rgb888_to_rgb565
+    from .protocol import frame_to_rgb888, rgb888_to_frame
     if not args.images and not args.sample:
         raise CommandError("give IMAGE files or --sample")
     host = HostModel.load(args.int8)
@@ -620,13 +622,15 @@ def _enhance_on_device(args) -> int:
                       f"{width}x{height} frame and centre-cropped: {100 * kept:.0f} % of its "
                       f"{'height' if img.shape[0] * width > img.shape[1] * height else 'width'} is kept",
                       file=sys.stderr)
-            frame565 = rgb888_to_rgb565(resize_to(img, width, height))
+            # The photo reaches the board in its camera's format: what a capture would hold.
+            pixel_format = info.camera_pixel_format
+            frame = rgb888_to_frame(resize_to(img, width, height), pixel_format)
             progress = TileProgress(info.tile_count, stem)
             started = time.perf_counter()
-            result = link.enhance(frame565, on_tile=progress)
+            result = link.enhance(frame, pixel_format=pixel_format, on_tile=progress)
             wall_s = time.perf_counter() - started
             progress.close()
-            raw888 = rgb565_to_rgb888(frame565, width, height)
+            raw888 = frame_to_rgb888(frame, pixel_format, width, height)
             if enhancer is None:
                 enhancer = _load_enhancer(weights)
             images, scored = score_frame(raw888, result, host, enhancer)
@@ -635,7 +639,8 @@ def _enhance_on_device(args) -> int:
                 "command": "enhance", "source": str(src) if src else stem,
                 "source_size": [int(img.shape[1]), int(img.shape[0])],
                 "resize_rule": f"scale to cover {width}x{height} (bilinear), centre crop, "
-                               f"RGB565 at the nearest level (model.samples.resize_to, protocol.rgb888_to_rgb565)",
+                               f"then the camera's {PIXEL_FORMAT_NAMES[pixel_format]} "
+                               f"(model.samples.resize_to, protocol.rgb888_to_frame)",
                 "device": _device_section(info, link, args.port if args.port != "auto"
                                           else link.name),
                 "host_model": {"tflite": report_path(host.tflite), "sha256": host.sha256,

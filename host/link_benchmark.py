@@ -128,7 +128,7 @@ def run_benchmark(frames: int = 5, port: str = "sim") -> dict:
 
 def _measure(link: Connection, counter: CountingPort, info, frames: int) -> dict:
     from tinymirnet.model.samples import resize_to, sample_photo, synthesize_low_light
-    from .protocol import rgb888_to_rgb565
+    from .protocol import PIXEL_FORMAT_YUV422, rgb888_to_frame
     link.capture()  # warm-up (first invocations, page faults), not counted
 
     # Tile traffic of one enhancement (RUN of the captured frame), recorded at the host.
@@ -138,8 +138,8 @@ def _measure(link: Connection, counter: CountingPort, info, frames: int) -> dict
     counter.recording = None
 
     captures, uploads, reads = [], [], []
-    image = rgb888_to_rgb565(synthesize_low_light(
-        resize_to(sample_photo("chelsea"), info.frame_width, info.frame_height)))
+    image = rgb888_to_frame(synthesize_low_light(
+        resize_to(sample_photo("chelsea"), info.frame_width, info.frame_height)), PIXEL_FORMAT_YUV422)
     for _ in range(frames):
         before = counter.bytes_read + counter.bytes_written
         started = time.perf_counter()

@@ -136,11 +136,12 @@ def cmd_eval(args) -> int:
         methods["tiny_mirnet_int8_tiled"] = method
         meta["int8_model"] = report_path(args.int8)
         meta["int8_tflm"] = tile_model.library
-    if args.rgb565:  # what the board's camera delivers: every method sees the RGB565 frame
-        from tinymirnet.host.protocol import at_rgb565_precision
-        methods = {name: (lambda low, m=m: m(at_rgb565_precision(low))) for name, m in methods.items()}
-        meta["frames"] = ("each low-light frame at RGB565 precision, as the board holds it "
-                          "(host/protocol/pixels.py at_rgb565_precision)")
+    if args.frame_format:  # what a board's camera delivers: every method sees that frame
+        from tinymirnet.host.protocol import PIXEL_FORMAT_RGB565, PIXEL_FORMAT_YUV422, at_frame_precision
+        fmt = {"rgb565": PIXEL_FORMAT_RGB565, "yuv422": PIXEL_FORMAT_YUV422}[args.frame_format]
+        methods = {name: (lambda low, m=m: m(at_frame_precision(low, fmt))) for name, m in methods.items()}
+        meta["frames"] = (f"each low-light frame at {args.frame_format.upper()} precision, as a board "
+                          f"holds it (host/protocol/pixels.py at_frame_precision)")
     meta["provenance"] = provenance({"weights": args.weights, "int8_model": args.int8,
                                      "int8_context_model": meta.get("int8_context_model")})
     grid = args.grid or args.report.with_suffix(".png")
@@ -307,9 +308,11 @@ def register(sub) -> None:
     e.add_argument("--split", choices=["eval15", "val"], default="eval15",
                    help="eval15 (the benchmark) or val, the held-out 10 %% of the training pairs that "
                         "choices are made on (default eval15)")
-    e.add_argument("--rgb565", action="store_true",
-                   help="score every method on the frames as the board holds them: each low-light frame at "
-                        "RGB565 precision (5 bits red and blue, 6 green), as its camera or an upload delivers it")
+    e.add_argument("--frame-format", choices=["yuv422", "rgb565"], default=None,
+                   help="score every method on the frames as a board holds them: each low-light frame at that "
+                        "format's precision. yuv422: what the board's camera (and an upload) delivers, 8-bit luma "
+                        "per pixel and chroma per pixel pair; rgb565: 5 bits of red and blue, 6 of green (the "
+                        "camera format before protocol v3)")
     e.set_defaults(func=cmd_eval)
 
     n = sub.add_parser("enhance", help="enhance image files with the float network")

@@ -139,7 +139,7 @@ def cmd_naturalness(args) -> int:
     link_cm = None
     if args.port:
         from tinymirnet.host.device_cli import HostModel, check_handshake, open_device
-        from tinymirnet.host.protocol import at_rgb565_precision, rgb888_to_rgb565
+        from tinymirnet.host.protocol import PIXEL_FORMAT_NAMES, frame_to_rgb888, rgb888_to_frame
         from tinymirnet.model.samples import resize_to
         host = HostModel.load(args.int8)
         link_cm = open_device(args.port)
@@ -147,11 +147,18 @@ def cmd_naturalness(args) -> int:
         info = link.hello()
         check_handshake(info, host, link.name)
         w, h = info.frame_width, info.frame_height
-        # The board sees each photo scaled to cover its frame and centre-cropped, in RGB565: every
-        # method is scored on that frame.
-        images = [(n, at_rgb565_precision(resize_to(img, w, h))) for n, img in images]
-        methods["board_int8"] = lambda img: link.enhance(rgb888_to_rgb565(img)).image
-        meta["board"] = {"port": args.port, "firmware": info.firmware_version, "frame": [w, h]}
+        # The board sees each photo scaled to cover its frame and centre-cropped, in its camera's
+        # format: every method is scored on that frame, and the board gets the very frame (a
+        # YUV422 frame converted to RGB888 and back need not be the same frame).
+        fmt = info.camera_pixel_format
+        board_frames = {}
+        for k, (n, img) in enumerate(images):
+            frame = rgb888_to_frame(resize_to(img, w, h), fmt)
+            images[k] = (n, frame_to_rgb888(frame, fmt, w, h))
+            board_frames[images[k][1].tobytes()] = frame
+        methods["board_int8"] = lambda img: link.enhance(board_frames[img.tobytes()], pixel_format=fmt).image
+        meta["board"] = {"port": args.port, "firmware": info.firmware_version, "frame": [w, h],
+                         "pixel_format": PIXEL_FORMAT_NAMES.get(fmt, str(fmt))}
     try:
         result = evaluate_naturalness(images, methods, progress=lambda n: print(f"  {n}", file=sys.stderr))
     finally:
@@ -197,7 +204,8 @@ def markdown(report: dict) -> str:
     if b := report.get("board"):
         lines += [f"Board path (`--port {b['port']}`, firmware {b['firmware']}): every method ran on the "
                   f"frame the board sees, each photo scaled to cover {b['frame'][0]}x{b['frame'][1]}, "
-                  f"centre-cropped and sent as RGB565, and is scored against that frame.", ""]
+                  f"centre-cropped and sent in the camera's format ({b.get('pixel_format', 'RGB565')}), "
+                  f"and is scored against that frame.", ""]
     lines += ["| method | highlights darkened (%) | LOE (%) | chromaticity shift |", "|---|---|---|---|"]
     for method, m in report["mean"].items():
         lines.append(f"| {method} | {_fmt(m['highlights_darkened_pct'])} | {_fmt(m['loe_pct'])} | "

@@ -84,10 +84,11 @@ def ensure_board_elf(target: str = "board") -> Path:
     return elf
 
 
-def frame_blob(frames_rgb565: list[np.ndarray], board_speed: bool) -> bytes:
-    """The camera's frames as firmware/qemu/mps2_an386.h FrameBlob lays them out."""
-    header = struct.pack("<IIII", BLOB_MAGIC, len(frames_rgb565), ICOUNT[board_speed][1], BOARD_HZ)
-    return header + b"".join(np.ascontiguousarray(f, "<u2").tobytes() for f in frames_rgb565)
+def frame_blob(frames: list[np.ndarray], board_speed: bool) -> bytes:
+    """The camera's frames (uint16, the board camera's YUV422: host/virtual_board.py ImageCamera)
+    as firmware/qemu/mps2_an386.h FrameBlob lays them out."""
+    header = struct.pack("<IIII", BLOB_MAGIC, len(frames), ICOUNT[board_speed][1], BOARD_HZ)
+    return header + b"".join(np.ascontiguousarray(f, "<u2").tobytes() for f in frames)
 
 
 class QemuBoard:

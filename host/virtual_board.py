@@ -15,7 +15,8 @@ backed by this machine:
   (``tiny_mirnet_context_int8.tflite``, :func:`tinymirnet.quantize.tflm.int8_frame_context`);
 * camera: image files cycled frame by frame (``camera_dir``), or by default a low-light frame
   synthesized from the bundled ``coffee`` photograph (``model/samples/``); each resized to the frame by scaling
-  to cover and centre-cropping (:func:`tinymirnet.model.samples.resize_to`), then RGB565;
+  to cover and centre-cropping (:func:`tinymirnet.model.samples.resize_to`), then YUV422, the
+  board camera's format (``firmware/src/ov7675_camera.cpp``);
 * clock: ``time.monotonic_ns``.
 
 A thread runs ``tmn_sim_poll()`` in a loop (waiting on the pty when the device is idle).
@@ -48,7 +49,7 @@ import numpy as np
 
 from tinymirnet.model.data import IMAGE_SUFFIXES  # noqa: F401  (the CLI reads folders with it)
 
-from .protocol import Connection, DeviceInfo, ProtocolError, rgb888_to_rgb565
+from .protocol import PIXEL_FORMAT_YUV422, Connection, DeviceInfo, ProtocolError, rgb888_to_frame
 
 REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout (the package is installed -e)
 FIRMWARE_DIR = REPO_ROOT / "firmware"
@@ -144,7 +145,7 @@ def load_sim_library(path: Path | None = None) -> ctypes.CDLL:
     lib.tmn_sim_create.restype = ctypes.c_int
     lib.tmn_sim_poll.restype = ctypes.c_int
     lib.tmn_sim_get_config.argtypes = [ctypes.POINTER(_SimConfig)]
-    lib.tmn_thumbnail_input.argtypes = [ctypes.POINTER(ctypes.c_uint16), ctypes.c_uint32,
+    lib.tmn_thumbnail_input.argtypes = [ctypes.POINTER(ctypes.c_uint16), ctypes.c_uint32, ctypes.c_uint32,
                                         ctypes.POINTER(ctypes.c_int8)]
     lib.tmn_context_requantization_table.argtypes = [ctypes.POINTER(ctypes.c_int8)]
     return lib
@@ -165,12 +166,14 @@ def sha256_file(path: str | Path) -> str:
 
 
 class ImageCamera:
-    """RGB565 frames served in turn, one per capture (cycling)."""
+    """Frames in the board camera's format (YUV422) served in turn, one per capture (cycling)."""
+
+    pixel_format = PIXEL_FORMAT_YUV422  # the simulator's camera port (firmware/sim/sim_api.cc)
 
     def __init__(self, frames_rgb888: list[np.ndarray], sources: list[str]):
         if not frames_rgb888:
             raise VirtualBoardError("the virtual camera has no frames")
-        self.frames = [rgb888_to_rgb565(f) for f in frames_rgb888]
+        self.frames = [rgb888_to_frame(f, self.pixel_format) for f in frames_rgb888]
         self.sources = sources
         self.captures = 0
         self.last_index: int | None = None

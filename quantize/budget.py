@@ -58,13 +58,13 @@ MIN_MAX_PAYLOAD = 2048
 def firmware_buffers(frame_w: int, frame_h: int, tile: int, model_input: int,
                      thumbnail: tuple[int, int] | None = None, context_values: int = 0) -> dict[str, int]:
     """Static buffers of the firmware core's Device besides the arena, with the same formulas
-    as firmware/lib/tinymirnet_core/device.h (a test compiles both and compares): the RGB565
-    camera frame, the int8 model input and output tiles, one receive payload and one transmit
+    as firmware/lib/tinymirnet_core/device.h (a test compiles both and compares): the camera
+    frame (2 bytes per pixel, YUV422 or RGB565), the int8 model input and output tiles, one receive payload and one transmit
     frame, and the frame's input table with its exposure gain folded in (256 B); for a
     frame-context network also the int8 thumbnail and the context vector."""
     max_payload = max(TILE_HEADER_BYTES + tile * tile * 3, MIN_MAX_PAYLOAD)
     rows = {
-        "camera frame (RGB565)": frame_w * frame_h * 2,
+        "camera frame (YUV422)": frame_w * frame_h * 2,
         "tile I/O (int8 input + output)": 2 * model_input * model_input * 3,
         "protocol buffers (rx payload + tx frame)": max_payload + FRAMING_BYTES + max_payload,
         "exposed input table (per frame)": 256,

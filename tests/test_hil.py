@@ -41,7 +41,7 @@ serial = pytest.importorskip("serial")
 
 from tinymirnet.host import device_cli  # noqa: E402
 from tinymirnet.host.cli import main  # noqa: E402
-from tinymirnet.host.protocol import Connection, rgb565_to_rgb888, rgb888_to_rgb565  # noqa: E402
+from tinymirnet.host.protocol import Connection, frame_to_rgb888, rgb888_to_frame  # noqa: E402
 from tinymirnet.host.qemu_board import QemuBoard  # noqa: E402
 from tinymirnet.host.virtual_board import VirtualBoard  # noqa: E402
 from tinymirnet.model.files import atomic_write_json  # noqa: E402
@@ -132,7 +132,7 @@ def test_handshake_reports_the_hosts_model(target, host, hil_report):
 
 def test_lol_like_frames_match_host_tflm_and_float(target, host, float_weights, hil_report):
     """Each frame is uploaded (ENHANCE) and enhanced on the device, and compared with the
-    host's pipelines on the same RGB565 frame:
+    host's pipelines on the same frame, in the board camera's format (YUV422):
 
     * with the host's TFLM int8 pipeline, tile by tile: identical on the virtual board; on a
       board at most one output LSB apart (CMSIS-NN vs reference kernels), counted;
@@ -147,9 +147,11 @@ def test_lol_like_frames_match_host_tflm_and_float(target, host, float_weights, 
         info = link.hello()
         width, height = info.frame_width, info.frame_height
         for seed, name in enumerate(FRAMES):
-            frame565 = rgb888_to_rgb565(lol_like_frame(name, width, height, seed))
-            result = link.enhance(frame565)
-            raw = rgb565_to_rgb888(frame565, width, height)
+            # in the board camera's format, as a capture would hold the frame
+            fmt = info.camera_pixel_format
+            frame = rgb888_to_frame(lol_like_frame(name, width, height, seed), fmt)
+            result = link.enhance(frame, pixel_format=fmt)
+            raw = frame_to_rgb888(frame, fmt, width, height)
             _, scored = device_cli.score_frame(raw, result, host, enhancer)
             cmp_ = scored["device_vs_host_int8"]
             psnr = scored["psnr_db"]

@@ -72,11 +72,11 @@ def test_markdown_says_when_every_method_ran_on_the_board_frame():
     from tinymirnet.host.naturalness_cli import markdown
     row = {"highlights_darkened_pct": 0.0, "loe_pct": 3.0, "chromaticity_shift": 1.0}
     report = {"what": "metrics", "images": ["a.png"], "mean": {"gamma_1/2.2": row}}
-    assert "RGB565" not in markdown(report)
-    report["board"] = {"port": "sim", "firmware": "fw", "frame": [160, 120]}
+    assert "YUV422" not in markdown(report)
+    report["board"] = {"port": "sim", "firmware": "fw", "frame": [160, 120], "pixel_format": "YUV422"}
     text = markdown(report)
-    assert "cover 160x120" in text and "RGB565" in text
-    assert text.index("RGB565") < text.index("| method |")
+    assert "cover 160x120" in text and "YUV422" in text
+    assert text.index("YUV422") < text.index("| method |")
 
 
 def test_cli_missing_folder_is_one_error_line(tmp_path, capsys):

@@ -68,11 +68,17 @@ def config(sim_lib) -> SimConfig:
     return config
 
 
-def pattern_frame(width: int, height: int, seed: int = 1, dark: bool = False) -> np.ndarray:
-    """Random RGB565 pixels; `dark` keeps the low 3/4/3 bits of R/G/B (a low-light frame, so
-    that the device's exposure gain is well above one)."""
+def pattern_frame(width: int, height: int, seed: int = 1, dark: bool = False,
+                  pixel_format: int = protocol.PIXEL_FORMAT_YUV422) -> np.ndarray:
+    """Random pixels of `pixel_format` (the board camera's YUV422 by default). `dark` makes a
+    low-light frame, so that the device's exposure gain is well above one: luma below 32 and
+    chroma within 16 of grey (YUV422), or the low 3/4/3 bits of R/G/B (RGB565)."""
     frame = np.random.default_rng(seed).integers(0, 0x10000, (height, width), dtype=np.uint16)
-    return frame & np.uint16(0x39E7) if dark else frame
+    if not dark:
+        return frame
+    if pixel_format == protocol.PIXEL_FORMAT_RGB565:
+        return frame & np.uint16(0x39E7)
+    return (frame & np.uint16(0x1F1F)) + np.uint16(0x7000)
 
 
 class SimBoard:
@@ -212,13 +218,15 @@ def output_table(scale: float, zero_point: int) -> np.ndarray:
     return np.clip(round_half_away_from_zero(real * np.float32(255.0)), 0, 255).astype(np.uint8)
 
 
-def expected_identity_enhancement(frame_rgb565: np.ndarray, info) -> np.ndarray:
+def expected_identity_enhancement(frame: np.ndarray, info,
+                                  pixel_format: int = protocol.PIXEL_FORMAT_YUV422) -> np.ndarray:
     """What the device returns with a model that copies its input to its output: the frame
-    after its exposure gain (model/exposure.py, target from model/tiling.json), quantized,
-    then the output guards against the camera frame (model/exposure.py guard)."""
+    (captured, or uploaded with the default format: YUV422) after its exposure gain
+    (model/exposure.py, target from model/tiling.json), quantized, then the output guards
+    against the camera frame (model/exposure.py guard)."""
     from tinymirnet.model.exposure import guard, normalize_exposure
     from tinymirnet.model.tiling import load_tiling
-    raw = protocol.rgb565_to_rgb888(frame_rgb565, info.frame_width, info.frame_height)
+    raw = protocol.frame_to_rgb888(frame, pixel_format, info.frame_width, info.frame_height)
     rgb = normalize_exposure(raw, load_tiling().exposure_target)
     q = input_table(info.input_scale, info.input_zero_point)[rgb]
     return guard(raw, output_table(info.output_scale, info.output_zero_point)[q.astype(np.int16) + 128])
@@ -284,7 +292,7 @@ def test_decoder_ignores_a_false_sync_marker_before_a_frame():
 
 def test_messages_round_trip_through_pack_and_unpack():
     info = protocol.DeviceInfo(1, 3, 2048, 24, 4, 32, 160, 120, 35, 1 / 256, -128, 0.5, 3,
-                               131072, 90000, 50000, "ab" * 32, "cd" * 32, "fw 1.2.3")
+                               131072, 90000, 50000, "ab" * 32, "cd" * 32, 1, "fw 1.2.3")
     messages = [protocol.Hello(), protocol.Capture(3), protocol.Enhance(160, 120),
                 protocol.UploadChunk(2044, b"xyz"), protocol.Run(), protocol.ReadFrame(8, 100),
                 protocol.RunTile(34), info, protocol.Ack(4), protocol.Nak(2),
@@ -308,7 +316,7 @@ def test_malformed_payloads_raise_protocol_error():
 def test_rgb565_conversions():
     values = np.array([[0xFFFF, 0xF800, 0x07E0, 0x001F, (16 << 11) | (32 << 5) | 1]],
                       dtype=np.uint16)
-    rgb = protocol.rgb565_to_rgb888(protocol.rgb565_bytes(values), 5, 1)
+    rgb = protocol.rgb565_to_rgb888(protocol.frame_bytes(values), 5, 1)
     assert rgb.tolist() == [[[255, 255, 255], [255, 0, 0], [0, 255, 0], [0, 0, 255],
                              [0x84, 0x82, 0x08]]]
     assert np.array_equal(protocol.rgb888_to_rgb565(rgb), values)
@@ -370,14 +378,16 @@ def test_exposure_gain_matches_python_bit_for_bit(sim_lib, config, board):
     from tinymirnet.model.tiling import load_tiling
     assert config.exposure_target == load_tiling().exposure_target
     sim_lib.tmn_exposure_gain_q8.restype = ctypes.c_uint32
-    sim_lib.tmn_exposure_gain_q8.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32]
+    sim_lib.tmn_exposure_gain_q8.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32,
+                                             ctypes.c_uint32, ctypes.c_uint32]
     rng = np.random.default_rng(3)
     gains = set()
     for k, mask in enumerate([0x0000, 0x0821, 0x18E3, 0x39E7, 0x7BEF, 0xFFFF] * 2):
         frame = rng.integers(0, 0x10000, (12, 16), dtype=np.uint16) & np.uint16(mask)
         rgb = protocol.rgb565_to_rgb888(frame, 16, 12)
         for target in (0, 60, 120, 255):
-            cpp = sim_lib.tmn_exposure_gain_q8(frame.ctypes.data, frame.size, target)
+            cpp = sim_lib.tmn_exposure_gain_q8(frame.ctypes.data, protocol.PIXEL_FORMAT_RGB565,
+                                               16, 12, target)
             py = exposure_gain_q8(rgb, target) if target else 256
             assert cpp == py, (k, mask, target)
             gains.add(cpp)
@@ -389,6 +399,54 @@ def test_exposure_gain_matches_python_bit_for_bit(sim_lib, config, board):
         sim_lib.tmn_exposed_input_table(gain, table)
         expected = info_input[apply_gain_q8(np.arange(256, dtype=np.uint8), gain)]
         assert list(table) == expected.tolist(), gain
+
+
+def test_yuv422_conversion_matches_the_device_bit_for_bit(sim_lib):
+    """The host's YUV422 -> RGB888 (pixels.py) is the device's (pixels.h), chroma interpolation
+    included, on every (Y, U, V) corner and on random frames, and its exposure gain is taken on
+    those RGB888 values."""
+    from tinymirnet.model.exposure import exposure_gain_q8
+    sim_lib.tmn_frame_to_rgb888.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32,
+                                            ctypes.c_uint32, ctypes.c_void_p]
+    sim_lib.tmn_exposure_gain_q8.restype = ctypes.c_uint32
+    sim_lib.tmn_exposure_gain_q8.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32,
+                                             ctypes.c_uint32, ctypes.c_uint32]
+    rng = np.random.default_rng(5)
+    levels = np.array([0, 1, 15, 16, 127, 128, 129, 235, 240, 254, 255], dtype=np.uint16)
+    y, u, v = (g.ravel() for g in np.meshgrid(levels, levels, levels, indexing="ij"))
+    corners = np.empty((y.size, 2), dtype=np.uint16)
+    corners[:, 0] = y | u << 8
+    corners[:, 1] = (255 - y) | v << 8
+    frames = [corners.reshape(-1, 2), rng.integers(0, 0x10000, (24, 32), dtype=np.uint16)]
+    for frame in frames:
+        frame = np.ascontiguousarray(frame)
+        height, width = frame.shape
+        cpp = np.zeros((height, width, 3), dtype=np.uint8)
+        sim_lib.tmn_frame_to_rgb888(frame.ctypes.data, protocol.PIXEL_FORMAT_YUV422, width, height,
+                                    cpp.ctypes.data)
+        py = protocol.yuv422_to_rgb888(frame, width, height)
+        assert np.array_equal(cpp, py)
+        gain = sim_lib.tmn_exposure_gain_q8(frame.ctypes.data, protocol.PIXEL_FORMAT_YUV422,
+                                            width, height, 120)
+        assert gain == exposure_gain_q8(py, 120)
+    assert len(np.unique(cpp.reshape(-1, 3), axis=0)) > 500  # clamps and free values exercised
+
+
+def test_yuv422_round_trip_keeps_luma_and_flat_colour():
+    """rgb888_to_yuv422 then the device's conversion gives back a grey ramp exactly and a
+    colour flat over four pixels (two pairs) within one level at their middle: YUV422 loses only
+    chroma detail."""
+    grey = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)
+    assert np.array_equal(protocol.at_yuv422_precision(grey), grey)
+    rng = np.random.default_rng(6)
+    flat = np.repeat(rng.integers(0, 256, (30, 20, 3), dtype=np.uint8), 4, axis=1)
+    back = protocol.at_yuv422_precision(flat).astype(int)
+    middle = (slice(None), np.r_[1:80:4, 2:80:4])  # the pixels whose chroma neighbour is in the block
+    assert np.abs(back - flat)[middle].max() <= 1
+    # RGB565 loses up to 4 levels of red and blue on the same colours
+    assert np.abs(protocol.at_rgb565_precision(flat).astype(int) - flat).max() >= 4
+    with pytest.raises(ValueError, match="even width"):
+        protocol.rgb888_to_yuv422(np.zeros((2, 3, 3), dtype=np.uint8))
 
 
 def test_quantization_tables_match_the_documented_formulas(sim_lib, board):
@@ -423,7 +481,7 @@ def test_capture_returns_raw_frame_and_enhanced_image(board):
     info = link.hello()
     seen = []
     result = link.capture(on_tile=lambda tile: seen.append(tile.index))
-    assert np.array_equal(result.raw_rgb565, board.frame)
+    assert np.array_equal(result.raw_frame, board.frame)
     assert np.array_equal(result.enhanced.image, expected_identity_enhancement(board.frame, info))
     assert seen == list(range(info.tile_count))
     assert result.enhanced.done.tile_count == info.tile_count
@@ -433,13 +491,17 @@ def test_capture_returns_raw_frame_and_enhanced_image(board):
     assert np.array_equal(link.read_frame(), board.frame)
 
 
+@pytest.mark.parametrize("pixel_format", [protocol.PIXEL_FORMAT_YUV422, protocol.PIXEL_FORMAT_RGB565],
+                         ids=["yuv422", "rgb565"])
 @pytest.mark.parametrize("dark", [False, True], ids=["normal", "low-light"])
-def test_enhance_uploads_a_frame(board, dark):
+def test_enhance_uploads_a_frame(board, dark, pixel_format):
     link = connect(board)
     info = link.hello()
-    frame = pattern_frame(info.frame_width, info.frame_height, seed=5, dark=dark)
-    result = link.enhance(frame)
-    assert np.array_equal(result.image, expected_identity_enhancement(frame, info))
+    assert info.camera_pixel_format == protocol.PIXEL_FORMAT_YUV422  # the simulated board's camera
+    frame = pattern_frame(info.frame_width, info.frame_height, seed=5, dark=dark, pixel_format=pixel_format)
+    result = link.enhance(frame, pixel_format=pixel_format)
+    assert np.array_equal(result.image, expected_identity_enhancement(frame, info, pixel_format))
+    assert np.array_equal(link.read_frame(), frame)
     tile = link.run_tile(info.tile_count - 1)
     assert np.array_equal(tile.pixels(), result.image[tile.y:, tile.x:])
 
@@ -454,7 +516,7 @@ def test_device_errors_are_raised_with_code_and_text(sim_lib):
         link.capture()
     with pytest.raises(protocol.DeviceError, match="BAD_ARGUMENT"):
         link.run_tile(1000)
-    with pytest.raises(ValueError, match="RGB565"):
+    with pytest.raises(ValueError, match="160x120 YUV422 frame of 38400 bytes"):
         link.upload(b"\x00" * 10)
     assert link.hello().firmware_version == "sim-test 1.0"  # still fine after all that
     board.close()
@@ -506,7 +568,7 @@ def test_connection_opens_a_real_serial_port(board):
             info = link.hello()
             result = link.capture()
         assert link.name == os.ttyname(slave)
-        assert np.array_equal(result.raw_rgb565, board.frame)
+        assert np.array_equal(result.raw_frame, board.frame)
         assert np.array_equal(result.enhanced.image,
                               expected_identity_enhancement(board.frame, info))
     finally:
@@ -540,7 +602,7 @@ def test_capture_and_enhance_survive_random_link_faults(board):
     expected = expected_identity_enhancement(board.frame, info)
     for _ in range(2):
         captured = link.capture()
-        assert np.array_equal(captured.raw_rgb565, board.frame)
+        assert np.array_equal(captured.raw_frame, board.frame)
         assert np.array_equal(captured.enhanced.image, expected)
     frame = pattern_frame(info.frame_width, info.frame_height, seed=9)
     enhanced = link.enhance(frame)

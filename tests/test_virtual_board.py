@@ -27,8 +27,8 @@ serial = pytest.importorskip("serial")
 from tinymirnet.host import device_cli  # noqa: E402
 from tinymirnet.host.cli import main  # noqa: E402
 from tinymirnet.host.link_faults import Faults, FaultyLink  # noqa: E402
-from tinymirnet.host.protocol import (Connection, rgb565_to_rgb888,  # noqa: E402
-                                      rgb888_to_rgb565)
+from tinymirnet.host.protocol import (PIXEL_FORMAT_RGB565, PIXEL_FORMAT_YUV422,  # noqa: E402
+                                      Connection, at_frame_precision, frame_to_rgb888, rgb888_to_frame)
 from tinymirnet.host.protocol import NO_CONTEXT_MODEL  # noqa: E402
 from tinymirnet.model.tiling import load_tiling  # noqa: E402
 from tinymirnet.host.virtual_board import (CONTEXT_MODEL_NAME, DEFAULT_MODEL, VirtualBoard,  # noqa: E402
@@ -56,7 +56,8 @@ def board():
 def expected(board, host) -> np.ndarray:
     """The host's int8 pipeline on the virtual camera's frame."""
     tiling = load_tiling()
-    raw = rgb565_to_rgb888(board.camera.frames[0], tiling.frame_width, tiling.frame_height)
+    raw = frame_to_rgb888(board.camera.frames[0], board.camera.pixel_format, tiling.frame_width,
+                          tiling.frame_height)
     return host_int8(host, raw)
 
 
@@ -104,7 +105,8 @@ def test_capture_over_pty_equals_host_tflm_tile_by_tile(board, host, expected):
         info = link.hello()
         result = link.capture()
     assert info.model_sha256 == board.model_sha256 and info.model_ready and info.camera_ready
-    assert np.array_equal(result.raw_rgb565, board.camera.frames[0])
+    assert info.camera_pixel_format == PIXEL_FORMAT_YUV422 == result.pixel_format
+    assert np.array_equal(result.raw_frame, board.camera.frames[0])
     raw = result.raw_rgb888
     tiles = tile_grid(tiling.frame_width, tiling.frame_height, tiling.tile)
     assert [t.index for t in result.enhanced.tiles] == [t.index for t in tiles]
@@ -119,15 +121,16 @@ def test_capture_over_pty_equals_host_tflm_tile_by_tile(board, host, expected):
     assert result.enhanced.done.inference_us >= result.enhanced.device_inference_us
 
 
-def test_uploaded_frame_is_enhanced_bit_exactly(board, host):
+@pytest.mark.parametrize("pixel_format", [PIXEL_FORMAT_YUV422, PIXEL_FORMAT_RGB565], ids=["yuv422", "rgb565"])
+def test_uploaded_frame_is_enhanced_bit_exactly(board, host, pixel_format):
     tiling = load_tiling()
     rng = np.random.default_rng(3)
     image = (rng.random((tiling.frame_height, tiling.frame_width, 3)) ** 3 * 255).astype(np.uint8)
-    frame = rgb888_to_rgb565(image)
+    frame = rgb888_to_frame(image, pixel_format)
     with open_link(board.port) as link:
-        result = link.enhance(frame)
+        result = link.enhance(frame, pixel_format=pixel_format)
         assert np.array_equal(link.read_frame(), frame)
-    raw = rgb565_to_rgb888(frame, tiling.frame_width, tiling.frame_height)
+    raw = frame_to_rgb888(frame, pixel_format, tiling.frame_width, tiling.frame_height)
     assert np.array_equal(result.image, host_int8(host, raw))
 
 
@@ -177,8 +180,8 @@ def test_cli_enhance_uploads_images_to_the_virtual_board(tmp_path, small_float_w
     err = error_lines(capsys.readouterr().err)
     assert len(err) == 1 and "broken.jpg: not a readable image" in err[0]
     assert {p.name for p in (out / "wide").iterdir()} == OUTPUT_FILES
-    # Scaled to cover 160x120 and centre-cropped, then RGB565: exactly what raw.png holds.
-    expected_raw = rgb565_to_rgb888(rgb888_to_rgb565(resize_to(wide, 160, 120)), 160, 120)
+    # Scaled to cover 160x120 and centre-cropped, then the camera's YUV422: exactly what raw.png holds.
+    expected_raw = at_frame_precision(resize_to(wide, 160, 120), PIXEL_FORMAT_YUV422)
     raw = np.asarray(Image.open(out / "wide" / "raw.png"))
     assert np.array_equal(raw, expected_raw)
     report = json.loads((out / "wide" / "report.json").read_text())
@@ -277,7 +280,7 @@ def test_capture_survives_seeded_link_faults_in_both_directions(board, expected)
         faulty.tx = Faults(corrupt=0.002, drop=0.002, duplicate=0.002, repeat=0.02)
         for _ in range(2):
             result = link.capture()
-            assert np.array_equal(result.raw_rgb565, board.camera.frames[0])
+            assert np.array_equal(result.raw_frame, board.camera.frames[0])
             assert np.array_equal(result.enhanced.image, expected)
     assert faulty.tx_counts.total > 0 and faulty.rx_counts.total > 0
     stats = link.stats
@@ -373,9 +376,9 @@ def test_sim_command_serves_a_camera_dir_until_ctrl_c(tmp_path, stop_signal):
         with open_link(port) as link:
             link.hello()
             for name in ("a.png", "b.jpg", "a.png"):  # the camera cycles through the folder
-                raw = link.capture(enhance=False).raw_rgb565
-                assert np.array_equal(raw, rgb888_to_rgb565(
-                    resize_to(read_rgb(camera / name), 160, 120)))
+                raw = link.capture(enhance=False).raw_frame
+                assert np.array_equal(raw, rgb888_to_frame(
+                    resize_to(read_rgb(camera / name), 160, 120), PIXEL_FORMAT_YUV422))
     finally:
         sim.send_signal(stop_signal)
         # Stopping takes under a second unloaded and ~4 s on 2 loaded cores (interpreter

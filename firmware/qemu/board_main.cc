@@ -30,6 +30,8 @@ class BlobCamera final : public tinymirnet::Camera {
   tinymirnet::Status begin() override {
     return mps2::frame_blob() != nullptr ? tinymirnet::Status::kOk : tinymirnet::Status::kError;
   }
+  // The host writes the blob's frames in the OV7675 adapter's format.
+  tinymirnet::PixelFormat pixel_format() const override { return tinymirnet::PixelFormat::kYuv422; }
   tinymirnet::Status capture(uint16_t* pixels) override {
     const mps2::FrameBlob* blob = mps2::frame_blob();
     if (blob == nullptr) return tinymirnet::Status::kError;

@@ -22,7 +22,8 @@ uint64_t timer_ticks();  // since timer_begin(); call at least every 170 s of vi
 // Semihosting SYS_WRITE0: a NUL-terminated string on QEMU's stderr.
 void host_print(const char* text);
 
-// The host's frame blob at 0x21000000: "TMNB", then u32 fields, then the RGB565 frames.
+// The host's frame blob at 0x21000000: "TMNB", then u32 fields, then the frames in the
+// board camera's format (YUV422, ports.h).
 struct FrameBlob {
   uint32_t magic;                     // kBlobMagic
   uint32_t frame_count;               // frames that follow, each kFramePixels uint16

@@ -145,6 +145,8 @@ ZeroClock g_clock;
 class BlobCamera final : public tinymirnet::Camera {
  public:
   tinymirnet::Status begin() override { return tinymirnet::Status::kOk; }
+  // The board's camera format, so that the probe counts the board's pixel conversion.
+  tinymirnet::PixelFormat pixel_format() const override { return tinymirnet::PixelFormat::kYuv422; }
   tinymirnet::Status capture(uint16_t* pixels) override {
     const mps2::FrameBlob* blob = mps2::frame_blob();
     for (size_t i = 0; i < tinymirnet::kFramePixels; ++i) {

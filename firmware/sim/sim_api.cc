@@ -35,6 +35,8 @@ class CallbackCamera final : public tinymirnet::Camera {
     if (g_ports.camera_capture == nullptr) return Status::kError;
     return g_ports.camera_begin ? to_status(g_ports.camera_begin(g_ports.user)) : Status::kOk;
   }
+  // The simulated camera is the board's: YUV422 (the OV7675 adapter's format).
+  tinymirnet::PixelFormat pixel_format() const override { return tinymirnet::PixelFormat::kYuv422; }
   Status capture(uint16_t* pixels) override {
     if (g_ports.camera_capture == nullptr) return Status::kError;
     return to_status(g_ports.camera_capture(g_ports.user, pixels, tinymirnet::kFramePixels));
@@ -154,8 +156,25 @@ void tmn_input_table(int8_t table[256]) {
   memcpy(table, tinymirnet::kInputTable.values, 256);
 }
 
-uint32_t tmn_exposure_gain_q8(const uint16_t* frame, size_t pixel_count, uint32_t target) {
-  return tinymirnet::exposure_gain_q8(frame, pixel_count, target);
+uint32_t tmn_exposure_gain_q8(const uint16_t* frame, uint32_t pixel_format, uint32_t width,
+                              uint32_t height, uint32_t target) {
+  return tinymirnet::exposure_gain_q8(frame, static_cast<tinymirnet::PixelFormat>(pixel_format),
+                                      static_cast<int>(width), static_cast<int>(height), target);
+}
+
+void tmn_frame_to_rgb888(const uint16_t* frame, uint32_t pixel_format, uint32_t width,
+                         uint32_t height, uint8_t* rgb) {
+  const auto format = static_cast<tinymirnet::PixelFormat>(pixel_format);
+  for (uint32_t y = 0; y < height; ++y) {
+    const uint16_t* row = frame + static_cast<size_t>(y) * width;
+    for (uint32_t x = 0; x < width; ++x) {
+      const tinymirnet::Rgb888 p = tinymirnet::row_pixel(row, static_cast<int>(x), static_cast<int>(width), format);
+      uint8_t* out = rgb + 3 * (static_cast<size_t>(y) * width + x);
+      out[0] = p.r;
+      out[1] = p.g;
+      out[2] = p.b;
+    }
+  }
 }
 
 void tmn_exposed_input_table(uint32_t gain_q8, int8_t table[256]) {
@@ -168,8 +187,10 @@ void tmn_output_table(uint8_t table[256]) {
   memcpy(table, tinymirnet::kOutputTable.values, 256);
 }
 
-void tmn_thumbnail_input(const uint16_t* frame, uint32_t gain_q8, int8_t* thumbnail) {
-  tinymirnet::make_thumbnail_input(frame, gain_q8, thumbnail);
+void tmn_thumbnail_input(const uint16_t* frame, uint32_t pixel_format, uint32_t gain_q8,
+                         int8_t* thumbnail) {
+  tinymirnet::make_thumbnail_input(frame, static_cast<tinymirnet::PixelFormat>(pixel_format),
+                                   gain_q8, thumbnail);
 }
 
 void tmn_context_requantization_table(int8_t table[256]) {

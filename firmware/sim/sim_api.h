@@ -24,7 +24,8 @@ typedef struct tmn_sim_ports {
   /* Take all `size` bytes the device sends, return how many were taken. */
   size_t (*link_write)(void* user, const uint8_t* data, size_t size);
   int (*camera_begin)(void* user);
-  /* Fill `pixel_count` (= width * height) native-order RGB565 values, row-major. */
+  /* Fill `pixel_count` (= width * height) YUV422 values, row-major: the board camera's
+   * format, the bytes Y0 U Y1 V of each pixel pair in memory order (pixels.h). */
   int (*camera_capture)(void* user, uint16_t* pixels, size_t pixel_count);
   int (*model_begin)(void* user);
   /* The tile model. `input` and `output` are `size` (= model input side^2 * 3) int8 values,
@@ -87,14 +88,20 @@ long tmn_decode_frame(const uint8_t* data, size_t size, uint8_t* type, uint16_t*
                       uint8_t* payload, size_t capacity);
 void tmn_input_table(int8_t table[256]);
 void tmn_output_table(uint8_t table[256]);
+/* Frame pixel formats below: 0 RGB565, 1 YUV422 (pixels.h). */
 /* A frame-context build: the int8 thumbnail (thumbnail_height x thumbnail_width x 3) the
- * device makes of a frame_width x frame_height RGB565 frame with exposure gain `gain_q8`, and
+ * device makes of a frame_width x frame_height frame with exposure gain `gain_q8`, and
  * the table that requantizes the context model's output for the tile model (thumbnail.h). */
-void tmn_thumbnail_input(const uint16_t* frame, uint32_t gain_q8, int8_t* thumbnail);
+void tmn_thumbnail_input(const uint16_t* frame, uint32_t pixel_format, uint32_t gain_q8,
+                         int8_t* thumbnail);
 void tmn_context_requantization_table(int8_t table[256]);
-/* The exposure gain (Q8) of an RGB565 frame of `pixel_count` pixels, and the input table of
- * a frame with gain `gain_q8` (pixels.h). */
-uint32_t tmn_exposure_gain_q8(const uint16_t* frame, size_t pixel_count, uint32_t target);
+/* The exposure gain (Q8) of a width x height frame, and the input table of a frame with gain
+ * `gain_q8` (pixels.h). */
+uint32_t tmn_exposure_gain_q8(const uint16_t* frame, uint32_t pixel_format, uint32_t width,
+                              uint32_t height, uint32_t target);
+/* A width x height frame (even width) as RGB888, 3 bytes per pixel, row-major (pixels.h). */
+void tmn_frame_to_rgb888(const uint16_t* frame, uint32_t pixel_format, uint32_t width,
+                         uint32_t height, uint8_t* rgb);
 void tmn_exposed_input_table(uint32_t gain_q8, int8_t table[256]);
 
 #ifdef __cplusplus

@@ -1,6 +1,5 @@
 // Camera over the Arduino_OV767X library: the OV7675 of the Tiny ML Kit shield, QQVGA
-// (160x120) RGB565. Frames arrive high byte first; capture() swaps every pixel into a native
-// uint16 as ports.h requires.
+// (160x120) YUV422 (Y0 U Y1 V per pixel pair, stored as the bytes arrive; ports.h).
 #pragma once
 
 #include <stdint.h>
@@ -20,6 +19,7 @@ class Ov7675Camera final : public Camera {
   // hangs, when the sensor does not answer on I2C or reports another frame size; the core
   // then answers CAPTURE with ERROR CAMERA_FAILED. Cheap once it has succeeded.
   Status begin() override;
+  PixelFormat pixel_format() const override { return PixelFormat::kYuv422; }
   // Reads one frame into `pixels` (kFrameWidth * kFrameHeight values).
   Status capture(uint16_t* pixels) override;
 

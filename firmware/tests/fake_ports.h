@@ -59,6 +59,11 @@ class FakeCamera final : public tinymirnet::Camera {
   bool fail_begin = false;
   bool fail_capture = false;
   int captures = 0;
+  // The pattern below is RGB565; a YUV422 test fills `yuv422` and sets the format.
+  tinymirnet::PixelFormat format = tinymirnet::PixelFormat::kRgb565;
+  const uint16_t* yuv422 = nullptr;
+
+  tinymirnet::PixelFormat pixel_format() const override { return format; }
 
   tinymirnet::Status begin() override {
     return fail_begin ? tinymirnet::Status::kError : tinymirnet::Status::kOk;
@@ -67,6 +72,10 @@ class FakeCamera final : public tinymirnet::Camera {
   tinymirnet::Status capture(uint16_t* pixels) override {
     if (fail_capture) return tinymirnet::Status::kError;
     ++captures;
+    if (format == tinymirnet::PixelFormat::kYuv422) {
+      for (size_t i = 0; i < tinymirnet::kFramePixels; ++i) pixels[i] = yuv422[i];
+      return tinymirnet::Status::kOk;
+    }
     for (int y = 0; y < tinymirnet::kFrameHeight; ++y) {
       for (int x = 0; x < tinymirnet::kFrameWidth; ++x) {
         pixels[y * tinymirnet::kFrameWidth + x] = pattern_pixel(x, y);

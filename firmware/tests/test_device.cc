@@ -138,8 +138,9 @@ void hello_expect_info(Bench& bench, uint16_t seq) {
   expect(bench, kInfo, seq, &message);
 }
 
-void upload_frame(Bench& bench, uint16_t* seq, const uint16_t* frame) {
-  const uint8_t enhance[] = {kPixelFormatRgb565, uint8_t(kFrameWidth), uint8_t(kFrameWidth >> 8),
+void upload_frame(Bench& bench, uint16_t* seq, const uint16_t* frame,
+                  uint8_t pixel_format = kPixelFormatRgb565) {
+  const uint8_t enhance[] = {pixel_format, uint8_t(kFrameWidth), uint8_t(kFrameWidth >> 8),
                              uint8_t(kFrameHeight), uint8_t(kFrameHeight >> 8)};
   command(bench, kEnhance, *seq, enhance, sizeof(enhance));
   expect_ack(bench, (*seq)++, kEnhance);
@@ -238,10 +239,12 @@ void fill_pattern_frame() {
 // What the device should return for a frame: every channel through the frame's exposure
 // gain, the input table, the fake model and the output table, then the colour and highlight
 // guards against the camera pixel.
-void compute_expected_image(const uint16_t* frame, const FakeModel& model) {
-  const uint32_t gain = exposure_gain_q8(frame, kFramePixels, kExposureTarget);
+void compute_expected_image(const uint16_t* frame, const FakeModel& model,
+                            PixelFormat format = PixelFormat::kRgb565) {
+  const uint32_t gain = exposure_gain_q8(frame, format, kFrameWidth, kFrameHeight, kExposureTarget);
   for (size_t i = 0; i < kFramePixels; ++i) {
-    const Rgb888 rgb = rgb565_to_rgb888(frame[i]);
+    const Rgb888 rgb = row_pixel(frame + i / kFrameWidth * kFrameWidth, static_cast<int>(i % kFrameWidth),
+                                     kFrameWidth, format);
     const uint8_t channels[3] = {rgb.r, rgb.g, rgb.b};
     uint8_t out[3];
     for (int c = 0; c < 3; ++c) {
@@ -258,21 +261,21 @@ void compute_expected_image(const uint16_t* frame, const FakeModel& model) {
 // its own pixels.
 int8_t g_expected_thumbnail[kFrameContext ? kThumbnailBytes : 1];
 
-void compute_expected_thumbnail(const uint16_t* frame) {
+void compute_expected_thumbnail(const uint16_t* frame, PixelFormat format = PixelFormat::kRgb565) {
   constexpr int kBoxesX = kThumbnailWidth > 0 ? kThumbnailWidth : 1;  // (one-model builds)
   constexpr int kBoxesY = kThumbnailHeight > 0 ? kThumbnailHeight : 1;
   static uint32_t sums[kFrameContext ? kThumbnailBytes : 1];
   static uint32_t counts[kFrameContext ? kThumbnailBytes / 3 : 1];
   memset(sums, 0, sizeof(sums));
   memset(counts, 0, sizeof(counts));
-  const uint32_t gain = exposure_gain_q8(frame, kFramePixels, kExposureTarget);
+  const uint32_t gain = exposure_gain_q8(frame, format, kFrameWidth, kFrameHeight, kExposureTarget);
   for (int y = 0; y < kFrameHeight; ++y) {
     int j = 0;
     while ((j + 1) * kFrameHeight / kBoxesY <= y) ++j;
     for (int x = 0; x < kFrameWidth; ++x) {
       int i = 0;
       while ((i + 1) * kFrameWidth / kBoxesX <= x) ++i;
-      const Rgb888 rgb = rgb565_to_rgb888(frame[y * kFrameWidth + x]);
+      const Rgb888 rgb = row_pixel(frame + static_cast<size_t>(y) * kFrameWidth, x, kFrameWidth, format);
       const int box = j * kBoxesX + i;
       sums[box * 3 + 0] += apply_gain_q8(rgb.r, gain);
       sums[box * 3 + 1] += apply_gain_q8(rgb.g, gain);
@@ -314,10 +317,12 @@ void check_hello_returns_info() {
   CHECK_EQ(reader.u32(), kArenaSize);
   CHECK_EQ(reader.u32(), 12345u);  // FakeModel::arena_used_bytes
   CHECK_EQ(reader.u32(), kModelBytes);
-  CHECK_EQ(reader.remaining(), 64u + strlen("test-1.0"));  // two SHA-256, then the version
+  // two SHA-256, the camera's pixel format, then the version
+  CHECK_EQ(reader.remaining(), 64u + 1u + strlen("test-1.0"));
   bool context_sha_is_zero = true;
   for (size_t i = 44 + 32; i < 44 + 64; ++i) context_sha_is_zero &= info.payload[i] == 0;
   CHECK_EQ(context_sha_is_zero, !kFrameContext);
+  CHECK_EQ(info.payload[108], kPixelFormatRgb565);  // the fake camera's format
   CHECK(memcmp(info.payload + kInfoFixedBytes, "test-1.0", 8) == 0);
   CHECK(bench.nothing_more());
 }
@@ -358,6 +363,48 @@ void check_capture_streams_frame_then_tiles() {
   compute_expected_image(g_pattern_frame, bench.model);
   CHECK(memcmp(g_image, g_expected, kImageBytes) == 0);
   CHECK_EQ(bench.camera.captures, 1);
+}
+
+// A YUV422 frame (the OV7675 adapter's format), uploaded and captured: every pixel is
+// converted as pixels.h says, INFO names the camera's format, and the raw frame comes back as
+// the camera gave it. The pattern's u16 values read as YUV422 are another picture than as
+// RGB565, so a device that ignored the format would fail here.
+void check_yuv422_frames() {
+  Bench& bench = started_bench();
+  bench.model.mode = FakeModel::Mode::kInvert;
+  fill_pattern_frame();
+  uint16_t seq = 1;
+  upload_frame(bench, &seq, g_pattern_frame, kPixelFormatYuv422);
+  StreamOutcome outcome = run_frame(bench, seq++);
+  CHECK_EQ(outcome.tiles, kTileCount);
+  compute_expected_image(g_pattern_frame, bench.model, PixelFormat::kRgb565);
+  CHECK(memcmp(g_image, g_expected, kImageBytes) != 0);
+  compute_expected_image(g_pattern_frame, bench.model, PixelFormat::kYuv422);
+  CHECK(memcmp(g_image, g_expected, kImageBytes) == 0);
+  if (kFrameContext) {
+    compute_expected_thumbnail(g_pattern_frame, PixelFormat::kYuv422);
+    CHECK(memcmp(bench.model.last_thumbnail, g_expected_thumbnail, kThumbnailBytes) == 0);
+  }
+  bench.camera.format = PixelFormat::kYuv422;
+  bench.camera.yuv422 = g_pattern_frame;
+  command(bench, kHello, seq);
+  Message info;
+  if (expect(bench, kInfo, seq++, &info)) CHECK_EQ(info.payload[108], kPixelFormatYuv422);
+  const uint8_t flags = kCaptureSendFrame | kCaptureEnhance;
+  command(bench, kCapture, seq, &flags, 1);
+  expect_ack(bench, seq, kCapture);
+  outcome = read_stream(bench, seq++);
+  CHECK(outcome.raw_frame_complete);
+  CHECK(memcmp(g_raw_frame, g_pattern_frame, kFrameBufferBytes) == 0);
+  CHECK(memcmp(g_image, g_expected, kImageBytes) == 0);
+  // A later RGB565 upload is read as RGB565 again.
+  upload_frame(bench, &seq, g_pattern_frame, kPixelFormatRgb565);
+  outcome = run_frame(bench, seq++);
+  compute_expected_image(g_pattern_frame, bench.model, PixelFormat::kRgb565);
+  CHECK(memcmp(g_image, g_expected, kImageBytes) == 0);
+  bench.camera.format = PixelFormat::kRgb565;
+  bench.camera.yuv422 = nullptr;
+  CHECK(bench.nothing_more());
 }
 
 void check_capture_raw_only_then_read_frame_and_run_tile() {
@@ -426,9 +473,9 @@ void check_bad_commands_get_errors_and_device_recovers() {
   const uint8_t wrong_size[] = {kPixelFormatRgb565, 64, 0, 64, 0};
   command(bench, kEnhance, 8, wrong_size, sizeof(wrong_size));
   expect_error(bench, 8, kErrorBadArgument);
-  const uint8_t rgb888[] = {1, uint8_t(kFrameWidth), uint8_t(kFrameWidth >> 8),
-                            uint8_t(kFrameHeight), uint8_t(kFrameHeight >> 8)};
-  command(bench, kEnhance, 9, rgb888, sizeof(rgb888));
+  const uint8_t unknown_format[] = {2, uint8_t(kFrameWidth), uint8_t(kFrameWidth >> 8),
+                                    uint8_t(kFrameHeight), uint8_t(kFrameHeight >> 8)};
+  command(bench, kEnhance, 9, unknown_format, sizeof(unknown_format));
   expect_error(bench, 9, kErrorBadArgument);
   hello_expect_info(bench, 10);
   CHECK(bench.nothing_more());
@@ -733,6 +780,7 @@ void device_tests() {
   check_upload_and_run_streams_tiles();
   check_capture_streams_frame_then_tiles();
   check_capture_raw_only_then_read_frame_and_run_tile();
+  check_yuv422_frames();
   check_bad_commands_get_errors_and_device_recovers();
   check_upload_gap_is_refused();
   check_unsupported_version();

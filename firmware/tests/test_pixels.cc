@@ -97,29 +97,67 @@ void check_identity_round_trip() {
   CHECK(within_one);
 }
 
+// YUV422 -> RGB888: full-range BT.601 in integers (pixels.h), and the pixel pairs of a frame.
+void check_yuv422_conversion() {
+  const Rgb888 grey = yuv_to_rgb888(100, 128, 128);
+  CHECK(grey.r == 100 && grey.g == 100 && grey.b == 100);
+  const Rgb888 black = yuv_to_rgb888(0, 128, 128);
+  CHECK(black.r == 0 && black.g == 0 && black.b == 0);
+  // Y 76, U 85, V 255 is BT.601's pure red: 76 + 178, 76 - (-3784 + 23241 + 128) / 256 -> 0, 76 - 76.
+  const Rgb888 red = yuv_to_rgb888(76, 85, 255);
+  CHECK_EQ(red.r, 254);
+  CHECK_EQ(red.g, 0);
+  CHECK_EQ(red.b, 0);
+  // Negative terms floor: V 127 gives r = 50 + floor((-359 + 128) / 256) = 50 - 1.
+  CHECK_EQ(yuv_to_rgb888(50, 128, 127).r, 49);
+  CHECK_EQ(yuv_to_rgb888(50, 128, 127).g, 51);  // g = 50 - floor((-183 + 128) / 256) = 50 + 1
+  // Pairs: pixel 2k holds Y0 | U << 8, pixel 2k + 1 holds Y1 | V << 8. Each pixel's U and V
+  // are 3/4 its pair's and 1/4 the neighbour pair's on its side; a row's end pixels take their
+  // own pair's. Row: a grey pair (U = V = 128), then a red pair (U 85, V 255).
+  const uint16_t row[4] = {static_cast<uint16_t>(10 | 128 << 8), static_cast<uint16_t>(200 | 128 << 8),
+                           static_cast<uint16_t>(76 | 85 << 8), static_cast<uint16_t>(76 | 255 << 8)};
+  const Rgb888 first = row_pixel(row, 0, 4, PixelFormat::kYuv422);
+  CHECK(first.r == 10 && first.g == 10 && first.b == 10);  // the row's start: its own pair
+  const Rgb888 last = row_pixel(row, 3, 4, PixelFormat::kYuv422);
+  CHECK(last.r == 254 && last.g == 0 && last.b == 0);  // the row's end: its own pair
+  // pixel 1: U = (3 * 128 + 85 + 2) >> 2 = 117, V = (3 * 128 + 255 + 2) >> 2 = 160
+  const Rgb888 second = row_pixel(row, 1, 4, PixelFormat::kYuv422);
+  const Rgb888 second_expected = yuv_to_rgb888(200, 117, 160);
+  CHECK(second.r == second_expected.r && second.g == second_expected.g && second.b == second_expected.b);
+  // pixel 2: U = (3 * 85 + 128 + 2) >> 2 = 96, V = (3 * 255 + 128 + 2) >> 2 = 223
+  const Rgb888 third = row_pixel(row, 2, 4, PixelFormat::kYuv422);
+  const Rgb888 third_expected = yuv_to_rgb888(76, 96, 223);
+  CHECK(third.r == third_expected.r && third.g == third_expected.g && third.b == third_expected.b);
+  CHECK_EQ(row_pixel(row, 3, 4, PixelFormat::kRgb565).g, rgb565_to_rgb888(row[3]).g);
+  // The exposure gain of a YUV422 frame is taken on its RGB888 values.
+  static uint16_t frame[64];
+  for (uint16_t& p : frame) p = static_cast<uint16_t>(16 | 128 << 8);  // grey 16
+  CHECK_EQ(exposure_gain_q8(frame, PixelFormat::kYuv422, 8, 8, 120), 1920u);
+}
+
 // The exposure gain follows its documented integer formula (pixels.h, model/exposure.py).
 void check_exposure_gain() {
   static uint16_t frame[64];
   // Uniform RGB888 (16, 16, 16): 120 * 256 / 16 = 1920 exactly.
   for (uint16_t& p : frame) p = (2u << 11) | (4u << 5) | 2u;
   CHECK_EQ(rgb565_to_rgb888(frame[0]).g, 16);
-  CHECK_EQ(exposure_gain_q8(frame, 64, 120), 1920u);
+  CHECK_EQ(exposure_gain_q8(frame, PixelFormat::kRgb565, 8, 8, 120), 1920u);
   CHECK_EQ(apply_gain_q8(16, 1920), 120);
-  CHECK_EQ(exposure_gain_q8(frame, 64, 0), kGainOneQ8);  // target 0: off
+  CHECK_EQ(exposure_gain_q8(frame, PixelFormat::kRgb565, 8, 8, 0), kGainOneQ8);  // target 0: off
   // Half the pixels black: the mean halves, the gain doubles (3840).
   for (int i = 0; i < 32; ++i) frame[i] = 0;
-  CHECK_EQ(exposure_gain_q8(frame, 64, 120), 3840u);
+  CHECK_EQ(exposure_gain_q8(frame, PixelFormat::kRgb565, 8, 8, 120), 3840u);
   // Rounding: mean 16 * 63/64, gain 120 * 256 * 64 / (63 * 16) = 1950.48 -> 1950.
   for (uint16_t& p : frame) p = (2u << 11) | (4u << 5) | 2u;
   frame[0] = 0;
-  CHECK_EQ(exposure_gain_q8(frame, 64, 120), 1950u);
+  CHECK_EQ(exposure_gain_q8(frame, PixelFormat::kRgb565, 8, 8, 120), 1950u);
   // Never darkens, at most 32x, and a black frame gets the largest gain.
   for (uint16_t& p : frame) p = 0xFFFFu;
-  CHECK_EQ(exposure_gain_q8(frame, 64, 120), kGainOneQ8);
+  CHECK_EQ(exposure_gain_q8(frame, PixelFormat::kRgb565, 8, 8, 120), kGainOneQ8);
   for (uint16_t& p : frame) p = (0u << 11) | (1u << 5) | 0u;  // G = 4
-  CHECK_EQ(exposure_gain_q8(frame, 64, 120), kMaxGainQ8);
+  CHECK_EQ(exposure_gain_q8(frame, PixelFormat::kRgb565, 8, 8, 120), kMaxGainQ8);
   for (uint16_t& p : frame) p = 0;
-  CHECK_EQ(exposure_gain_q8(frame, 64, 120), kMaxGainQ8);
+  CHECK_EQ(exposure_gain_q8(frame, PixelFormat::kRgb565, 8, 8, 120), kMaxGainQ8);
   CHECK_EQ(apply_gain_q8(255, kMaxGainQ8), 255);
   CHECK_EQ(apply_gain_q8(0, kMaxGainQ8), 0);
   CHECK_EQ(apply_gain_q8(3, 384), 5);  // 4.5 rounds up
@@ -169,6 +207,7 @@ void pixel_tests() {
   check_exposed_input_table();
   check_rgb565_known_values();
   check_rgb565_bit_replication();
+  check_yuv422_conversion();
   check_rounding_matches_lround();
   check_tables_match_formulas();
   check_identity_round_trip();

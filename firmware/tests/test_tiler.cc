@@ -63,7 +63,7 @@ void check_model_input_replicates_edges() {
   bool all_match = true;
   for (int index = 0; index < kTileCount; ++index) {
     const TileRect tile = tile_rect(index);
-    extract_model_input(g_frame, tile, kInputTable, input);
+    extract_model_input(g_frame, PixelFormat::kRgb565, tile, kInputTable, input);
     for (int row = 0; row < kModelInputSize; ++row) {
       for (int column = 0; column < kModelInputSize; ++column) {
         const int x = clamp(tile.x - kHalo + column, kFrameWidth);
@@ -77,7 +77,7 @@ void check_model_input_replicates_edges() {
   }
   CHECK(all_match);
   // The corner tile's top-left halo is all the frame's corner pixel.
-  extract_model_input(g_frame, tile_rect(0), kInputTable, input);
+  extract_model_input(g_frame, PixelFormat::kRgb565, tile_rect(0), kInputTable, input);
   const Rgb888 corner = rgb565_to_rgb888(g_frame[0]);
   CHECK_EQ(input[0], quantize_input(corner.r));
   CHECK_EQ(input[(kHalo * kModelInputSize + kHalo) * kChannels], quantize_input(corner.r));
@@ -89,7 +89,7 @@ void check_output_crop() {
   static uint8_t rgb[kMaxTileRgbBytes];
   fill_pattern_frame();
   const TileRect tile = tile_rect(kTileCount - 1);  // partial in both directions
-  crop_model_output(output, g_frame, tile, rgb);
+  crop_model_output(output, g_frame, PixelFormat::kRgb565, tile, rgb);
   bool all_match = true;
   int raised = 0;
   for (int row = 0; row < tile.height; ++row) {

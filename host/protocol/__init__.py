@@ -1,4 +1,4 @@
-"""Host side of the tinymirnet serial protocol, version 2 (specification: firmware/PROTOCOL.md).
+"""Host side of the tinymirnet serial protocol, version 3 (specification: firmware/PROTOCOL.md).
 
 Three layers:
 
@@ -9,7 +9,8 @@ Three layers:
   any pyserial-like port (``read(n)``, ``write(data)``, a settable ``timeout``), which also
   re-requests tiles or frame bytes lost on the way back.
 
-Pixel helpers convert between the wire's RGB565 and RGB888 and stitch tiles into an image.
+Pixel helpers convert between the wire's frame formats (YUV422, RGB565) and RGB888 and stitch
+tiles into an image.
 This module imports only the standard library and numpy (pyserial only in
 :meth:`Connection.open`).
 """
@@ -24,5 +25,7 @@ from .frames import (CAPTURE_ENHANCE, CAPTURE_SEND_FRAME, FRAMING_BYTES, HEADER_
 from .messages import (NO_CONTEXT_MODEL, Ack, Capture, DeviceInfo, Done, Enhance, ErrorReply,  # noqa: F401
                        FrameChunk, Hello, Nak, ReadFrame, Run, RunTile, Tile, UploadChunk, decode_message,
                        encode_message)
-from .pixels import (at_rgb565_precision, rgb565_bytes, rgb565_to_rgb888, rgb888_to_rgb565,  # noqa: F401
-                     stitch_tiles)
+from .frames import PIXEL_FORMAT_RGB565, PIXEL_FORMAT_YUV422  # noqa: F401
+from .pixels import (PIXEL_FORMAT_NAMES, at_frame_precision, at_rgb565_precision,  # noqa: F401
+                     at_yuv422_precision, frame_bytes, frame_to_rgb888, rgb565_to_rgb888,
+                     rgb888_to_frame, rgb888_to_rgb565, rgb888_to_yuv422, stitch_tiles, yuv422_to_rgb888)

@@ -14,7 +14,8 @@ from .frames import (CAPTURE_ENHANCE, CAPTURE_SEND_FRAME, VERSION, DeviceError, 
                      Frame, FrameDecoder, MessageType, ProtocolError)
 from .messages import (Capture, DeviceInfo, Done, Enhance, ErrorReply, FrameChunk, Hello, ReadFrame, Run,
                        RunTile, Tile, UploadChunk, encode_message)
-from .pixels import rgb565_bytes, rgb565_to_rgb888, rgb888_to_rgb565, stitch_tiles
+from .frames import PIXEL_FORMAT_YUV422
+from .pixels import PIXEL_FORMAT_NAMES, frame_bytes, frame_to_rgb888, rgb888_to_frame, stitch_tiles
 
 
 @dataclass
@@ -32,15 +33,17 @@ class EnhanceResult:
 
 @dataclass
 class CaptureResult:
-    raw_rgb565: np.ndarray | None  # (frame_height, frame_width) uint16, if requested
+    raw_frame: np.ndarray | None  # (frame_height, frame_width) uint16 as captured, if requested
+    pixel_format: int  # raw_frame's format: the camera's (INFO), PIXEL_FORMAT_*
     enhanced: EnhanceResult | None  # if requested
 
     @property
     def raw_rgb888(self) -> np.ndarray | None:
-        if self.raw_rgb565 is None:
+        """The captured frame as the device converts it for the network."""
+        if self.raw_frame is None:
             return None
-        height, width = self.raw_rgb565.shape
-        return rgb565_to_rgb888(self.raw_rgb565, width, height)
+        height, width = self.raw_frame.shape
+        return frame_to_rgb888(self.raw_frame, self.pixel_format, width, height)
 
 
 @dataclass
@@ -143,20 +146,26 @@ class Connection:
         if stream.raw is not None:
             raw_frame = np.frombuffer(bytes(stream.raw), dtype="<u2").reshape(
                 info.frame_height, info.frame_width)
-        return CaptureResult(raw_frame, self._enhance_result(stream) if enhance else None)
+        return CaptureResult(raw_frame, info.camera_pixel_format,
+                             self._enhance_result(stream) if enhance else None)
 
-    def upload(self, frame: np.ndarray | bytes) -> None:
-        """Uploads a frame into the device's frame buffer: RGB565 as little-endian bytes or
-        (height, width) uint16, or RGB888 as (height, width, 3) uint8 (converted to RGB565)."""
+    def upload(self, frame: np.ndarray | bytes, pixel_format: int = PIXEL_FORMAT_YUV422) -> None:
+        """Uploads a frame into the device's frame buffer: RGB888 as (height, width, 3) uint8,
+        converted to `pixel_format` (YUV422 by default: 8 bits of luma per pixel, where RGB565
+        keeps 5 bits of red and blue), or a frame already in `pixel_format` as little-endian
+        bytes or (height, width) uint16."""
         info = self._session_info()
+        if pixel_format not in PIXEL_FORMAT_NAMES:
+            raise ValueError(f"unknown pixel format {pixel_format}; known: "
+                             + ", ".join(f"{k} = {v}" for k, v in PIXEL_FORMAT_NAMES.items()))
         if isinstance(frame, np.ndarray) and frame.ndim == 3:
-            frame = rgb888_to_rgb565(frame)
-        data = rgb565_bytes(frame)
+            frame = rgb888_to_frame(frame, pixel_format)
+        data = frame_bytes(frame)
         if len(data) != info.frame_bytes:
-            raise ValueError(f"frame has {len(data)} bytes; the device takes "
-                             f"{info.frame_width}x{info.frame_height} RGB565 = "
-                             f"{info.frame_bytes} bytes")
-        self._request_ack(Enhance(info.frame_width, info.frame_height))
+            raise ValueError(f"frame has {len(data)} bytes; the device takes a "
+                             f"{info.frame_width}x{info.frame_height} {PIXEL_FORMAT_NAMES[pixel_format]} "
+                             f"frame of {info.frame_bytes} bytes")
+        self._request_ack(Enhance(info.frame_width, info.frame_height, pixel_format))
         step = info.upload_chunk_bytes
         for offset in range(0, len(data), step):
             self._request_ack(UploadChunk(offset, data[offset:offset + step]))
@@ -167,14 +176,15 @@ class Connection:
         seq = self._start_job(Run())
         return self._enhance_result(self._collect_stream(seq, False, True, on_tile))
 
-    def enhance(self, frame: np.ndarray | bytes, *,
+    def enhance(self, frame: np.ndarray | bytes, *, pixel_format: int = PIXEL_FORMAT_YUV422,
                 on_tile: TileCallback | None = None) -> EnhanceResult:
         """Uploads a frame (see :meth:`upload`) and enhances it on the device."""
-        self.upload(frame)
+        self.upload(frame, pixel_format)
         return self.run(on_tile=on_tile)
 
     def read_frame(self) -> np.ndarray:
-        """The device's frame buffer as (height, width) uint16 RGB565."""
+        """The device's frame buffer as (height, width) uint16, in the format it was captured
+        (INFO's camera_pixel_format) or uploaded in."""
         info = self._session_info()
         data = self._read_frame_bytes(0, info.frame_bytes)
         return np.frombuffer(data, dtype="<u2").reshape(info.frame_height, info.frame_width)

@@ -8,7 +8,7 @@ import zlib
 from dataclasses import dataclass
 
 SYNC = b"\xa5\x5a"
-VERSION = 2  # 2: INFO carries the context model's SHA-256 (firmware/PROTOCOL.md)
+VERSION = 3  # 2: INFO carries the context model's SHA-256; 3: the camera's pixel format (firmware/PROTOCOL.md)
 HEADER_BYTES = 10
 TRAILER_BYTES = 4
 FRAMING_BYTES = HEADER_BYTES + TRAILER_BYTES
@@ -52,6 +52,7 @@ class ErrorCode(enum.IntEnum):
 CAPTURE_SEND_FRAME = 0x01
 CAPTURE_ENHANCE = 0x02
 PIXEL_FORMAT_RGB565 = 0
+PIXEL_FORMAT_YUV422 = 1  # Y0 U Y1 V per pixel pair (YUYV), full-range BT.601
 STATUS_CAMERA_READY = 0x01
 STATUS_MODEL_READY = 0x02
 

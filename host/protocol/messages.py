@@ -5,7 +5,7 @@ import numpy as np
 import struct
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
-from .frames import (_U16, _U32, CAPTURE_ENHANCE, CAPTURE_SEND_FRAME, PIXEL_FORMAT_RGB565, STATUS_CAMERA_READY,
+from .frames import (_U16, _U32, CAPTURE_ENHANCE, CAPTURE_SEND_FRAME, PIXEL_FORMAT_YUV422, STATUS_CAMERA_READY,
                      STATUS_MODEL_READY, Frame, MessageType, ProtocolError, encode_frame)
 
 
@@ -46,13 +46,14 @@ class Capture:
 
 @dataclass(frozen=True)
 class Enhance:
-    """Announces an upload of a width x height frame (RGB565, little-endian u16 per pixel)."""
+    """Announces an upload of a width x height frame (little-endian u16 per pixel: YUV422 as
+    the camera's bytes, or RGB565; host/protocol/pixels.py)."""
 
     TYPE: ClassVar[MessageType] = MessageType.ENHANCE
     _LAYOUT: ClassVar[struct.Struct] = struct.Struct("<BHH")
     width: int
     height: int
-    pixel_format: int = PIXEL_FORMAT_RGB565
+    pixel_format: int = PIXEL_FORMAT_YUV422
 
     def pack(self) -> bytes:
         return self._LAYOUT.pack(self.pixel_format, self.width, self.height)
@@ -128,7 +129,7 @@ NO_CONTEXT_MODEL = "0" * 64  # INFO's context model SHA-256 on a one-model firmw
 @dataclass(frozen=True)
 class DeviceInfo:
     TYPE: ClassVar[MessageType] = MessageType.INFO
-    _LAYOUT: ClassVar[struct.Struct] = struct.Struct("<BBHHHHHHHfifiIII32s32s")
+    _LAYOUT: ClassVar[struct.Struct] = struct.Struct("<BBHHHHHHHfifiIII32s32sB")
     protocol_version: int
     status_flags: int
     max_payload: int
@@ -147,6 +148,7 @@ class DeviceInfo:
     model_bytes: int
     model_sha256: str  # 64 hex characters (the tile model)
     context_model_sha256: str  # 64 hex characters; all zeros for a one-model network
+    camera_pixel_format: int  # the format of captured frames (PIXEL_FORMAT_*)
     firmware_version: str
 
     @property
@@ -159,7 +161,7 @@ class DeviceInfo:
 
     @property
     def frame_bytes(self) -> int:
-        """Size of one RGB565 frame."""
+        """Size of one frame (2 bytes per pixel in either format)."""
         return self.frame_width * self.frame_height * 2
 
     @property
@@ -176,17 +178,17 @@ class DeviceInfo:
         return self.context_model_sha256 != NO_CONTEXT_MODEL
 
     def pack(self) -> bytes:
-        numbers = [getattr(self, f.name) for f in fields(self)][:-3]
+        numbers = [getattr(self, f.name) for f in fields(self)][:-4]
         return (self._LAYOUT.pack(*numbers, bytes.fromhex(self.model_sha256),
-                                  bytes.fromhex(self.context_model_sha256))
+                                  bytes.fromhex(self.context_model_sha256), self.camera_pixel_format)
                 + self.firmware_version.encode())
 
     @classmethod
     def unpack(cls, payload: bytes) -> DeviceInfo:
         _require_length("INFO", payload, cls._LAYOUT.size, at_least=True)
-        *numbers, sha256, context_sha256 = cls._LAYOUT.unpack_from(payload)
+        *numbers, sha256, context_sha256, camera_pixel_format = cls._LAYOUT.unpack_from(payload)
         version = payload[cls._LAYOUT.size:].decode("utf-8", errors="replace")
-        return cls(*numbers, sha256.hex(), context_sha256.hex(), version)
+        return cls(*numbers, sha256.hex(), context_sha256.hex(), camera_pixel_format, version)
 
 
 @dataclass(frozen=True)
@@ -234,7 +236,7 @@ class ErrorReply:
 
 @dataclass(frozen=True)
 class FrameChunk:
-    """Bytes [offset, offset + len(data)) of the device's RGB565 frame of `total` bytes."""
+    """Bytes [offset, offset + len(data)) of the device's frame (2 bytes per pixel) of `total` bytes."""
 
     TYPE: ClassVar[MessageType] = MessageType.FRAME_CHUNK
     _LAYOUT: ClassVar[struct.Struct] = struct.Struct("<II")

@@ -9,8 +9,11 @@ using protocol::FrameHeader;
 using protocol::PayloadReader;
 using protocol::PayloadWriter;
 
-// The frame buffer is sent and received as its memory image: little-endian RGB565.
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "wire RGB565 is the LE memory image");
+// The frame buffer is sent and received as its memory image: little-endian u16 per pixel.
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "wire frames are the LE memory image");
+static_assert(protocol::kPixelFormatRgb565 == static_cast<uint8_t>(PixelFormat::kRgb565) &&
+                  protocol::kPixelFormatYuv422 == static_cast<uint8_t>(PixelFormat::kYuv422),
+              "the protocol's pixel formats are pixels.h's");
 static_assert(sizeof(kModelSha256) == 65, "kModelSha256 must be 64 hex characters");
 static_assert(sizeof(kContextModelSha256) == 65, "kContextModelSha256 must be 64 hex characters");
 
@@ -233,9 +236,9 @@ void Device::handle_enhance(const FrameHeader& header, const uint8_t* payload) {
   const uint8_t format = reader.u8();
   const uint16_t width = reader.u16();
   const uint16_t height = reader.u16();
-  if (format != protocol::kPixelFormatRgb565) {
+  if (format != protocol::kPixelFormatRgb565 && format != protocol::kPixelFormatYuv422) {
     send_error(header.seq, protocol::kErrorBadArgument, "pixel format ", uint32_t{format},
-               " not supported; send RGB565 (0)");
+               " not supported; send RGB565 (0) or YUV422 (1)");
     return;
   }
   if (width != kFrameWidth || height != kFrameHeight) {
@@ -245,6 +248,7 @@ void Device::handle_enhance(const FrameHeader& header, const uint8_t* payload) {
     return;
   }
   frame_valid_ = false;
+  frame_format_ = static_cast<PixelFormat>(format);
   upload_active_ = true;
   upload_received_ = 0;
   accept_command(header);
@@ -349,6 +353,7 @@ void Device::step_capture() {
     send_error(job_.seq, protocol::kErrorCameraFailed, "camera did not start");
     return;
   }
+  frame_format_ = camera_.pixel_format();
   if (camera_.capture(frame_) != Status::kOk) {
     job_.step = JobStep::kIdle;
     send_error(job_.seq, protocol::kErrorCameraFailed, "camera capture failed");
@@ -359,7 +364,7 @@ void Device::step_capture() {
 }
 
 void Device::frame_ready() {
-  exposure_gain_q8_ = exposure_gain_q8(frame_, kFramePixels, kExposureTarget);
+  exposure_gain_q8_ = exposure_gain_q8(frame_, frame_format_, kFrameWidth, kFrameHeight, kExposureTarget);
   make_exposed_input_table(exposure_gain_q8_, &input_table_);
   context_valid_ = false;  // computed with the frame's first tile
   frame_valid_ = true;
@@ -434,6 +439,7 @@ void Device::send_info(uint16_t seq) {
   writer.u32(static_cast<uint32_t>(kModelBytes));
   write_sha256(writer, kModelSha256);
   write_sha256(writer, kContextModelSha256);  // all zero for a one-model network
+  writer.u8(static_cast<uint8_t>(camera_.pixel_format()));
   writer.text(firmware_version_);
   send(protocol::kInfo, seq, writer.size());
 }
@@ -449,7 +455,7 @@ void Device::send_frame_chunk(uint16_t seq, uint32_t offset, size_t length) {
 bool Device::ensure_frame_context(uint16_t seq, uint32_t* invoke_us) {
   *invoke_us = 0;
   if (!kFrameContext || context_valid_) return true;
-  make_thumbnail_input(frame_, exposure_gain_q8_, thumbnail_);
+  make_thumbnail_input(frame_, frame_format_, exposure_gain_q8_, thumbnail_);
   const uint32_t start_us = clock_.micros();
   const Status status = model_.invoke_context(thumbnail_, context_);
   *invoke_us = clock_.micros() - start_us;
@@ -467,7 +473,7 @@ bool Device::send_tile(uint16_t seq, int index, uint32_t* invoke_us) {
   const TileRect tile = tile_rect(index);
   uint32_t context_us = 0;
   if (!ensure_frame_context(seq, &context_us)) return false;
-  extract_model_input(frame_, tile, input_table_, model_input_);
+  extract_model_input(frame_, frame_format_, tile, input_table_, model_input_);
   const uint32_t start_us = clock_.micros();
   const Status status = model_.invoke(model_input_, kFrameContext ? context_ : nullptr, model_output_);
   const uint32_t tile_us = clock_.micros() - start_us;
@@ -485,7 +491,7 @@ bool Device::send_tile(uint16_t seq, int index, uint32_t* invoke_us) {
   writer.u16(static_cast<uint16_t>(tile.height));
   writer.u32(tile_us);  // the tile model only; DONE's total includes the context model
   // Always fits: kMaxPayload >= kTilePayloadMaxBytes.
-  crop_model_output(model_output_, frame_, tile, writer.reserve(static_cast<size_t>(tile.width) *
+  crop_model_output(model_output_, frame_, frame_format_, tile, writer.reserve(static_cast<size_t>(tile.width) *
                                                         tile.height * kChannels));
   send(protocol::kTile, seq, writer.size());
   return true;

@@ -6,13 +6,18 @@ constexpr InputQuantizationTable kInputTable = make_input_table(kInputScale, kIn
 constexpr OutputDequantizationTable kOutputTable =
     make_output_table(kOutputScale, kOutputZeroPoint);
 
-uint32_t exposure_gain_q8(const uint16_t* frame, size_t pixel_count, uint32_t target) {
+uint32_t exposure_gain_q8(const uint16_t* frame, PixelFormat format, int width, int height,
+                          uint32_t target) {
   if (target == 0) return kGainOneQ8;
   uint64_t sum = 0;
-  for (size_t i = 0; i < pixel_count; ++i) {
-    const Rgb888 p = rgb565_to_rgb888(frame[i]);
-    sum += static_cast<uint32_t>(p.r) + p.g + p.b;
+  for (int y = 0; y < height; ++y) {
+    const uint16_t* row = frame + static_cast<size_t>(y) * static_cast<size_t>(width);
+    for (int x = 0; x < width; ++x) {
+      const Rgb888 p = row_pixel(row, x, width, format);
+      sum += static_cast<uint32_t>(p.r) + p.g + p.b;
+    }
   }
+  const size_t pixel_count = static_cast<size_t>(width) * static_cast<size_t>(height);
   if (sum == 0) return kMaxGainQ8;
   const uint64_t values = 3u * static_cast<uint64_t>(pixel_count);
   const uint64_t gain = (static_cast<uint64_t>(target) * values * 256u + sum / 2u) / sum;

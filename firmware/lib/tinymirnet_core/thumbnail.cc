@@ -15,7 +15,8 @@ static_assert(!kFrameContext || (kThumbnailWidth <= kFrameWidth && kThumbnailHei
               "the thumbnail must not be larger than the frame");
 }  // namespace
 
-void make_thumbnail_input(const uint16_t* frame, uint32_t gain_q8, int8_t* thumbnail) {
+void make_thumbnail_input(const uint16_t* frame, PixelFormat format, uint32_t gain_q8,
+                          int8_t* thumbnail) {
   uint8_t gained[256];  // one division per value, not per pixel
   make_gain_table(gain_q8, gained);
   for (int j = 0; j < kThumbnailHeight; ++j) {
@@ -28,7 +29,7 @@ void make_thumbnail_input(const uint16_t* frame, uint32_t gain_q8, int8_t* thumb
       for (int y = y0; y < y1; ++y) {
         const uint16_t* row = frame + static_cast<size_t>(y) * kFrameWidth;
         for (int x = x0; x < x1; ++x) {
-          const Rgb888 p = rgb565_to_rgb888(row[x]);
+          const Rgb888 p = row_pixel(row, x, kFrameWidth, format);
           sum_r += gained[p.r];
           sum_g += gained[p.g];
           sum_b += gained[p.b];

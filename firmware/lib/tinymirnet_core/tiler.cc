@@ -23,7 +23,7 @@ TileRect tile_rect(int index) {
   return tile;
 }
 
-void extract_model_input(const uint16_t* frame, const TileRect& tile,
+void extract_model_input(const uint16_t* frame, PixelFormat format, const TileRect& tile,
                          const InputQuantizationTable& table, int8_t* input) {
   int8_t* out = input;
   for (int row = 0; row < kModelInputSize; ++row) {
@@ -31,7 +31,7 @@ void extract_model_input(const uint16_t* frame, const TileRect& tile,
     const uint16_t* source_row = frame + static_cast<size_t>(source_y) * kFrameWidth;
     for (int column = 0; column < kModelInputSize; ++column) {
       const int source_x = clamp_coordinate(tile.x - kHalo + column, kFrameWidth);
-      const Rgb888 pixel = rgb565_to_rgb888(source_row[source_x]);
+      const Rgb888 pixel = row_pixel(source_row, source_x, kFrameWidth, format);
       *out++ = table.values[pixel.r];
       *out++ = table.values[pixel.g];
       *out++ = table.values[pixel.b];
@@ -39,14 +39,15 @@ void extract_model_input(const uint16_t* frame, const TileRect& tile,
   }
 }
 
-void crop_model_output(const int8_t* output, const uint16_t* frame, const TileRect& tile, uint8_t* rgb) {
+void crop_model_output(const int8_t* output, const uint16_t* frame, PixelFormat format,
+                       const TileRect& tile, uint8_t* rgb) {
   uint8_t* out = rgb;
   for (int row = 0; row < tile.height; ++row) {
     const int8_t* in =
         output + (static_cast<size_t>(kHalo + row) * kModelInputSize + kHalo) * kChannels;
-    const uint16_t* raw = frame + static_cast<size_t>(tile.y + row) * kFrameWidth + tile.x;
+    const uint16_t* raw = frame + static_cast<size_t>(tile.y + row) * kFrameWidth;
     for (int column = 0; column < tile.width; ++column) {
-      const Rgb888 p = rgb565_to_rgb888(raw[column]);
+      const Rgb888 p = row_pixel(raw, tile.x + column, kFrameWidth, format);
       uint8_t rgb_out[3] = {dequantize_output(in[0]), dequantize_output(in[1]), dequantize_output(in[2])};
       in += 3;
       keep_colour(p, rgb_out);

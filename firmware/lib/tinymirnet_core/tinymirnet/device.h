@@ -23,7 +23,7 @@ namespace tinymirnet {
 constexpr size_t kTilePayloadMaxBytes = protocol::kTileHeaderBytes + kMaxTileRgbBytes;
 constexpr size_t kMaxPayload = kTilePayloadMaxBytes > 2048 ? kTilePayloadMaxBytes : 2048;
 constexpr size_t kMaxFrameBytes = protocol::kFramingBytes + kMaxPayload;
-static_assert(kMaxPayload <= protocol::kMaxPayloadLimit, "tile too large for one v2 frame");
+static_assert(kMaxPayload <= protocol::kMaxPayloadLimit, "tile too large for one frame");
 
 // A frame whose bytes stop arriving for this long is dropped, so a host that vanished
 // mid-frame cannot swallow the next command. Hosts wait longer than this before retrying.
@@ -139,6 +139,7 @@ class Device {
   Job job_ = {};
 
   uint16_t frame_[kFramePixels];
+  PixelFormat frame_format_ = PixelFormat::kRgb565;  // of the frame in frame_
   uint32_t exposure_gain_q8_ = kGainOneQ8;  // of the frame in frame_ (pixels.h)
   InputQuantizationTable input_table_ = {};  // kInputTable with that gain folded in
   bool context_valid_ = false;               // context_ belongs to the frame in frame_

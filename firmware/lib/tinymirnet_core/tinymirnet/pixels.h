@@ -1,7 +1,19 @@
 // Pixel conversions between the camera, the model and the host.
 //
+// A frame is one uint16 per pixel, row-major, in one of two formats (PixelFormat):
 // RGB565 -> RGB888 replicates the high bits into the low ones:
 //   r8 = (r5 << 3) | (r5 >> 2), g8 = (g6 << 2) | (g6 >> 4), b8 = (b5 << 3) | (b5 >> 2).
+// YUV422 is the OV7675's byte stream Y0 U Y1 V for each pair of pixels (YUYV) in memory order,
+// so the even pixel holds Y0 | U << 8 and the odd one Y1 | V << 8 (rows have an even width).
+// It gives 8 bits of luma per pixel where RGB565 gives 5 or 6 per channel. Each pixel's chroma
+// is interpolated between its pair's and the nearer neighbour pair's, 3:1 (libjpeg's "fancy"
+// triangle upsampling; at a row's ends the pair's own): for pair k with chroma c_k,
+//   c(2k) = (3 c_k + c_(k-1) + 2) >> 2,  c(2k+1) = (3 c_k + c_(k+1) + 2) >> 2.
+// Repeating c_k for both pixels instead leaves a 2-pixel chroma pattern that the exposure gain
+// amplifies and that lines up with every tile boundary (tile sizes are even). Then YUV -> RGB888
+// is full-range BT.601 (the camera's COM15 = 00-FF) in integers, >> flooring, d = U-128, e = V-128:
+//   r = Y + ((359 e + 128) >> 8), g = Y - ((88 d + 183 e + 128) >> 8), b = Y + ((454 d + 128) >> 8)
+// each clamped to [0, 255].
 // RGB888 -> model input (int8), all arithmetic in IEEE float32, in this order:
 //   q = clamp(round((p / 255.0f) / kInputScale) + kInputZeroPoint, -128, 127)
 // model output (int8) -> RGB888:
@@ -44,6 +56,9 @@ struct Rgb888 {
   uint8_t b;
 };
 
+// The frame formats (the values are the protocol's ENHANCE pixel formats).
+enum class PixelFormat : uint8_t { kRgb565 = 0, kYuv422 = 1 };
+
 constexpr Rgb888 rgb565_to_rgb888(uint16_t pixel) {
   const unsigned r5 = (pixel >> 11) & 0x1Fu;
   const unsigned g6 = (pixel >> 5) & 0x3Fu;
@@ -51,6 +66,37 @@ constexpr Rgb888 rgb565_to_rgb888(uint16_t pixel) {
   return Rgb888{static_cast<uint8_t>((r5 << 3) | (r5 >> 2)),
                 static_cast<uint8_t>((g6 << 2) | (g6 >> 4)),
                 static_cast<uint8_t>((b5 << 3) | (b5 >> 2))};
+}
+
+constexpr uint8_t clamp_to_byte(int32_t value) {
+  return static_cast<uint8_t>(value < 0 ? 0 : (value > 255 ? 255 : value));
+}
+
+// Right shift that floors negative values too (C++14 leaves >> of a negative value to the
+// implementation; GCC shifts arithmetically, and this spells it out).
+constexpr int32_t floor_shift8(int32_t value) {
+  return value >= 0 ? value >> 8 : -((-value + 255) >> 8);
+}
+
+constexpr Rgb888 yuv_to_rgb888(uint8_t y, uint8_t u, uint8_t v) {
+  const int32_t d = static_cast<int32_t>(u) - 128;
+  const int32_t e = static_cast<int32_t>(v) - 128;
+  return Rgb888{clamp_to_byte(y + floor_shift8(359 * e + 128)),
+                clamp_to_byte(y - floor_shift8(88 * d + 183 * e + 128)),
+                clamp_to_byte(y + floor_shift8(454 * d + 128))};
+}
+
+// Pixel x of a frame row (`row` points at its first pixel; `width` even) as RGB888.
+inline Rgb888 row_pixel(const uint16_t* row, int x, int width, PixelFormat format) {
+  if (format == PixelFormat::kRgb565) return rgb565_to_rgb888(row[x]);
+  const int pair = x & ~1;
+  // the neighbour pair on x's side: the previous one for an even x, the next for an odd x
+  int neighbour = (x & 1) ? pair + 2 : pair - 2;
+  if (neighbour < 0 || neighbour >= width) neighbour = pair;
+  const uint32_t u = ((3u * (row[pair] >> 8) + (row[neighbour] >> 8) + 2u) >> 2);
+  const uint32_t v = ((3u * (row[pair + 1] >> 8) + (row[neighbour + 1] >> 8) + 2u) >> 2);
+  return yuv_to_rgb888(static_cast<uint8_t>(row[x] & 0xFFu), static_cast<uint8_t>(u),
+                       static_cast<uint8_t>(v));
 }
 
 // Rounds half away from zero, exactly, for |value| < 2^31 (a constexpr std::lround):
@@ -118,8 +164,9 @@ inline uint8_t apply_gain_q8(uint8_t pixel, uint32_t gain_q8) {
 // table[p] = apply_gain_q8(p, gain_q8): one frame's gain as a 256-entry table.
 void make_gain_table(uint32_t gain_q8, uint8_t table[256]);
 
-// The gain that brings the RGB565 frame's mean (of its RGB888 values) to `target`.
-uint32_t exposure_gain_q8(const uint16_t* frame, size_t pixel_count, uint32_t target);
+// The gain that brings the width x height frame's mean (of its RGB888 values) to `target`.
+uint32_t exposure_gain_q8(const uint16_t* frame, PixelFormat format, int width, int height,
+                          uint32_t target);
 
 // table[p] = the model input for pixel p of a frame with this gain.
 void make_exposed_input_table(uint32_t gain_q8, InputQuantizationTable* table);

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tinymirnet/pixels.h"
+
 namespace tinymirnet {
 
 enum class Status : uint8_t { kOk = 0, kError = 1 };
@@ -27,9 +29,11 @@ class Link {
 class Camera {
  public:
   virtual Status begin() = 0;
-  // Captures one kFrameWidth x kFrameHeight frame, row-major, as RGB565 values in native
-  // uint16 order (bits 15-11 red, 10-5 green, 4-0 blue). The OV7675 sends the high byte of
-  // each pixel first, so its adapter swaps the two bytes of every pixel it reads.
+  // The format of the frames capture() writes (pixels.h): RGB565 as native uint16 values
+  // (bits 15-11 red, 10-5 green, 4-0 blue), or YUV422 as the camera's bytes Y0 U Y1 V per
+  // pixel pair in memory order. The OV7675 adapter captures YUV422: 8 bits of luma per pixel.
+  virtual PixelFormat pixel_format() const = 0;
+  // Captures one kFrameWidth x kFrameHeight frame, row-major, in pixel_format().
   virtual Status capture(uint16_t* pixels) = 0;
 
  protected:

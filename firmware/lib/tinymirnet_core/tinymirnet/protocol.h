@@ -1,4 +1,4 @@
-// Serial protocol v2: frame layout, message types, payload helpers and the frame codec.
+// Serial protocol v3: frame layout, message types, payload helpers and the frame codec.
 // Versioning: fields are only appended, receivers ignore trailing bytes, and kVersion changes
 // only for a change an old receiver would misread (firmware/PROTOCOL.md).
 // firmware/PROTOCOL.md is the specification; host/protocol.py is the Python side.
@@ -23,7 +23,7 @@ namespace protocol {
 
 constexpr uint8_t kSync0 = 0xA5;
 constexpr uint8_t kSync1 = 0x5A;
-constexpr uint8_t kVersion = 2;  // 2: INFO carries the context model's SHA-256
+constexpr uint8_t kVersion = 3;  // 2: INFO carries the context model's SHA-256; 3: and the camera's pixel format
 constexpr size_t kHeaderBytes = 10;
 constexpr size_t kTrailerBytes = 4;
 constexpr size_t kFramingBytes = kHeaderBytes + kTrailerBytes;
@@ -65,11 +65,13 @@ enum ErrorCode : uint16_t {
 constexpr uint8_t kCaptureSendFrame = 0x01;  // stream the raw RGB565 frame as FRAME_CHUNKs
 constexpr uint8_t kCaptureEnhance = 0x02;    // then enhance it and stream TILEs
 
-// ENHANCE pixel formats. RGB565 is one little-endian u16 per pixel, row-major.
+// Frame pixel formats (ENHANCE, INFO), one little-endian u16 per pixel, row-major: RGB565, or
+// YUV422 as the camera's bytes Y0 U Y1 V per pixel pair (pixels.h).
 constexpr uint8_t kPixelFormatRgb565 = 0;
+constexpr uint8_t kPixelFormatYuv422 = 1;
 
 // Fixed payload sizes.
-constexpr size_t kInfoFixedBytes = 108;  // followed by the firmware version text
+constexpr size_t kInfoFixedBytes = 109;  // followed by the firmware version text
 constexpr size_t kTileHeaderBytes = 14;
 constexpr size_t kFrameChunkHeaderBytes = 8;
 constexpr size_t kUploadChunkHeaderBytes = 4;

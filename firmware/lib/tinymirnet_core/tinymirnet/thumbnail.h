@@ -43,7 +43,8 @@ extern const RequantizationTable kContextRequantizationTable;
 
 // Writes the kThumbnailHeight x kThumbnailWidth x kChannels int8 thumbnail (HWC) of the RGB565
 // frame with exposure gain `gain_q8`, quantized with kThumbnailInputTable.
-void make_thumbnail_input(const uint16_t* frame, uint32_t gain_q8, int8_t* thumbnail);
+void make_thumbnail_input(const uint16_t* frame, PixelFormat format, uint32_t gain_q8,
+                          int8_t* thumbnail);
 
 // In place: the context model's kContextValues outputs -> the tile model's context input.
 void requantize_context(int8_t* context, size_t count);

@@ -17,7 +17,8 @@
 
 namespace tinymirnet {
 
-static_assert(kChannels == 3, "the core converts RGB565/RGB888 frames: three channels");
+static_assert(kChannels == 3, "the core converts RGB565/YUV422 frames to RGB888: three channels");
+static_assert(kFrameWidth % 2 == 0, "a YUV422 frame holds pixel pairs: the width must be even");
 static_assert(kModelInputSize == kTileSize + 2 * kHalo, "model input = tile + halo on each side");
 static_assert(kTilesX * kTileSize >= kFrameWidth && (kTilesX - 1) * kTileSize < kFrameWidth,
               "kTilesX = ceil(kFrameWidth / kTileSize)");
@@ -40,13 +41,14 @@ struct TileRect {
 // Geometry of tile `index`, 0 <= index < kTileCount.
 TileRect tile_rect(int index);
 
-// Fills the model input tensor for `tile` from an RGB565 frame (kFramePixels values), each
+// Fills the model input tensor for `tile` from a frame (kFramePixels values of `format`), each
 // 8-bit channel value p becoming table.values[p] (the frame's exposed input table, pixels.h).
-void extract_model_input(const uint16_t* frame, const TileRect& tile,
+void extract_model_input(const uint16_t* frame, PixelFormat format, const TileRect& tile,
                          const InputQuantizationTable& table, int8_t* input);
 
 // Writes the tile's width x height RGB888 pixels (row-major) cropped from the model output,
-// through the colour and highlight guards against the RGB565 frame's pixel (pixels.h).
-void crop_model_output(const int8_t* output, const uint16_t* frame, const TileRect& tile, uint8_t* rgb);
+// through the colour and highlight guards against the frame's pixel (pixels.h).
+void crop_model_output(const int8_t* output, const uint16_t* frame, PixelFormat format,
+                       const TileRect& tile, uint8_t* rgb);
 
 }  // namespace tinymirnet
