@@ -137,8 +137,8 @@ def cmd_eval(args) -> int:
         meta["int8_model"] = report_path(args.int8)
         meta["int8_tflm"] = tile_model.library
     if args.frame_format:  # what a board's camera delivers: every method sees that frame
-        from tinymirnet.host.protocol import PIXEL_FORMAT_RGB565, PIXEL_FORMAT_YUV422, at_frame_precision
-        fmt = {"rgb565": PIXEL_FORMAT_RGB565, "yuv422": PIXEL_FORMAT_YUV422}[args.frame_format]
+        from tinymirnet.host.protocol import PIXEL_FORMAT_NAMES, at_frame_precision
+        fmt = {name.lower(): code for code, name in PIXEL_FORMAT_NAMES.items()}[args.frame_format]
         methods = {name: (lambda low, m=m: m(at_frame_precision(low, fmt))) for name, m in methods.items()}
         meta["frames"] = (f"each low-light frame at {args.frame_format.upper()} precision, as a board "
                           f"holds it (host/protocol/pixels.py at_frame_precision)")

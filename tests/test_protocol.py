@@ -316,7 +316,7 @@ def test_malformed_payloads_raise_protocol_error():
 def test_rgb565_conversions():
     values = np.array([[0xFFFF, 0xF800, 0x07E0, 0x001F, (16 << 11) | (32 << 5) | 1]],
                       dtype=np.uint16)
-    rgb = protocol.rgb565_to_rgb888(protocol.frame_bytes(values), 5, 1)
+    rgb = protocol.rgb565_to_rgb888(protocol.wire_bytes(values), 5, 1)
     assert rgb.tolist() == [[[255, 255, 255], [255, 0, 0], [0, 255, 0], [0, 0, 255],
                              [0x84, 0x82, 0x08]]]
     assert np.array_equal(protocol.rgb888_to_rgb565(rgb), values)
@@ -447,6 +447,8 @@ def test_yuv422_round_trip_keeps_luma_and_flat_colour():
     assert np.abs(protocol.at_rgb565_precision(flat).astype(int) - flat).max() >= 4
     with pytest.raises(ValueError, match="even width"):
         protocol.rgb888_to_yuv422(np.zeros((2, 3, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match="unknown pixel format 7; known: 0 = RGB565, 1 = YUV422"):
+        protocol.at_frame_precision(flat, 7)
 
 
 def test_quantization_tables_match_the_documented_formulas(sim_lib, board):

@@ -27,5 +27,6 @@ from .messages import (NO_CONTEXT_MODEL, Ack, Capture, DeviceInfo, Done, Enhance
                        encode_message)
 from .frames import PIXEL_FORMAT_RGB565, PIXEL_FORMAT_YUV422  # noqa: F401
 from .pixels import (PIXEL_FORMAT_NAMES, at_frame_precision, at_rgb565_precision,  # noqa: F401
-                     at_yuv422_precision, frame_bytes, frame_to_rgb888, rgb565_to_rgb888,
-                     rgb888_to_frame, rgb888_to_rgb565, rgb888_to_yuv422, stitch_tiles, yuv422_to_rgb888)
+                     at_yuv422_precision, check_pixel_format, frame_to_rgb888, rgb565_to_rgb888,
+                     rgb888_to_frame, rgb888_to_rgb565, rgb888_to_yuv422, stitch_tiles, wire_bytes,
+                     yuv422_to_rgb888)

@@ -15,7 +15,7 @@ from .frames import (CAPTURE_ENHANCE, CAPTURE_SEND_FRAME, VERSION, DeviceError, 
 from .messages import (Capture, DeviceInfo, Done, Enhance, ErrorReply, FrameChunk, Hello, ReadFrame, Run,
                        RunTile, Tile, UploadChunk, encode_message)
 from .frames import PIXEL_FORMAT_YUV422
-from .pixels import PIXEL_FORMAT_NAMES, frame_bytes, frame_to_rgb888, rgb888_to_frame, stitch_tiles
+from .pixels import PIXEL_FORMAT_NAMES, check_pixel_format, frame_to_rgb888, rgb888_to_frame, stitch_tiles, wire_bytes
 
 
 @dataclass
@@ -155,12 +155,10 @@ class Connection:
         keeps 5 bits of red and blue), or a frame already in `pixel_format` as little-endian
         bytes or (height, width) uint16."""
         info = self._session_info()
-        if pixel_format not in PIXEL_FORMAT_NAMES:
-            raise ValueError(f"unknown pixel format {pixel_format}; known: "
-                             + ", ".join(f"{k} = {v}" for k, v in PIXEL_FORMAT_NAMES.items()))
+        check_pixel_format(pixel_format)
         if isinstance(frame, np.ndarray) and frame.ndim == 3:
             frame = rgb888_to_frame(frame, pixel_format)
-        data = frame_bytes(frame)
+        data = wire_bytes(frame)
         if len(data) != info.frame_bytes:
             raise ValueError(f"frame has {len(data)} bytes; the device takes a "
                              f"{info.frame_width}x{info.frame_height} {PIXEL_FORMAT_NAMES[pixel_format]} "

@@ -12,6 +12,14 @@ from .messages import Tile
 PIXEL_FORMAT_NAMES = {PIXEL_FORMAT_RGB565: "RGB565", PIXEL_FORMAT_YUV422: "YUV422"}
 
 
+def check_pixel_format(pixel_format: int) -> int:
+    """`pixel_format` if the protocol knows it, else ValueError naming the known ones."""
+    if pixel_format not in PIXEL_FORMAT_NAMES:
+        raise ValueError(f"unknown pixel format {pixel_format}; known: "
+                         + ", ".join(f"{k} = {v}" for k, v in PIXEL_FORMAT_NAMES.items()))
+    return pixel_format
+
+
 def rgb565_to_rgb888(frame: bytes | np.ndarray, width: int, height: int) -> np.ndarray:
     """(height, width, 3) uint8 from RGB565 (little-endian bytes or uint16 values), replicating
     the high bits into the low ones exactly as the device does."""
@@ -121,22 +129,16 @@ def at_yuv422_precision(image: np.ndarray) -> np.ndarray:
 
 def frame_to_rgb888(frame: bytes | np.ndarray, pixel_format: int, width: int, height: int) -> np.ndarray:
     """(height, width, 3) uint8 from a frame of either wire format, as the device converts it."""
-    if pixel_format == PIXEL_FORMAT_RGB565:
+    if check_pixel_format(pixel_format) == PIXEL_FORMAT_RGB565:
         return rgb565_to_rgb888(frame, width, height)
-    if pixel_format == PIXEL_FORMAT_YUV422:
-        return yuv422_to_rgb888(frame, width, height)
-    raise ValueError(f"unknown pixel format {pixel_format}; "
-                     f"known: {', '.join(f'{k} = {v}' for k, v in PIXEL_FORMAT_NAMES.items())}")
+    return yuv422_to_rgb888(frame, width, height)
 
 
 def rgb888_to_frame(image: np.ndarray, pixel_format: int) -> np.ndarray:
     """(height, width) uint16 frame of the wire format `pixel_format` from an RGB888 image."""
-    if pixel_format == PIXEL_FORMAT_RGB565:
+    if check_pixel_format(pixel_format) == PIXEL_FORMAT_RGB565:
         return rgb888_to_rgb565(image)
-    if pixel_format == PIXEL_FORMAT_YUV422:
-        return rgb888_to_yuv422(image)
-    raise ValueError(f"unknown pixel format {pixel_format}; "
-                     f"known: {', '.join(f'{k} = {v}' for k, v in PIXEL_FORMAT_NAMES.items())}")
+    return rgb888_to_yuv422(image)
 
 
 def at_frame_precision(image: np.ndarray, pixel_format: int) -> np.ndarray:
@@ -147,7 +149,7 @@ def at_frame_precision(image: np.ndarray, pixel_format: int) -> np.ndarray:
     return frame_to_rgb888(rgb888_to_frame(image, pixel_format), pixel_format, width, height)
 
 
-def frame_bytes(frame: np.ndarray | bytes) -> bytes:
+def wire_bytes(frame: np.ndarray | bytes) -> bytes:
     """Wire bytes (little-endian u16 per pixel) of a uint16 frame of either format."""
     if isinstance(frame, (bytes, bytearray, memoryview)):
         return bytes(frame)
