@@ -20,13 +20,17 @@ def check_pixel_format(pixel_format: int) -> int:
     return pixel_format
 
 
+def _frame_values(frame: bytes | np.ndarray, width: int, height: int) -> np.ndarray:
+    """(height, width) uint16 pixel values of a frame given as little-endian bytes or uint16s."""
+    if isinstance(frame, np.ndarray) and frame.dtype == np.uint16:
+        return frame.reshape(height, width)
+    return np.frombuffer(bytes(frame), dtype="<u2").reshape(height, width)
+
+
 def rgb565_to_rgb888(frame: bytes | np.ndarray, width: int, height: int) -> np.ndarray:
     """(height, width, 3) uint8 from RGB565 (little-endian bytes or uint16 values), replicating
     the high bits into the low ones exactly as the device does."""
-    if isinstance(frame, np.ndarray) and frame.dtype == np.uint16:
-        values = frame.reshape(height, width)
-    else:
-        values = np.frombuffer(bytes(frame), dtype="<u2").reshape(height, width)
+    values = _frame_values(frame, width, height)
     r5 = (values >> 11) & 0x1F
     g6 = (values >> 5) & 0x3F
     b5 = values & 0x1F
@@ -70,10 +74,7 @@ def yuv422_to_rgb888(frame: bytes | np.ndarray, width: int, height: int) -> np.n
     (>> floors, as on the device)."""
     if width % 2:
         raise ValueError(f"a YUV422 frame needs an even width, not {width}")
-    if isinstance(frame, np.ndarray) and frame.dtype == np.uint16:
-        values = frame.reshape(height, width).astype(np.int32)
-    else:
-        values = np.frombuffer(bytes(frame), dtype="<u2").reshape(height, width).astype(np.int32)
+    values = _frame_values(frame, width, height).astype(np.int32)
     luma = values & 0xFF
     chroma = values >> 8
 
@@ -116,10 +117,9 @@ def rgb888_to_yuv422(image: np.ndarray) -> np.ndarray:
 
 
 def at_yuv422_precision(image: np.ndarray) -> np.ndarray:
-    """An (height, width, 3) uint8 image of even width as the device holds it in YUV422 (its
-    camera's format, and what the host uploads): `rgb888_to_yuv422`, then converted back as the
-    device does. An odd width (never a board's frame) pairs the last column with a copy of itself.
-    """
+    """An (height, width, 3) uint8 image as the device holds it in YUV422 (its camera's format,
+    and what the host uploads): `rgb888_to_yuv422`, then converted back as the device does. An
+    odd width (never a board's frame) pairs the last column with a copy of itself."""
     height, width = image.shape[:2]
     if width % 2:
         padded = np.concatenate([image, image[:, -1:]], axis=1)
@@ -143,10 +143,9 @@ def rgb888_to_frame(image: np.ndarray, pixel_format: int) -> np.ndarray:
 
 def at_frame_precision(image: np.ndarray, pixel_format: int) -> np.ndarray:
     """An RGB888 image as the device holds it in a frame of `pixel_format`."""
-    if pixel_format == PIXEL_FORMAT_YUV422:
-        return at_yuv422_precision(image)
-    height, width = image.shape[:2]
-    return frame_to_rgb888(rgb888_to_frame(image, pixel_format), pixel_format, width, height)
+    if check_pixel_format(pixel_format) == PIXEL_FORMAT_RGB565:
+        return at_rgb565_precision(image)
+    return at_yuv422_precision(image)
 
 
 def wire_bytes(frame: np.ndarray | bytes) -> bytes:

@@ -68,8 +68,18 @@ constexpr Rgb888 rgb565_to_rgb888(uint16_t pixel) {
                 static_cast<uint8_t>((b5 << 3) | (b5 >> 2))};
 }
 
-constexpr uint8_t clamp_to_byte(int32_t value) {
-  return static_cast<uint8_t>(value < 0 ? 0 : (value > 255 ? 255 : value));
+// Rounds half away from zero, exactly, for |value| < 2^31 (a constexpr std::lround):
+// the truncation and the fractional part value - trunc(value) are both exact in float.
+constexpr int32_t round_half_away_from_zero(float value) {
+  const int32_t truncated = static_cast<int32_t>(value);
+  const float fraction = value - static_cast<float>(truncated);
+  if (fraction >= 0.5f) return truncated + 1;
+  if (fraction <= -0.5f) return truncated - 1;
+  return truncated;
+}
+
+constexpr int32_t clamp_int(int32_t value, int32_t low, int32_t high) {
+  return value < low ? low : (value > high ? high : value);
 }
 
 // Right shift that floors negative values too (C++14 leaves >> of a negative value to the
@@ -81,9 +91,9 @@ constexpr int32_t floor_shift8(int32_t value) {
 constexpr Rgb888 yuv_to_rgb888(uint8_t y, uint8_t u, uint8_t v) {
   const int32_t d = static_cast<int32_t>(u) - 128;
   const int32_t e = static_cast<int32_t>(v) - 128;
-  return Rgb888{clamp_to_byte(y + floor_shift8(359 * e + 128)),
-                clamp_to_byte(y - floor_shift8(88 * d + 183 * e + 128)),
-                clamp_to_byte(y + floor_shift8(454 * d + 128))};
+  return Rgb888{static_cast<uint8_t>(clamp_int(y + floor_shift8(359 * e + 128), 0, 255)),
+                static_cast<uint8_t>(clamp_int(y - floor_shift8(88 * d + 183 * e + 128), 0, 255)),
+                static_cast<uint8_t>(clamp_int(y + floor_shift8(454 * d + 128), 0, 255))};
 }
 
 // Pixel x of a frame row (`row` points at its first pixel; `width` even) as RGB888.
@@ -97,20 +107,6 @@ inline Rgb888 row_pixel(const uint16_t* row, int x, int width, PixelFormat forma
   const uint32_t v = ((3u * (row[pair + 1] >> 8) + (row[neighbour + 1] >> 8) + 2u) >> 2);
   return yuv_to_rgb888(static_cast<uint8_t>(row[x] & 0xFFu), static_cast<uint8_t>(u),
                        static_cast<uint8_t>(v));
-}
-
-// Rounds half away from zero, exactly, for |value| < 2^31 (a constexpr std::lround):
-// the truncation and the fractional part value - trunc(value) are both exact in float.
-constexpr int32_t round_half_away_from_zero(float value) {
-  const int32_t truncated = static_cast<int32_t>(value);
-  const float fraction = value - static_cast<float>(truncated);
-  if (fraction >= 0.5f) return truncated + 1;
-  if (fraction <= -0.5f) return truncated - 1;
-  return truncated;
-}
-
-constexpr int32_t clamp_int(int32_t value, int32_t low, int32_t high) {
-  return value < low ? low : (value > high ? high : value);
 }
 
 struct InputQuantizationTable {
