@@ -30,7 +30,12 @@ def cmd_tiling_study(args) -> int:
 
 def cmd_quantize(args) -> int:
     from tinymirnet.quantize.budget import BudgetError
-    from tinymirnet.quantize.pipeline import ARTIFACTS, FIRMWARE_MODEL_DIR, ExposureMismatch, run_quantize
+    from tinymirnet.quantize.pipeline import (ARTIFACTS, FIRMWARE_MODEL_DIR, ExposureMismatch, PrunedMismatch,
+                                              run_quantize)
+    if args.pruned is not None and not args.pruned.is_file():
+        print(f"error: --pruned {args.pruned}: no such weights file (give an earlier quantize run's "
+              f"tiny_mirnet_pruned.weights.h5)", file=sys.stderr)
+        return 1
     args.out = args.out or default_in_checkout(ARTIFACTS, "--out")
     if not args.no_firmware:
         args.firmware_dir = args.firmware_dir or default_in_checkout(FIRMWARE_MODEL_DIR, "--firmware-dir or --no-firmware")
@@ -39,8 +44,9 @@ def cmd_quantize(args) -> int:
                          finetune_lr=args.lr, finetune_loss=args.loss, finetune_schedule=args.schedule,
                          finetune_distill=args.distill, qat_steps=args.qat_steps, qat_lr=args.qat_lr,
                          eval_limit=args.limit, scenes=args.scenes, scene_weight=args.scene_weight,
-                         out_dir=args.out, firmware_dir=None if args.no_firmware else args.firmware_dir)
-    except (BudgetError, ExposureMismatch) as e:
+                         pruned_weights=args.pruned, out_dir=args.out,
+                         firmware_dir=None if args.no_firmware else args.firmware_dir)
+    except (BudgetError, ExposureMismatch, PrunedMismatch) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     q = r["quality"]
@@ -149,6 +155,10 @@ def register(sub) -> None:
                    help="quantization-aware fine-tune steps after pruning (int8 rounding in the forward "
                         "pass, quantize/qat.py); 0 = none")
     q.add_argument("--qat-lr", type=float, default=3e-4, help="quantization-aware fine-tune rate (cosine to 1/100 of it)")
+    q.add_argument("--pruned", type=Path, default=None,
+                   help="skip the pruning and both fine-tunes: convert these pruned, fine-tuned weights (an earlier "
+                        "run's tiny_mirnet_pruned.weights.h5) for model/tiling.json's tiling, e.g. after changing "
+                        "the tile size (default: prune and fine-tune --weights)")
     q.add_argument("--limit", type=int, default=None, help="evaluate on the first N eval15 pairs only")
     q.add_argument("--out", type=Path, default=None,
                    help="folder for the .tflite files, pruned weights and report (default, in a git checkout "

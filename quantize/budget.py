@@ -48,11 +48,20 @@ def check_budgets(m: Measured) -> None:
         raise BudgetError("; ".join(problems))
 
 
-# Protocol v1 (firmware/PROTOCOL.md): 14 bytes of framing, a 14-byte TILE header, and the
-# device's payload limit of max(one tile, 2048 bytes).
+# Protocol v4 (firmware/PROTOCOL.md): 14 bytes of framing, a 14-byte TILE header, the device's
+# payload limit of max(one tile, 2048 bytes), and no payload longer than 8192 bytes.
 FRAMING_BYTES = 14
 TILE_HEADER_BYTES = 14
 MIN_MAX_PAYLOAD = 2048
+MAX_PAYLOAD_LIMIT = 8192
+
+
+def tile_payload_violations(tile: int) -> list[str]:
+    """A tile's RGB travels in one TILE message: it must fit the protocol's payload limit."""
+    payload = TILE_HEADER_BYTES + tile * tile * 3
+    if payload > MAX_PAYLOAD_LIMIT:
+        return [f"a {tile} px tile's TILE payload is {payload:,} B > the protocol's {MAX_PAYLOAD_LIMIT:,} B"]
+    return []
 
 
 def firmware_buffers(frame_w: int, frame_h: int, tile: int, model_input: int,

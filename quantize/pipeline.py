@@ -67,6 +67,10 @@ class ExposureMismatch(ValueError):
     """The weights were trained for another exposure normalisation than model/tiling.json's."""
 
 
+class PrunedMismatch(ValueError):
+    """`--pruned` weights that are not a pruned copy of `--weights`' network."""
+
+
 def eval_tiles(data_dir, tiling: TilingConfig, count: int = 64) -> list[np.ndarray]:
     """Tile inputs (with halo) cut from eval15 low-light frames (exposure-normalised as on the
     board), spread over all images."""
@@ -128,17 +132,23 @@ def run_quantize(data_dir, weights: Path, sparsity: float | None = None, finetun
                  finetune_distill: bool = False, qat_steps: int = 0, qat_lr: float = 3e-4,
                  out_dir: Path | None = None, firmware_dir: Path | None = FIRMWARE_MODEL_DIR,
                  eval_limit: int | None = None, scenes: Path | None = None, scene_weight: float = 0.0,
-                 log=print) -> dict:
+                 pruned_weights: Path | None = None, log=print) -> dict:
     """Prune and fine-tune, (QAT,) convert to int8, verify on TFLM, check budgets, score the ladder
-    on eval15, then write the artifacts and the firmware files: one stage function each."""
+    on eval15, then write the artifacts and the firmware files: one stage function each. With
+    `pruned_weights` (an earlier run's tiny_mirnet_pruned.weights.h5) the pruning and both
+    fine-tunes are skipped and those weights are converted for model/tiling.json's tiling."""
     t_start = time.monotonic()
     run = start_run(data_dir, weights, log)
     if sparsity is None:
         sparsity = DEFAULT_SPARSITY.get(run.cfg.design, OLDER_DESIGNS_SPARSITY)
     run.scenes = Path(scenes) if scenes else None
     run.scene_weight = scene_weight
-    prune_stage(run, sparsity, finetune_steps, finetune_batch, finetune_crop or run.size, finetune_lr,
-                finetune_loss, finetune_schedule, finetune_distill, qat_steps, qat_lr)
+    if pruned_weights is None:
+        prune_stage(run, sparsity, finetune_steps, finetune_batch, finetune_crop or run.size, finetune_lr,
+                    finetune_loss, finetune_schedule, finetune_distill, qat_steps, qat_lr)
+    else:
+        reuse_pruned_stage(run, Path(pruned_weights))
+        qat_steps = 0  # the ladder's pruned row is then the converted (fine-tuned) weights
     convert_stage(run)
     verify_stage(run)
     budget_stage(run)
@@ -242,6 +252,29 @@ def prune_stage(run: QuantizeRun, sparsity, steps, batch, crop, lr, loss, schedu
         run.report["qat_finetune"] = {"steps": qat_steps, "batch": batch, "crop": crop, "lr": qat_lr,
                                       "schedule": "cosine to lr/100", "target": target, "loss": loss,
                                       "loss_margin": margin}
+
+
+def reuse_pruned_stage(run: QuantizeRun, weights: Path) -> None:
+    """1'. Instead of pruning: an earlier run's pruned, fine-tuned weights, so that a new tiling
+    (model/tiling.json) changes only the conversion (the fine-tunes' crops follow the tile size).
+    The earlier run's pruning and fine-tune records come along from its report."""
+    from tinymirnet.model.files import report_path
+    run.pruned, run.pruned_cfg = load_model(weights)
+    keys = ("design", "channels", "depth", "frame_context", "thumbnail_width", "thumbnail_height", "exposure_target")
+    differing = [k for k in keys if getattr(run.pruned_cfg, k) != getattr(run.cfg, k)]
+    if differing:
+        raise PrunedMismatch(f"{weights}: not a pruned {run.weights} ({', '.join(differing)} differ)")
+    run.pruned_only = run.pruned
+    run.report["pruned_weights"] = {"path": report_path(weights),
+                                    "note": "pruned and fine-tuned by an earlier run; only converted here"}
+    try:
+        earlier = json.loads((weights.parent / "quantize_report.json").read_text())
+    except (OSError, ValueError):
+        earlier = {}
+    for key in ("structured_pruning", "pruning_finetune", "qat_finetune"):
+        if key in earlier:
+            run.report[key] = {**earlier[key], "from": report_path(weights.parent / "quantize_report.json")}
+    run.log(f"converting the pruned, fine-tuned weights {weights} (no pruning, no fine-tune)")
 
 
 def convert_stage(run: QuantizeRun) -> None:
@@ -472,6 +505,10 @@ def markdown_report(r: dict) -> str:
         "result, but the gap between the two PSNR columns is what a wrong guess of the scene's "
         "normal-light brightness costs.", "",
         "## Pruning", "",
+        *([f"Not pruned in this run: the pruned, fine-tuned weights of an earlier run ({pw['path']}) were "
+           f"converted for this tiling; the records below are that run's, and the row "
+           f"tiny_mirnet_pruned_tiled is those weights in float.", ""]
+          if (pw := r.get("pruned_weights")) else []),
         *([f"Structured: the {sp['fraction_removed']:.0%} of filters with the smallest L1 norm removed from "
            f"the stride-2 convolution and every block: widths {sp.get('widths_before')} -> "
            f"{sp.get('widths_after')}; {sp['params_before']:,} -> {sp['params_after']:,} parameters."]
@@ -488,7 +525,8 @@ def markdown_report(r: dict) -> str:
            f"{f['steps']:,} steps of {f['batch']} {f['crop']}² crops, rate {f['lr']:g} ({f['schedule']}), "
            f"{f['loss']} loss towards the {f.get('target', 'ground truth')}, per-channel int8 kernels and 8-bit "
            f"activations in the forward pass, zeros "
-           f"kept; the int8 model is converted from these weights (row tiny_mirnet_pruned_qat_tiled).", ""]
+           f"kept; the int8 model is converted from these weights (row "
+           f"{'tiny_mirnet_pruned_tiled' if r.get('pruned_weights') else 'tiny_mirnet_pruned_qat_tiled'}).", ""]
           if (f := r.get("qat_finetune")) else []),
         "## TFLM (host, real kernels)", "",
         f"Computed by {r['tflm'].get('library', 'the tflite_micro runtime')}; the arena below is this "

@@ -97,7 +97,7 @@ def test_a_candidate_is_priced_in_instructions_on_the_board(tmp_path):
     from tinymirnet.model.network import MirnetConfig
     from tinymirnet.model.tiling import load_tiling
     from tinymirnet.quantize.convert import random_weights_int8
-    # (A tile's RGB must fit one v2 TILE payload, 4,096 B: at most 36 px a side.)
+    # (A tile's RGB must fit one v4 TILE payload, 8,192 B: at most 52 px a side.)
     tiling = replace(load_tiling(), tile=32, halo=4)
     row = price_on_the_board(random_weights_int8(MirnetConfig(channels=4), 40), tiling, tmp_path / "c4")
     assert row["instructions_per_frame"] > 20 * row["instructions_per_tile"] > 0  # 5 x 4 tiles

@@ -128,6 +128,19 @@ def test_budget_check_names_the_broken_budget():
         ram_table(180_000, firmware_buffers(160, 120, 20, 28))
 
 
+def test_a_tile_whose_rgb_does_not_fit_one_tile_message_does_not_fit():
+    """The protocol's payload limit (host and firmware agree on it) bounds the tile size: 52 px
+    (8,126 B with the TILE header) fits, 53 px does not, and the budget sweep says so."""
+    from tinymirnet.host.protocol.frames import MAX_PAYLOAD_LIMIT
+    from tinymirnet.quantize.budget import MAX_PAYLOAD_LIMIT as budget_limit, tile_payload_violations
+    assert budget_limit == MAX_PAYLOAD_LIMIT
+    header = (Path(__file__).resolve().parent.parent / "firmware" / "lib" / "tinymirnet_core" / "tinymirnet"
+              / "protocol.h").read_text()
+    assert f"kMaxPayloadLimit = {MAX_PAYLOAD_LIMIT};" in header
+    assert tile_payload_violations(52) == []
+    assert tile_payload_violations(53) == ["a 53 px tile's TILE payload is 8,441 B > the protocol's 8,192 B"]
+
+
 def test_ram_table_buffers_match_the_firmware_core(tmp_path):
     """The RAM table's buffer sizes are the ones the C++ core really declares."""
     t = load_tiling()
@@ -234,7 +247,13 @@ def test_quantize_cli_passes_out_schedule_and_no_firmware(monkeypatch, tmp_path,
     assert calls[1]["finetune_schedule"] == "cosine"
     assert calls[1]["qat_steps"] == 600 and calls[1]["qat_lr"] == 3e-4  # QAT on by default
     assert main(["quantize", "--data", str(lol_root), "--qat-steps", "0"]) == 1
-    assert calls[2]["qat_steps"] == 0
+    assert calls[2]["qat_steps"] == 0 and calls[2]["pruned_weights"] is None
+    pruned = tmp_path / "p.weights.h5"
+    pruned.write_bytes(b"")
+    assert main(["quantize", "--data", str(lol_root), "--pruned", str(pruned)]) == 1
+    assert calls[3]["pruned_weights"] == pruned
+    assert main(["quantize", "--data", str(lol_root), "--pruned", str(tmp_path / "none.weights.h5")]) == 1
+    assert len(calls) == 4  # a missing --pruned file stops before the pipeline, with one line
 
 
 def test_export_from_a_folder_that_is_not_a_quantize_output_is_one_error_line(tmp_path, capsys):

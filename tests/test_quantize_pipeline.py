@@ -220,3 +220,27 @@ def test_quantize_prunes_the_board_network_by_whole_filters(lol_root, tmp_path):
     assert report["qat_finetune"]["target"] == "unpruned model (distillation)"  # QAT distils too
     assert Cfg.load(out / "tiny_mirnet_pruned.json").half_stream_widths() == [6, 6, 6]
     assert "Structured: the 25% of filters" in (out / "quantize_report.md").read_text()
+
+    # --pruned: the pruned, fine-tuned weights converted again without pruning or fine-tuning.
+    # At the same tiling that is the same int8 model, byte for byte; at another tile size only
+    # the tile model's input changes, and the records of the pruning come along.
+    from dataclasses import replace
+    from tinymirnet.quantize import pipeline
+    from tinymirnet.quantize.tflm import TflmModel
+    again = run_quantize(lol_root, weights, pruned_weights=out / "tiny_mirnet_pruned.weights.h5", out_dir=tmp_path / "again",
+                         firmware_dir=None, scenes=photos, log=lambda *_: None)
+    assert (tmp_path / "again" / INT8_NAME).read_bytes() == (out / INT8_NAME).read_bytes()
+    assert again["structured_pruning"]["widths_after"] == [6, 6, 6] and "from" in again["structured_pruning"]
+    wider = replace(load_tiling(), tile=load_tiling().tile + 8)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pipeline, "load_tiling", lambda *args, **kwargs: wider)
+        run_quantize(lol_root, weights, pruned_weights=out / "tiny_mirnet_pruned.weights.h5", out_dir=tmp_path / "wider",
+                     firmware_dir=None, scenes=photos, log=lambda *_: None)
+    assert TflmModel((tmp_path / "wider" / INT8_NAME).read_bytes()).input_shape[1] == wider.model_input
+    other = save_untrained(Cfg(design="half_resolution", channels=8, depth=3, thumbnail_width=32,
+                               thumbnail_height=24, exposure_target=load_tiling().exposure_target),
+                           tmp_path / "other.weights.h5")
+    with pytest.raises(pipeline.PrunedMismatch, match="depth"):
+        run_quantize(lol_root, weights, pruned_weights=other, out_dir=tmp_path / "never", firmware_dir=None,
+                     log=lambda *_: None)
+    assert not (tmp_path / "never").exists()

@@ -1,4 +1,4 @@
-// Serial protocol v3: frame layout, message types, payload helpers and the frame codec.
+// Serial protocol v4: frame layout, message types, payload helpers and the frame codec.
 // Versioning: fields are only appended, receivers ignore trailing bytes, and kVersion changes
 // only for a change an old receiver would misread (firmware/PROTOCOL.md).
 // firmware/PROTOCOL.md is the specification; host/protocol.py is the Python side.
@@ -23,12 +23,13 @@ namespace protocol {
 
 constexpr uint8_t kSync0 = 0xA5;
 constexpr uint8_t kSync1 = 0x5A;
-constexpr uint8_t kVersion = 3;  // 2: INFO carries the context model's SHA-256; 3: and the camera's pixel format
+constexpr uint8_t kVersion = 4;  // 2: INFO carries the context model's SHA-256; 3: and the camera's pixel format;
+                                 // 4: payloads up to 8192 bytes (one 40 px tile's RGB)
 constexpr size_t kHeaderBytes = 10;
 constexpr size_t kTrailerBytes = 4;
 constexpr size_t kFramingBytes = kHeaderBytes + kTrailerBytes;
 // No v2 frame carries a longer payload; a device announces its own (smaller) limit in INFO.
-constexpr size_t kMaxPayloadLimit = 4096;
+constexpr size_t kMaxPayloadLimit = 8192;
 
 // Host-to-device commands have the high bit clear, device-to-host messages have it set.
 enum MessageType : uint8_t {
