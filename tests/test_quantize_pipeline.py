@@ -115,13 +115,21 @@ def varied_lol_root(tmp_path):
 
 
 def test_quantize_a_frame_context_network_measures_both_models_and_exports_both(
-        varied_lol_root, small_weights, tmp_path):
+        varied_lol_root, small_weights, tmp_path, monkeypatch):
     """A frame-context network becomes two int8 models (context on the thumbnail, tile model
     with the context as a second input), both bit-exact on TFLM, budgeted together, scored on
     the ladder, and exported for the firmware: two C arrays, the union of their ops, the
     context settings; the firmware core compiles against the export, and `tinymirnet export`
-    writes the same files again from the artifacts folder."""
+    writes the same files again from the artifacts folder. The tiny MIRNet design at 32 + 2x8
+    tiles, where its arena fits (at the board network's 40 + 2x8 it would not); every command
+    below reads that tiling."""
+    from dataclasses import replace
+    from tinymirnet.model import tiling as tiling_module
     from tinymirnet.model.network import context_size
+    from tinymirnet.quantize import pipeline
+    pinned = replace(load_tiling(), tile=32, halo=8)
+    for module in (tiling_module, pipeline):
+        monkeypatch.setattr(module, "load_tiling", lambda *args, **kwargs: pinned)
     from tinymirnet.quantize.pipeline import CONTEXT_INT8_NAME
     from tinymirnet.quantize.tflm import TflmModel
     cfg_path = small_weights.with_name("small.json")
