@@ -148,11 +148,10 @@ def run_quantize(data_dir, weights: Path, sparsity: float | None = None, finetun
                     finetune_loss, finetune_schedule, finetune_distill, qat_steps, qat_lr)
     else:
         reuse_pruned_stage(run, Path(pruned_weights))
-        qat_steps = 0  # the ladder's pruned row is then the converted (fine-tuned) weights
     convert_stage(run)
     verify_stage(run)
     budget_stage(run)
-    ladder_stage(run, qat_steps, eval_limit)
+    ladder_stage(run, eval_limit)
     write_stage(run, out_dir or ARTIFACTS, firmware_dir, t_start)
     return run.report
 
@@ -385,7 +384,7 @@ def budget_stage(run: QuantizeRun) -> None:
     report["ram"] = ram_table(run.arena, buffers)
 
 
-def ladder_stage(run: QuantizeRun, qat_steps: int, eval_limit: int | None) -> None:
+def ladder_stage(run: QuantizeRun, eval_limit: int | None) -> None:
     """5. The quality ladder on eval15, tile by tile like the board."""
     tiling, cfg = run.tiling, run.cfg
     run.log("evaluating the ladder on eval15 (float / pruned float / int8 on TFLM, tiled)")
@@ -401,7 +400,7 @@ def ladder_stage(run: QuantizeRun, qat_steps: int, eval_limit: int | None) -> No
         "tiny_mirnet_pruned_tiled": lambda lo: pruned_enh.enhance(lo, tiling.tile, tiling.halo),
         "tiny_mirnet_int8_tiled": int8,
     }
-    if qat_steps:  # the weights the int8 model was converted from, run in float
+    if run.pruned is not run.pruned_only:  # QAT'd: the weights the int8 model was converted from, in float
         qat_enh = FloatEnhancer(run.pruned, target, run.pruned_cfg)
         methods["tiny_mirnet_pruned_qat_tiled"] = lambda lo: qat_enh.enhance(lo, tiling.tile, tiling.halo)
     ladder = evaluate(run.data_dir, methods, limit=eval_limit, log=run.log)

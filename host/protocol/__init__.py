@@ -1,4 +1,4 @@
-"""Host side of the tinymirnet serial protocol, version 3 (specification: firmware/PROTOCOL.md).
+"""Host side of the tinymirnet serial protocol, version 4 (specification: firmware/PROTOCOL.md).
 
 Three layers:
 
@@ -19,13 +19,12 @@ from __future__ import annotations
 
 from .connection import CaptureResult, Connection, EnhanceResult, LinkStats  # noqa: F401
 from .frames import (CAPTURE_ENHANCE, CAPTURE_SEND_FRAME, FRAMING_BYTES, HEADER_BYTES,  # noqa: F401
-                     MAX_PAYLOAD_LIMIT, STATUS_CAMERA_READY, STATUS_MODEL_READY, SYNC, TRAILER_BYTES,
-                     VERSION, DecoderStats, DeviceError, DeviceTimeout, ErrorCode, Frame, FrameDecoder,
+                     MAX_PAYLOAD_LIMIT, PIXEL_FORMAT_RGB565, PIXEL_FORMAT_YUV422, STATUS_CAMERA_READY,
+                     STATUS_MODEL_READY, SYNC, TRAILER_BYTES, VERSION, DecoderStats, DeviceError, DeviceTimeout, ErrorCode, Frame, FrameDecoder,
                      MessageType, ProtocolError, encode_frame)
 from .messages import (NO_CONTEXT_MODEL, Ack, Capture, DeviceInfo, Done, Enhance, ErrorReply,  # noqa: F401
                        FrameChunk, Hello, Nak, ReadFrame, Run, RunTile, Tile, UploadChunk, decode_message,
                        encode_message)
-from .frames import PIXEL_FORMAT_RGB565, PIXEL_FORMAT_YUV422  # noqa: F401
 from .pixels import (PIXEL_FORMAT_NAMES, at_frame_precision, at_rgb565_precision,  # noqa: F401
                      at_yuv422_precision, check_pixel_format, frame_to_rgb888, rgb565_to_rgb888,
                      rgb888_to_frame, rgb888_to_rgb565, rgb888_to_yuv422, stitch_tiles, wire_bytes,

@@ -10,11 +10,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .frames import (CAPTURE_ENHANCE, CAPTURE_SEND_FRAME, VERSION, DeviceError, DeviceTimeout, ErrorCode,
-                     Frame, FrameDecoder, MessageType, ProtocolError)
+from .frames import (CAPTURE_ENHANCE, CAPTURE_SEND_FRAME, PIXEL_FORMAT_YUV422, VERSION, DeviceError, DeviceTimeout,
+                     ErrorCode, Frame, FrameDecoder, MessageType, ProtocolError)
 from .messages import (Capture, DeviceInfo, Done, Enhance, ErrorReply, FrameChunk, Hello, ReadFrame, Run,
                        RunTile, Tile, UploadChunk, encode_message)
-from .frames import PIXEL_FORMAT_YUV422
 from .pixels import PIXEL_FORMAT_NAMES, check_pixel_format, frame_to_rgb888, rgb888_to_frame, stitch_tiles, wire_bytes
 
 

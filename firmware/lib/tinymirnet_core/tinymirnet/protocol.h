@@ -28,7 +28,7 @@ constexpr uint8_t kVersion = 4;  // 2: INFO carries the context model's SHA-256;
 constexpr size_t kHeaderBytes = 10;
 constexpr size_t kTrailerBytes = 4;
 constexpr size_t kFramingBytes = kHeaderBytes + kTrailerBytes;
-// No v2 frame carries a longer payload; a device announces its own (smaller) limit in INFO.
+// No v4 frame carries a longer payload; a device announces its own (smaller) limit in INFO.
 constexpr size_t kMaxPayloadLimit = 8192;
 
 // Host-to-device commands have the high bit clear, device-to-host messages have it set.
@@ -63,7 +63,7 @@ enum ErrorCode : uint16_t {
 };
 
 // CAPTURE flags.
-constexpr uint8_t kCaptureSendFrame = 0x01;  // stream the raw RGB565 frame as FRAME_CHUNKs
+constexpr uint8_t kCaptureSendFrame = 0x01;  // stream the raw frame (camera format) as FRAME_CHUNKs
 constexpr uint8_t kCaptureEnhance = 0x02;    // then enhance it and stream TILEs
 
 // Frame pixel formats (ENHANCE, INFO), one little-endian u16 per pixel, row-major: RGB565, or

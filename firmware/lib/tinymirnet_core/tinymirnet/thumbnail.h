@@ -41,7 +41,7 @@ constexpr RequantizationTable make_requantization_table(float scale_in, int32_t 
 extern const InputQuantizationTable kThumbnailInputTable;
 extern const RequantizationTable kContextRequantizationTable;
 
-// Writes the kThumbnailHeight x kThumbnailWidth x kChannels int8 thumbnail (HWC) of the RGB565
+// Writes the kThumbnailHeight x kThumbnailWidth x kChannels int8 thumbnail (HWC) of the
 // frame with exposure gain `gain_q8`, quantized with kThumbnailInputTable.
 void make_thumbnail_input(const uint16_t* frame, PixelFormat format, uint32_t gain_q8,
                           int8_t* thumbnail);
