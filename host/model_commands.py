@@ -174,16 +174,16 @@ PHOTO_TILE, PHOTO_HALO, PHOTO_BATCH = 192, 32, 2
 
 
 def enhance_photo(enhancer, img, name: str):
-    """The float network on one photo of any size: whole, or in 192 px tiles with a 32 px halo
-    (wider than the network's receptive field) when it is large."""
+    """The float network on one photo of any size, as 8-bit values: whole, or in 192 px tiles with
+    a 32 px halo (wider than the network's receptive field) when it is large."""
     h, w = img.shape[:2]
     if h * w <= LARGE_PHOTO_PIXELS:
-        return enhancer.enhance(img)
+        return enhancer.enhance_u8(img)
 
     def progress(done: int, total: int) -> None:
         print(f"\r{name}: {done}/{total} tiles", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
-    return enhancer.enhance(img, PHOTO_TILE, PHOTO_HALO, batch=PHOTO_BATCH, progress=progress)
+    return enhancer.enhance_u8(img, PHOTO_TILE, PHOTO_HALO, batch=PHOTO_BATCH, progress=progress)
 
 
 def cmd_enhance(args) -> int:
@@ -191,7 +191,7 @@ def cmd_enhance(args) -> int:
         from tinymirnet.host.device_cli import cmd_enhance_on_device
         return cmd_enhance_on_device(args)
     from PIL import Image
-    from tinymirnet.model.data import DataError, read_rgb, to_uint8
+    from tinymirnet.model.data import DataError, read_rgb
     from tinymirnet.model.files import atomic_save_image
     if not args.images and not args.sample:
         print("error: give IMAGE files or --sample", file=sys.stderr)
@@ -208,7 +208,7 @@ def cmd_enhance(args) -> int:
     for src, img in jobs:
         try:
             img = read_rgb(src) if img is None else img
-            out = to_uint8(enhance_photo(enhancer, img, src.name))
+            out = enhance_photo(enhancer, img, src.name)
             dst = atomic_save_image(Image.fromarray(out), _output_path(src, args.out, used))
             print(f"{src} -> {dst}")
         except DataError as e:

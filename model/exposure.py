@@ -110,11 +110,12 @@ def keep_highlights(raw_u8: np.ndarray, out_u8: np.ndarray) -> np.ndarray:
 COLOUR_FROM, COLOUR_TO = 77, 115  # 8-bit RGB sums: 0.3 and 0.45 of 255 per channel
 
 
-def keep_colour(raw_u8: np.ndarray, out_u8: np.ndarray, rows: int = 256) -> np.ndarray:
-    """The colour guard on 8-bit images of one size (module docstring), `rows` at a time so
-    that a 12 MP photo needs no more than a few MB of temporaries."""
+def keep_colour(raw_u8: np.ndarray, out_u8: np.ndarray, pixels: int = 65536) -> np.ndarray:
+    """The colour guard on 8-bit images of one size (module docstring), in bands of rows of
+    about `pixels` pixels, so that a photo of any size needs a few MB of temporaries."""
     raw_u8, out_u8 = np.asarray(raw_u8, np.uint8), np.asarray(out_u8, np.uint8)
     result = np.empty_like(out_u8)
+    rows = max(1, pixels // max(1, raw_u8.shape[1]))
     for y in range(0, raw_u8.shape[0], rows):
         raw = raw_u8[y:y + rows].astype(np.int32)
         out = out_u8[y:y + rows].astype(np.int32)

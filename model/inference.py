@@ -67,11 +67,12 @@ class FloatEnhancer:
         return self._tile_fn is not None
 
     def context_of(self, img: np.ndarray) -> np.ndarray | None:
-        """The context vector (1x1x1xN) of a frame-context network for one prepared HxWx3 float
-        frame, computed on its thumbnail; None for a textbook network."""
+        """The context vector (1x1x1xN) of a frame-context network for one prepared HxWx3 frame
+        (float in [0, 1], or its 8-bit values), computed on its thumbnail; None for a textbook
+        network."""
         if not self.frame_context:
             return None
-        frame = to_uint8(img)
+        frame = img if img.dtype == np.uint8 else to_uint8(img)
         tw, th = self.cfg.thumbnail_width, self.cfg.thumbnail_height
         h, w = frame.shape[:2]
         if w < tw or h < th:  # a photo smaller than the thumbnail: each pixel repeated to cover it
@@ -88,9 +89,20 @@ class FloatEnhancer:
         """The float pipeline on an 8-bit HxWx3 frame: whole, or tile by tile with `tile`
         (`batch` tiles at a time, `progress(done, total)` after each batch), rounded to 8 bits,
         then the colour and highlight guards (model/exposure.py) as on the board; float in [0, 1]."""
-        x = self.prepare(low_u8)
-        out = self.full_frame(x) if tile is None else self.tiled(x, tile, halo, batch=batch, progress=progress)
-        return to_float(guard(low_u8, to_uint8(out)))
+        return to_float(self.enhance_u8(low_u8, tile, halo, batch=batch, progress=progress))
+
+    def enhance_u8(self, low_u8: np.ndarray, tile: int | None = None, halo: int = 0, *, batch: int = 64,
+                   progress=None) -> np.ndarray:
+        """`enhance` as 8-bit values. Tile by tile, the frame stays 8-bit and only one batch of
+        tiles is ever float: a 12 MP photo needs a few copies of 36 MB, not of 144 MB (float32)
+        and 288 MB (the float64 rounding of a whole float frame)."""
+        if tile is None:
+            return guard(low_u8, to_uint8(self.full_frame(self.prepare(low_u8))))
+        norm = normalize_exposure(low_u8, self.exposure_target)
+        context = self.context_of(norm)
+        out = run_tiled(norm, tile, halo, lambda b: to_uint8(self(to_float(b), context)), batch=batch,
+                        progress=progress)
+        return guard(low_u8, out)
 
     def __call__(self, batch: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
         """The network on a batch of inputs; a frame-context network needs their frame's

@@ -27,5 +27,8 @@ def thumbnail(frame: np.ndarray, width: int, height: int) -> np.ndarray:
     rows = np.arange(height) * h // height
     cols = np.arange(width) * w // width
     counts = np.diff(np.append(rows, h))[:, None, None] * np.diff(np.append(cols, w))[None, :, None]
-    sums = np.add.reduceat(np.add.reduceat(frame.astype(np.int64), rows, axis=0), cols, axis=1)
+    # Row bands summed one at a time: never an int64 copy of the frame (288 MB for 12 MP)
+    bands = zip(rows, np.append(rows[1:], h))
+    row_sums = np.stack([frame[top:bottom].sum(axis=0, dtype=np.int64) for top, bottom in bands])
+    sums = np.add.reduceat(row_sums, cols, axis=1)
     return ((sums + counts // 2) // counts).astype(np.uint8)

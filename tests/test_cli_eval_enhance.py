@@ -209,3 +209,48 @@ def test_version_and_defaults_in_help(capsys):
     with pytest.raises(SystemExit):
         main(["enhance", "--help"])
     assert "(default: enhanced)" in capsys.readouterr().out
+
+
+@pytest.fixture
+def frame_context_weights(tmp_path):
+    """An untrained network of the shipped kind (half resolution, attention from a 32x24
+    thumbnail of the frame, exposure normalisation), small."""
+    import tf_keras as keras
+    keras.utils.set_random_seed(0)
+    cfg = MirnetConfig(design="half_resolution", channels=8, exposure_target=120,
+                       thumbnail_width=32, thumbnail_height=24)
+    path = tmp_path / "fc.weights.h5"
+    build_mirnet(cfg).save_weights(str(path))
+    (tmp_path / "fc.json").write_text(cfg.to_json())
+    return path
+
+
+def test_large_photos_run_in_tiles_in_bounded_memory(frame_context_weights, capsys):
+    """Issue "Natural on real scenes": a 12 MP photo on the host path within 1.5 GB. Above
+    LARGE_PHOTO_PIXELS the photo stays 8-bit and only one batch of tiles is float at a time: the
+    arrays it needs (numpy's, traced) stay under 20 bytes per pixel, where a float32 copy of the
+    frame alone is 12 and the old path's float64 rounding of the whole frame 24. The result is
+    the float pipeline's, tile by tile, rounded to 8 bits."""
+    import tracemalloc
+    from tinymirnet.host.model_commands import LARGE_PHOTO_PIXELS, PHOTO_HALO, PHOTO_TILE, enhance_photo
+    from tinymirnet.model.data import to_uint8
+    from tinymirnet.model.inference import FloatEnhancer
+    enhancer = FloatEnhancer.load(frame_context_weights)
+    h, w = 1000, 1200
+    assert h * w > LARGE_PHOTO_PIXELS
+    photo = np.random.default_rng(0).integers(0, 50, (h, w, 3)).astype(np.uint8)
+    enhance_photo(enhancer, photo[:400, :400], "warm-up")  # traces the network's functions
+    tracemalloc.start()
+    try:
+        out = enhance_photo(enhancer, photo, "photo.jpg")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.dtype == np.uint8 and out.shape == photo.shape
+    assert peak < 20 * h * w, f"{peak / (h * w):.1f} bytes per pixel"
+    tiles = -(-h // PHOTO_TILE) * -(-w // PHOTO_TILE)
+    assert f"photo.jpg: {tiles}/{tiles} tiles" in capsys.readouterr().err
+    crop = np.s_[:2 * PHOTO_TILE, :2 * PHOTO_TILE]  # the float path, on a part: the same bytes
+    small = photo[crop]
+    assert np.array_equal(enhancer.enhance_u8(small, PHOTO_TILE, PHOTO_HALO),
+                          to_uint8(enhancer.enhance(small, PHOTO_TILE, PHOTO_HALO)))
