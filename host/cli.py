@@ -87,6 +87,9 @@ def register_device_commands(sub) -> None:
     r.add_argument("--artifacts", type=Path, default=None,
                    help="price another quantized network: a `tinymirnet quantize --out DIR` folder "
                         "(default: the network the firmware ships)")
+    r.add_argument("--no-cycle-model", action="store_true",
+                   help="leave out the cycle estimate (firmware/qemu/cycle_model.c, a QEMU plugin built with "
+                        "this machine's C compiler; default: included)")
     r.set_defaults(func=lambda a: __import__("tinymirnet.host.device_report", fromlist=["x"]).cmd_device_report(a))
 
     k = sub.add_parser("bench-link", help="link efficiency, throughput and time per frame on the virtual board")

@@ -19,8 +19,8 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def probe():
-    from tinymirnet.host.device_report import run_probe
-    return run_probe(ensure_board_elf("probe"))
+    from tinymirnet.host.device_report import build_cycle_model, run_probe
+    return run_probe(ensure_board_elf("probe"), cycle_model=build_cycle_model())
 
 
 def test_probe_runs_whole_frames_through_the_firmware(probe):
@@ -56,6 +56,16 @@ def test_device_report_parses_the_probe_and_the_map(probe, tmp_path):
     assert memory["TFLM (Chirale_TensorFlowLite 2.0.0, CMSIS-NN)"]["text"] > 20_000
     assert "other" not in memory or sum(memory["other"].values()) < 2_000
     assert "Instructions are not cycles" in markdown(report)
+    # The cycle model counted the very instructions the timer did, in the whole frames (the
+    # window adds the loop around them), and charged at least one cycle to each but IT.
+    cycles = report["cycle_estimate"]
+    mix = cycles["instruction_mix_per_frame"]
+    assert cycles["instructions_per_frame"] == pytest.approx(ins["per_frame"], rel=1e-3)
+    assert sum(mix.values()) == pytest.approx(cycles["instructions_per_frame"], abs=len(mix))
+    low, high = cycles["cycles_per_frame"]["low"], cycles["cycles_per_frame"]["high"]
+    assert cycles["instructions_per_frame"] - mix["it"] <= low < high
+    assert mix["load"] > 0 and mix["mul"] > 0 and cycles["taken_branches_per_frame"] > 0
+    assert "Cycles: an estimate" in markdown(report)
 
 
 def test_two_captures_on_the_qemu_board_equal_the_hosts_int8_pipeline():
