@@ -211,7 +211,8 @@ def markdown(report: dict) -> str:
         "Regenerate: `tinymirnet device-report --report firmware/reports/device_report.json`.",
         "",
         "**Instructions are not cycles**: a Cortex-M4 spends more than one cycle on loads, taken branches "
-        "and multiplies, so the times at 64 MHz below are lower bounds, not predictions.",
+        "and multiplies, so the times at 64 MHz and one instruction per cycle below are lower bounds, not "
+        "predictions" + (" (a cycle model's estimate is at the end)." if report.get("cycle_estimate") else "."),
         "",
         "| what | instructions | at 64 MHz, 1 instruction/cycle |",
         "|---|---|---|",
