@@ -4,14 +4,15 @@ model tells apart, between the two marker functions the probe calls around its f
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 
 import pytest
 
 pytestmark = pytest.mark.skipif(
-    any(shutil.which(t) is None for t in ("qemu-system-arm", "arm-none-eabi-gcc", "cc")),
-    reason="needs qemu-system-arm, arm-none-eabi-gcc and a C compiler (.ci/run installs them)")
+    any(shutil.which(t) is None for t in ("qemu-system-arm", "arm-none-eabi-gcc", "arm-none-eabi-objdump", "cc")),
+    reason="needs qemu-system-arm, the arm-none-eabi toolchain and a C compiler (.ci/run installs them)")
 
 # Each turn, with its cycles low / high (Cortex-M4 TRM table 3-1 and the FPU chapter).
 PROGRAM = r"""
@@ -97,3 +98,69 @@ def test_the_cycle_model_charges_each_kind_of_instruction_its_cortex_m4_cycles(t
     low_turn, high_turn = 40, 53  # the sums of the two columns above
     assert counted["cycles_low"] == turns * low_turn + 2 + 10 * 1
     assert counted["cycles_high"] == turns * high_turn + 2 + 10 * 3
+
+
+CONDITIONS = "eq|ne|cs|cc|mi|pl|vs|vc|hi|ls|ge|lt|gt|le|hs|lo"
+
+
+def kind_of_mnemonic(mnemonic: str, operands: str) -> str:
+    """The model's kind of an instruction, from binutils' mnemonic (an independent decoder)."""
+    base = mnemonic.split(".")[0]
+    if re.fullmatch(r"it[te]{0,3}", base):
+        return "it"
+    if base.startswith("v"):
+        if base in ("vldr", "vstr"):
+            return "fp_load_store"
+        if base in ("vpush", "vpop") or base.startswith(("vldm", "vstm")):
+            return "fp_load_store_multiple"
+        if base in ("vmla", "vmls", "vnmla", "vnmls", "vfma", "vfms", "vfnma", "vfnms"):
+            return "fp_mac"
+        if base in ("vdiv", "vsqrt"):
+            return "fp_divide"
+        return "fp_move_two" if base == "vmov" and operands.count(",") == 2 else "fp_simple"
+    if re.fullmatch(rf"(b|bl|bx|blx|cbz|cbnz)({CONDITIONS})?", base):
+        return "branch"
+    # An integer mnemonic as written, else without a condition suffix (inside an IT block):
+    # "mls" is MLS, "ldrbeq" is LDRB.
+    return _integer_kind(base) or _integer_kind(re.sub(rf"({CONDITIONS})$", "", base)) or "alu"
+
+
+def _integer_kind(op: str) -> str | None:
+    if op in ("tbb", "tbh"):
+        return "load"
+    if op in ("push", "stm", "stmia", "stmdb", "stmea", "stmfd") or op.startswith("strd"):
+        return "store_multiple"
+    if op in ("pop", "ldm", "ldmia", "ldmdb", "ldmfd") or op.startswith("ldrd"):
+        return "load_multiple"
+    if op.startswith("ldr"):
+        return "load"
+    if op.startswith("str"):
+        return "store"
+    if op in ("sdiv", "udiv"):
+        return "divide"
+    if op in ("mla", "mls"):
+        return "mla"
+    if re.match(r"(mul|smul|umul|smla|umla|smus|smua|smls|smmul|smmla|smmls|umaal)", op):
+        return "mul"
+    return None
+
+
+def test_the_decoder_agrees_with_binutils_on_every_instruction_of_the_probe(tmp_path):
+    """All of the probe's code (the firmware, the board's TFLM, the C runtime): the plugin's
+    decoder and arm-none-eabi-objdump give every instruction the same kind."""
+    from tinymirnet.host.qemu_board import QEMU_DIR, ensure_board_elf
+    decoder = tmp_path / "decoder"
+    subprocess.run(["cc", "-DCYCLE_MODEL_DECODER_MAIN", "-O1", "-o", str(decoder), str(QEMU_DIR / "cycle_model.c")],
+                   check=True, capture_output=True)
+    listing = subprocess.run(["arm-none-eabi-objdump", "-d", str(ensure_board_elf("probe"))], check=True,
+                             capture_output=True, text=True).stdout
+    line = re.compile(r"^\s*[0-9a-f]+:\s+([0-9a-f]{4})(?: ([0-9a-f]{4}))?\s+\t([a-z][\w.]*)\s*(.*)$")
+    rows = [m.groups() for m in map(line.match, listing.splitlines()) if m]
+    assert len(rows) > 20_000
+    kinds = subprocess.run([str(decoder)], input="".join(f"{4 if b else 2} {a} {b or '0'}\n" for a, b, _, _ in rows),
+                           check=True, capture_output=True, text=True).stdout.split()
+    assert len(kinds) == len(rows)
+    disagree = [(kind, kind_of_mnemonic(mn, ops), mn, ops) for kind, (_, _, mn, ops) in zip(kinds, rows)
+                if kind != kind_of_mnemonic(mn, ops)]
+    assert not disagree, disagree[:10]
+    assert {"load", "store", "mul", "branch", "load_multiple", "it", "fp_simple"} <= set(kinds)

@@ -202,6 +202,20 @@ static Decoded decode32(uint16_t hw1, uint16_t hw2) {
   return d;
 }
 
+#ifdef CYCLE_MODEL_DECODER_MAIN
+/* The decoder alone, for the tests (tests/test_cycle_model.py): reads lines "SIZE HW1 HW2" (hex
+ * halfwords, SIZE 2 or 4) and prints each instruction's kind. */
+int main(void) {
+  int size;
+  unsigned hw1, hw2;
+  while (scanf("%d %x %x", &size, &hw1, &hw2) == 3) {
+    const Decoded d = size == 4 ? decode32((uint16_t)hw1, (uint16_t)hw2) : decode16((uint16_t)hw1);
+    printf("%s\n", kKindNames[d.kind]);
+  }
+  return 0;
+}
+#else
+
 /* One translated block: what its instructions cost when it runs. */
 typedef struct {
   uint64_t start, fallthrough;
@@ -312,3 +326,5 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
   qemu_plugin_register_atexit_cb(id, at_exit, NULL);
   return 0;
 }
+
+#endif  /* CYCLE_MODEL_DECODER_MAIN */
