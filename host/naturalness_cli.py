@@ -206,9 +206,12 @@ def markdown(report: dict) -> str:
                   f"frame the board sees, each photo scaled to cover {b['frame'][0]}x{b['frame'][1]}, "
                   f"centre-cropped and sent in the camera's format ({b.get('pixel_format', 'RGB565')}), "
                   f"and is scored against that frame.", ""]
-    lines += ["| method | highlights darkened (%) | LOE (%) | chromaticity shift |", "|---|---|---|---|"]
+    lines += ["| method | highlights darkened (%) | LOE (%) | LOE: broken ties + reversed pairs | chromaticity shift |",
+              "|---|---|---|---|---|"]
     for method, m in report["mean"].items():
-        lines.append(f"| {method} | {_fmt(m['highlights_darkened_pct'])} | {_fmt(m['loe_pct'])} | "
+        parts = (f"{_fmt(m['loe_broken_ties_pct'])} + {_fmt(m['loe_reversed_pct'])}"
+                 if m.get("loe_reversed_pct") is not None else "n/a")
+        lines.append(f"| {method} | {_fmt(m['highlights_darkened_pct'])} | {_fmt(m['loe_pct'])} | {parts} | "
                      f"{_fmt(m['chromaticity_shift'])} |")
     if a := report.get("int8_vs_float"):
         lines += ["", f"int8 against float on the same tiling, each photo fitted to the board's "

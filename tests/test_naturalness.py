@@ -20,7 +20,26 @@ def photo(seed=0, h=48, w=64) -> np.ndarray:
 def test_identity_is_perfectly_natural():
     img = photo()
     m = nat.image_metrics(img, img)
-    assert m == {"highlights_darkened_pct": 0.0, "loe_pct": 0.0, "chromaticity_shift": 0.0}
+    assert m == {"highlights_darkened_pct": 0.0, "loe_pct": 0.0, "loe_broken_ties_pct": 0.0,
+                 "loe_reversed_pct": 0.0, "chromaticity_shift": 0.0}
+
+
+def test_lightness_order_error_splits_into_broken_ties_and_reversed_pairs():
+    # 64 px wide already: the downscale keeps every pixel. Input: 8 levels, 8 pixels each.
+    levels = np.repeat(np.arange(8, dtype=np.uint8) * 10 + 20, 8)[None, :64]
+    inp = np.repeat(levels[..., None], 3, -1)
+    n = 64 * 64
+    # Each level spread into 8 distinct values, order between levels kept: only ties broken,
+    # each tied pair counted once (one of its two orders changes).
+    spread = inp + np.tile(np.arange(8, dtype=np.uint8), 8)[None, :, None]
+    loe, ties, reversed_pairs = nat.lightness_order_parts(inp, spread)
+    assert ties == pytest.approx(100 * 8 * (8 * 7 / 2) / n) and reversed_pairs == 0 and loe == ties
+    # Levels inverted, ties kept: only reversed pairs, each counted in both orders.
+    loe, ties, reversed_pairs = nat.lightness_order_parts(inp, 255 - inp)
+    assert ties == 0 and reversed_pairs == pytest.approx(100 * 2 * (8 * 7 / 2) * 64 / n) and loe == reversed_pairs
+    img = photo()
+    parts = nat.lightness_order_parts(img, nat.gamma(img))
+    assert parts[0] == pytest.approx(parts[1] + parts[2]) and parts[0] == nat.lightness_order_error(img, nat.gamma(img))
 
 
 def test_inverting_brightness_breaks_order_and_dimming_darkens_highlights():
@@ -70,9 +89,11 @@ def test_cli_writes_report_sheet_and_markdown(tmp_path, small_float_weights, cap
 
 def test_markdown_says_when_every_method_ran_on_the_board_frame():
     from tinymirnet.host.naturalness_cli import markdown
-    row = {"highlights_darkened_pct": 0.0, "loe_pct": 3.0, "chromaticity_shift": 1.0}
+    row = {"highlights_darkened_pct": 0.0, "loe_pct": 3.0, "loe_broken_ties_pct": 2.0, "loe_reversed_pct": 1.0,
+           "chromaticity_shift": 1.0}
     report = {"what": "metrics", "images": ["a.png"], "mean": {"gamma_1/2.2": row}}
     assert "YUV422" not in markdown(report)
+    assert "| gamma_1/2.2 | 0.00 | 3.00 | 2.00 + 1.00 | 1.00 |" in markdown(report)
     report["board"] = {"port": "sim", "firmware": "fw", "frame": [160, 120], "pixel_format": "YUV422"}
     text = markdown(report)
     assert "cover 160x120" in text and "YUV422" in text
