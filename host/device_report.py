@@ -51,6 +51,22 @@ class DeviceReportError(RuntimeError):
 def run_probe(elf: Path, timeout: float = 900, cycle_model: Path | None = None) -> dict:
     """The probe's TMREPORT line, parsed; with `cycle_model` (the plugin's .so) also the cycle
     model's TMCYCLES line, as "cycle_model"."""
+    returncode, output, cycles = run_on_qemu(elf, timeout, cycle_model)
+    line = next((l for l in output.splitlines() if l.startswith("TMREPORT ")), None)
+    if returncode != 0 or line is None:
+        hint = (" (a QEMU built without plugin support cannot run the cycle model: add --no-cycle-model)"
+                if cycle_model is not None and "plugin" in output.lower() else "")
+        raise DeviceReportError(f"the probe failed on QEMU (exit {returncode}): {output.strip()[-600:]}{hint}")
+    probe = json.loads(line[len("TMREPORT "):])
+    if cycle_model is not None:
+        probe["cycle_model"] = cycles
+    return probe
+
+
+def run_on_qemu(elf: Path, timeout: float, cycle_model: Path | None = None) -> tuple[int, str, dict | None]:
+    """`elf` on QEMU's mps2-an386 (-icount shift=0, semihosting): its exit status and output and,
+    with `cycle_model`, the counts the plugin printed (its TMCYCLES line) between the ELF's
+    cycle_window_open and cycle_window_close."""
     command = ["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "none",
                "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel", str(elf)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -60,19 +76,13 @@ def run_probe(elf: Path, timeout: float = 900, cycle_model: Path | None = None) 
             command[1:1] = ["-d", "plugin", "-D", str(log), "-plugin", f"{cycle_model},{window}"]
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         output = result.stdout + result.stderr
-        line = next((l for l in output.splitlines() if l.startswith("TMREPORT ")), None)
-        if result.returncode != 0 or line is None:
-            hint = (" (a QEMU built without plugin support cannot run the cycle model: add --no-cycle-model)"
-                    if cycle_model is not None and "plugin" in output.lower() else "")
-            raise DeviceReportError(f"the probe failed on QEMU (exit {result.returncode}): {output.strip()[-600:]}{hint}")
-        probe = json.loads(line[len("TMREPORT "):])
-        if cycle_model is not None:
-            text = log.read_text() if log.is_file() else ""
-            cycles = next((l for l in text.splitlines() if l.startswith("TMCYCLES ")), None)
-            if cycles is None:
-                raise DeviceReportError(f"the cycle model ({cycle_model}) printed no TMCYCLES line: {text.strip()[-300:]}")
-            probe["cycle_model"] = json.loads(cycles[len("TMCYCLES "):])
-    return probe
+        if cycle_model is None or result.returncode != 0:
+            return result.returncode, output, None
+        text = log.read_text() if log.is_file() else ""
+    line = next((l for l in text.splitlines() if l.startswith("TMCYCLES ")), None)
+    if line is None:
+        raise DeviceReportError(f"the cycle model ({cycle_model}) printed no TMCYCLES line: {text.strip()[-300:]}")
+    return result.returncode, output, json.loads(line[len("TMCYCLES "):])
 
 
 def symbol_address(elf: Path, name: str) -> int:

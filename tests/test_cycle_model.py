@@ -3,7 +3,6 @@ every instruction's cost is known: ten turns of a loop holding one instruction o
 model tells apart, between the two marker functions the probe calls around its frames."""
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -70,20 +69,14 @@ cycle_window_close:
 
 
 def test_the_cycle_model_charges_each_kind_of_instruction_its_cortex_m4_cycles(tmp_path):
-    from tinymirnet.host.device_report import build_cycle_model, symbol_address
-    source, elf, log = tmp_path / "kinds.S", tmp_path / "kinds.elf", tmp_path / "plugin.log"
+    from tinymirnet.host.device_report import build_cycle_model, run_on_qemu
+    source, elf = tmp_path / "kinds.S", tmp_path / "kinds.elf"
     source.write_text(PROGRAM)
     subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard",
                     "-nostdlib", "-nostartfiles", "-Wl,-Ttext=0x0,-e,0,--no-warn-rwx-segments", "-o", str(elf),
                     str(source)], check=True, capture_output=True)
-    plugin = build_cycle_model()
-    window = ",".join(f"{k}={symbol_address(elf, f'cycle_window_{k}'):#x}" for k in ("open", "close"))
-    subprocess.run(["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "none",
-                    "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-d", "plugin",
-                    "-D", str(log), "-plugin", f"{plugin},{window}", "-kernel", str(elf)],
-                   check=True, capture_output=True, timeout=60)
-    line = next(l for l in log.read_text().splitlines() if l.startswith("TMCYCLES "))
-    counted = json.loads(line[len("TMCYCLES "):])
+    returncode, output, counted = run_on_qemu(elf, 60, build_cycle_model())
+    assert returncode == 0, output
     turns = 10
     # The window: cycle_window_open's `bx lr`, ten turns of 18 instructions, `bl cycle_window_close`.
     assert counted["windows"] == 1
@@ -145,13 +138,12 @@ def _integer_kind(op: str) -> str | None:
     return None
 
 
-def test_the_decoder_agrees_with_binutils_on_every_instruction_of_the_probe(tmp_path):
+def test_the_decoder_agrees_with_binutils_on_every_instruction_of_the_probe():
     """All of the probe's code (the firmware, the board's TFLM, the C runtime): the plugin's
     decoder and arm-none-eabi-objdump give every instruction the same kind."""
-    from tinymirnet.host.qemu_board import QEMU_DIR, ensure_board_elf
-    decoder = tmp_path / "decoder"
-    subprocess.run(["cc", "-DCYCLE_MODEL_DECODER_MAIN", "-O1", "-o", str(decoder), str(QEMU_DIR / "cycle_model.c")],
-                   check=True, capture_output=True)
+    from tinymirnet.host.qemu_board import BUILD_DIR, ensure_board_elf, make_qemu
+    make_qemu(("cycle-model-decoder",))
+    decoder = BUILD_DIR / "cycle_model_decoder"
     listing = subprocess.run(["arm-none-eabi-objdump", "-d", str(ensure_board_elf("probe"))], check=True,
                              capture_output=True, text=True).stdout
     line = re.compile(r"^\s*[0-9a-f]+:\s+([0-9a-f]{4})(?: ([0-9a-f]{4}))?\s+\t([a-z][\w.]*)\s*(.*)$")

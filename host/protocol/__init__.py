@@ -20,8 +20,8 @@ from __future__ import annotations
 from .connection import CaptureResult, Connection, EnhanceResult, LinkStats  # noqa: F401
 from .frames import (CAPTURE_ENHANCE, CAPTURE_SEND_FRAME, FRAMING_BYTES, HEADER_BYTES,  # noqa: F401
                      MAX_PAYLOAD_LIMIT, PIXEL_FORMAT_RGB565, PIXEL_FORMAT_YUV422, STATUS_CAMERA_READY,
-                     STATUS_MODEL_READY, SYNC, TRAILER_BYTES, VERSION, DecoderStats, DeviceError, DeviceTimeout, ErrorCode, Frame, FrameDecoder,
-                     MessageType, ProtocolError, encode_frame)
+                     STATUS_MODEL_READY, SYNC, TRAILER_BYTES, VERSION, DecoderStats, DeviceError,
+                     DeviceTimeout, ErrorCode, Frame, FrameDecoder, MessageType, ProtocolError, encode_frame)
 from .messages import (NO_CONTEXT_MODEL, Ack, Capture, DeviceInfo, Done, Enhance, ErrorReply,  # noqa: F401
                        FrameChunk, Hello, Nak, ReadFrame, Run, RunTile, Tile, UploadChunk, decode_message,
                        encode_message)
