@@ -284,6 +284,12 @@ class HostModel:
         return int8_frame_context(self.context_tflm, self.tflm, raw888, t.tile, t.halo, self.thumbnail_size,
                                   exposure_target=t.exposure_target)
 
+    def finished_frame(self, raw888: np.ndarray) -> np.ndarray:
+        """`int8_frame`, then the host's last steps on the stitched frame, as for the board's
+        tiles (model/lightness_order.py `finish`)."""
+        from tinymirnet.model.lightness_order import finish
+        return finish(raw888, self.int8_frame(raw888))
+
 
 def handshake_mismatches(info, host: HostModel) -> list[str]:
     """Differences between the board (INFO) and the host's model, each naming both values."""
@@ -408,6 +414,11 @@ def score_frame(raw888: np.ndarray, enhanced, host: HostModel, enhancer) -> tupl
                       "differing_values": int(np.count_nonzero(d)),
                       "max_abs_diff": int(d.max(initial=0))})
     done = enhanced.done
+    # What a user gets: the stitched tiles finished by the host (the lightness-order step and the
+    # guards again, model/lightness_order.py), as the float image is; the parity above is the
+    # board's own output.
+    from tinymirnet.model.lightness_order import finish
+    device, host_int8 = finish(raw888, device), finish(raw888, host_int8)
     report = {
         "device_vs_host_int8": {
             "differing_values": int(np.count_nonzero(diff)), "total_values": int(diff.size),
@@ -417,8 +428,9 @@ def score_frame(raw888: np.ndarray, enhanced, host: HostModel, enhancer) -> tupl
             "device_int8_vs_host_float": _finite(psnr(to_float(device), float_img)),
             "host_int8_vs_host_float": _finite(psnr(to_float(host_int8), float_img)),
             "raw_vs_host_float": _finite(psnr(to_float(raw888), float_img)),
-            "note": "on [0,1] images; the float network runs on the same raw frame with the "
-                    "same tiling (tile by tile), so this measures int8 + device fidelity"},
+            "note": "on [0,1] images, each finished by the host (lightness-order step); the float "
+                    "network runs on the same raw frame with the same tiling (tile by tile), so "
+                    "this measures int8 + device fidelity"},
         "tile_seam_ratio": {
             "device": round(seam_ratio(device, t.tile), 3),
             "host_float_tiled": round(seam_ratio(to_uint8(float_img), t.tile), 3),

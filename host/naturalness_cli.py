@@ -67,7 +67,8 @@ def _downscale(img: np.ndarray, max_side: int) -> np.ndarray:
 def int8_against_float(images, enhancer, host) -> dict:
     """The design card's figure on real photos: each photo fitted to the board's frame (scaled
     to cover it and centre-cropped), then the int8 network (host TFLM, the board's pipeline)
-    against the float network on the same tiling: PSNR per image, mean and min."""
+    against the float network on the same tiling, both finished by the host's lightness-order
+    step: PSNR per image, mean and min."""
     import numpy as np
     from tinymirnet.model.data import to_float, to_uint8
     from tinymirnet.model.metrics import psnr
@@ -77,7 +78,7 @@ def int8_against_float(images, enhancer, host) -> dict:
     for name, img in images:
         frame = resize_to(img, t.frame_width, t.frame_height)
         float_tiled = to_uint8(enhancer.enhance(frame, t.tile, t.halo))
-        rows.append({"name": name, "psnr": psnr(to_float(host.int8_frame(frame)), to_float(float_tiled))})
+        rows.append({"name": name, "psnr": psnr(to_float(host.finished_frame(frame)), to_float(float_tiled))})
     values = [r["psnr"] for r in rows]
     return {"frame": [t.frame_width, t.frame_height], "tiling": [t.tile, t.halo],
             "psnr_mean": float(np.mean(values)), "psnr_min": float(np.min(values)), "images": rows}
@@ -134,7 +135,7 @@ def cmd_naturalness(args) -> int:
     if args.int8:
         from tinymirnet.host.device_cli import HostModel
         host = HostModel.load(args.int8)
-        methods["network_int8_tiled"] = host.int8_frame
+        methods["network_int8_tiled"] = host.finished_frame
         meta["int8"] = {"tflite": report_path(args.int8), "tflm": host.tflm.library}
     link_cm = None
     if args.port:
@@ -156,7 +157,8 @@ def cmd_naturalness(args) -> int:
             frame = rgb888_to_frame(resize_to(img, w, h), fmt)
             images[k] = (n, frame_to_rgb888(frame, fmt, w, h))
             board_frames[images[k][1].tobytes()] = frame
-        methods["board_int8"] = lambda img: link.enhance(board_frames[img.tobytes()], pixel_format=fmt).image
+        from tinymirnet.model.lightness_order import finish
+        methods["board_int8"] = lambda img: finish(img, link.enhance(board_frames[img.tobytes()], pixel_format=fmt).image)
         meta["board"] = {"port": args.port, "firmware": info.firmware_version, "frame": [w, h],
                          "pixel_format": PIXEL_FORMAT_NAMES.get(fmt, str(fmt))}
     try:

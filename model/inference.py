@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from .data import to_float, to_uint8
 from .exposure import guard, normalize_exposure
+from .lightness_order import finish
 from .paths import DEFAULT_WEIGHTS, config_path_for
 from .network import SIZE_MULTIPLE, MirnetConfig, build_context_model, build_mirnet, build_tile_model
 from .thumbnail import thumbnail
@@ -41,12 +42,16 @@ class FloatEnhancer:
     """Calls a fully convolutional model with one compiled function per input shape.
 
     `enhance` is the whole pipeline on an 8-bit frame: the exposure normalisation the weights
-    were trained with, then the network whole or tile by tile, clipped to [0, 1].
+    were trained with, then the network whole or tile by tile, clipped to [0, 1], the output
+    guards and, with `keep_order` (the default), the host's lightness-order step
+    (model/lightness_order.py). Without it, `enhance` is what the board's tiles hold.
     `full_frame` and `tiled` run the network alone on a float image."""
 
-    def __init__(self, model, exposure_target: int = 0, cfg: MirnetConfig | None = None):
+    def __init__(self, model, exposure_target: int = 0, cfg: MirnetConfig | None = None,
+                 keep_order: bool = True):
         self.model = model
         self.exposure_target = exposure_target
+        self.keep_order = keep_order
         self.cfg = cfg
         self._fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
         self._context_fn = self._tile_fn = None
@@ -58,9 +63,10 @@ class FloatEnhancer:
                                         reduce_retracing=True)
 
     @classmethod
-    def load(cls, weights: str | Path = DEFAULT_WEIGHTS, config: str | Path | None = None) -> "FloatEnhancer":
+    def load(cls, weights: str | Path = DEFAULT_WEIGHTS, config: str | Path | None = None, *,
+             keep_order: bool = True) -> "FloatEnhancer":
         model, cfg = load_model(weights, config)
-        return cls(model, cfg.exposure_target, cfg)
+        return cls(model, cfg.exposure_target, cfg, keep_order)
 
     @property
     def frame_context(self) -> bool:
@@ -88,7 +94,8 @@ class FloatEnhancer:
                 progress=None) -> np.ndarray:
         """The float pipeline on an 8-bit HxWx3 frame: whole, or tile by tile with `tile`
         (`batch` tiles at a time, `progress(done, total)` after each batch), rounded to 8 bits,
-        then the colour and highlight guards (model/exposure.py) as on the board; float in [0, 1]."""
+        then the colour and highlight guards (model/exposure.py) as on the board, and the host's
+        lightness-order step (`keep_order`); float in [0, 1]."""
         return to_float(self.enhance_u8(low_u8, tile, halo, batch=batch, progress=progress))
 
     def enhance_u8(self, low_u8: np.ndarray, tile: int | None = None, halo: int = 0, *, batch: int = 64,
@@ -97,12 +104,13 @@ class FloatEnhancer:
         tiles is ever float: a 12 MP photo needs a few copies of 36 MB, not of 144 MB (float32)
         and 288 MB (the float64 rounding of a whole float frame)."""
         if tile is None:
-            return guard(low_u8, to_uint8(self.full_frame(self.prepare(low_u8))))
-        norm = normalize_exposure(low_u8, self.exposure_target)
-        context = self.context_of(norm)
-        out = run_tiled(norm, tile, halo, lambda b: to_uint8(self(to_float(b), context)), batch=batch,
-                        progress=progress)
-        return guard(low_u8, out)
+            out = guard(low_u8, to_uint8(self.full_frame(self.prepare(low_u8))))
+        else:
+            norm = normalize_exposure(low_u8, self.exposure_target)
+            context = self.context_of(norm)
+            out = guard(low_u8, run_tiled(norm, tile, halo, lambda b: to_uint8(self(to_float(b), context)),
+                                          batch=batch, progress=progress))
+        return finish(low_u8, out) if self.keep_order else out
 
     def __call__(self, batch: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
         """The network on a batch of inputs; a frame-context network needs their frame's

@@ -145,7 +145,9 @@ def teacher_targets(teacher: str | Path, weight: float, lows: list[np.ndarray], 
     its own photographer's exposure, which no input statistic predicts (docs/decisions)."""
     if not 0.0 < weight <= 1.0:
         raise ValueError(f"teacher weight {weight:g} is outside (0, 1]")
-    teacher_net = FloatEnhancer.load(teacher)
+    # The network and its guards, without the host's lightness-order step, which came after the
+    # committed weights were trained (their configs replay with the same targets).
+    teacher_net = FloatEnhancer.load(teacher, keep_order=False)
     bar = ProgressBar(len(lows), "teacher")
     targets = []
     for k, (lo, hi) in enumerate(zip(lows, highs)):

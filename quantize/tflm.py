@@ -381,8 +381,11 @@ def load_tile_model(tflite_path, tile: int, halo: int) -> TflmModel:
 
 
 def int8_method(model: TflmModel, tile: int, halo: int, *, exposure_target: int):
-    """An eval method: the int8 model tile by tile in the TFLM runtime."""
-    return lambda low: int8_tiled(model, low, tile, halo, exposure_target=exposure_target).astype(np.float32) / 255.0
+    """An eval method: the int8 model tile by tile in the TFLM runtime, then the host's last
+    steps on the stitched frame (model/lightness_order.py `finish`)."""
+    from tinymirnet.model.lightness_order import finish
+    return lambda low: finish(low, int8_tiled(model, low, tile, halo, exposure_target=exposure_target)
+                              ).astype(np.float32) / 255.0
 
 
 # ----- a frame-context network: the context model's int8 output -> the tile model's input -----
@@ -423,6 +426,8 @@ def int8_frame_context(context_model: TflmModel, tile_model: TflmModel, low_u8: 
 
 def int8_frame_context_method(context_model: TflmModel, tile_model: TflmModel, tile: int, halo: int,
                               thumbnail_size: tuple[int, int], *, exposure_target: int):
-    """An eval method: a frame-context network's two int8 models in the TFLM runtime."""
-    return lambda low: int8_frame_context(context_model, tile_model, low, tile, halo, thumbnail_size,
-                                          exposure_target=exposure_target).astype(np.float32) / 255.0
+    """An eval method: a frame-context network's two int8 models in the TFLM runtime, then the
+    host's last steps on the stitched frame (model/lightness_order.py `finish`)."""
+    from tinymirnet.model.lightness_order import finish
+    return lambda low: finish(low, int8_frame_context(context_model, tile_model, low, tile, halo, thumbnail_size,
+                                                      exposure_target=exposure_target)).astype(np.float32) / 255.0

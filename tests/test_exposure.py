@@ -77,13 +77,16 @@ def test_float_pipeline_feeds_the_network_the_frame_the_weights_were_trained_on(
     low = np.random.default_rng(1).integers(0, 30, (24, 40, 3)).astype(np.uint8)
     from tinymirnet.model.data import to_uint8
     from tinymirnet.model.exposure import guard
+    from tinymirnet.model.lightness_order import finish
     normalised = to_float(normalize_exposure(low, 120))
 
-    def piped(out):  # rounded to 8 bits, then the output guards against the camera frame
-        return to_float(guard(low, to_uint8(out)))
+    def piped(out):  # rounded to 8 bits, the output guards against the camera frame, the host's finish
+        return to_float(finish(low, guard(low, to_uint8(out))))
     assert np.array_equal(enhancer.enhance(low), piped(enhancer.full_frame(normalised)))
     assert np.array_equal(enhancer.enhance(low, 8, 4), piped(enhancer.tiled(normalised, 8, 4)))
     assert not np.array_equal(enhancer.enhance(low), piped(enhancer.full_frame(to_float(low))))
+    enhancer.keep_order = False  # what the board's tiles hold: no whole-frame step
+    assert np.array_equal(enhancer.enhance(low, 8, 4), to_float(guard(low, to_uint8(enhancer.tiled(normalised, 8, 4)))))
 
 
 def test_whole_frame_path_has_no_coloured_border(small_float_weights):

@@ -157,11 +157,12 @@ def test_cli_capture_on_the_virtual_board(tmp_path, small_float_weights, host, c
     psnr = report["psnr_db"]
     assert psnr["device_int8_vs_host_float"] == psnr["host_int8_vs_host_float"]
     assert report["device"]["model_sha256"] == report["host_model"]["sha256"]
-    # The written images: device.png is the host's int8 pipeline on raw.png.
+    # The written images: device.png is the host's int8 pipeline on raw.png, finished by the host.
     raw = np.asarray(Image.open(out / "raw.png"))
     device = np.asarray(Image.open(out / "device.png"))
     assert raw.shape == (120, 160, 3)
-    assert np.array_equal(device, host_int8(host, raw))
+    assert np.array_equal(device, host.finished_frame(raw))
+    assert not np.array_equal(device, host_int8(host, raw))
     assert Image.open(out / "side_by_side.png").size[0] > 3 * 160
 
 
@@ -187,7 +188,7 @@ def test_cli_enhance_uploads_images_to_the_virtual_board(tmp_path, small_float_w
     report = json.loads((out / "wide" / "report.json").read_text())
     assert report["device_vs_host_int8"]["bit_exact"] and report["source_size"] == [200, 90]
     assert np.array_equal(np.asarray(Image.open(out / "wide" / "device.png")),
-                          host_int8(host, raw))
+                          host.finished_frame(raw))
 
 
 # --------------------------------------------------------------------------------------------
