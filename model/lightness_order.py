@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from .exposure import guard
+from .naturalness import small_lightness
 
 ORDER_SIZE = 48  # coarse frame, px on the long side
 STRENGTH = 0.75  # 0 = the network's output unchanged, 1 = the monotone fit exactly
@@ -55,20 +56,12 @@ def monotone_fit(y: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.repeat(np.asarray(values), counts)
 
 
-def _coarse_lightness(img: np.ndarray, size: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    scale = size / max(h, w)
-    small = Image.fromarray(np.asarray(img, np.uint8)).resize(
-        (max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
-    return np.asarray(small, np.float64).max(-1) / 255.0
-
-
 def order_gain(raw_u8: np.ndarray, out_u8: np.ndarray, size: int = ORDER_SIZE,
                strength: float = STRENGTH) -> np.ndarray:
     """The coarse gain map (float32, `size` px on the long side) that gives the output's coarse
     lightness the input's order."""
-    a = _coarse_lightness(raw_u8, size)
-    b = _coarse_lightness(out_u8, size)
+    a = small_lightness(raw_u8, size)
+    b = small_lightness(out_u8, size)
     levels, index = np.unique(a.ravel(), return_inverse=True)  # sorted input levels, ties pooled
     counts = np.bincount(index, minlength=levels.size)
     means = np.bincount(index, b.ravel(), minlength=levels.size) / counts

@@ -40,12 +40,13 @@ def highlights_darkened(inp: np.ndarray, out: np.ndarray) -> float | None:
     return float(100.0 * np.mean(l_out[mask] < DARKENED_RATIO * l_in[mask]))
 
 
-def _small_lightness(img: np.ndarray) -> np.ndarray:
+def small_lightness(img: np.ndarray, size: int = LOE_SIZE) -> np.ndarray:
+    """max(R, G, B) on [0, 1] of the 8-bit image downscaled (bilinear) to `size` px on its long side."""
     h, w = img.shape[:2]
-    scale = LOE_SIZE / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = Image.fromarray(np.asarray(img, np.uint8)).resize(size, Image.BILINEAR)
-    return _unit(np.asarray(small)).max(-1).ravel()
+    scale = size / max(h, w)
+    shape = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = Image.fromarray(np.asarray(img, np.uint8)).resize(shape, Image.BILINEAR)
+    return _unit(np.asarray(small)).max(-1)
 
 
 def lightness_order_error(inp: np.ndarray, out: np.ndarray) -> float:
@@ -58,7 +59,7 @@ def lightness_order_parts(inp: np.ndarray, out: np.ndarray) -> tuple[float, floa
     A pair the input ties (equal 8-bit lightness after the downscale) counts once when the output
     tells them apart; a pair the output orders the other way round counts twice (both orders).
     Dark 8-bit photos tie often, and any brightening breaks ties: gamma 1/2.2 does too."""
-    a, b = _small_lightness(inp), _small_lightness(out)
+    a, b = small_lightness(inp).ravel(), small_lightness(out).ravel()
     differs = ties = 0
     for i in range(0, a.size, 512):  # rows of the pair matrix in blocks: bounded memory
         d = (a[i:i + 512, None] >= a[None, :]) != (b[i:i + 512, None] >= b[None, :])
