@@ -146,16 +146,36 @@ def cmd_eval(args) -> int:
                                      "int8_context_model": meta.get("int8_context_model")})
     grid = args.grid or args.report.with_suffix(".png")
     pairs = None
+    from tinymirnet.model.data import find_pairs, resolve_split, split_train_val
     if args.split == "val":  # the held-out part of the training pairs: for choosing, never eval15
-        from tinymirnet.model.data import find_pairs, resolve_split, split_train_val
-        _, pairs = split_train_val(find_pairs(resolve_split(args.data, "train")))
+        training, pairs = split_train_val(find_pairs(resolve_split(args.data, "train")))
         meta["split"] = "LoL validation (10 % of the training pairs, model/data.py split_train_val)"
+    else:
+        training = _training_pairs_beside(args.data)
+    scenes = None
+    if training:
+        from tinymirnet.model.scene_overlap import TrainingScenes
+        scenes = TrainingScenes.from_pairs(training)
+    else:
+        print("no LoL training split beside the test frames: the seen/new scene groups are not scored")
     evaluate(args.data, methods, report=args.report, grid=grid,
              grid_method="tiny_mirnet_float_full", meta=meta, limit=args.limit, pairs=pairs,
              dataset_name="LoL validation split" if pairs else None,
-             agreement=("tiny_mirnet_int8_tiled", "tiny_mirnet_float_tiled") if args.int8 else None)
+             agreement=("tiny_mirnet_int8_tiled", "tiny_mirnet_float_tiled") if args.int8 else None,
+             training_scenes=scenes)
     print(f"wrote {args.report} and {grid}")
     return 0
+
+
+def _training_pairs_beside(data) -> list:
+    """The LoL training pairs beside eval15 under `data` (our485 or our450), for the scene groups;
+    none when `data` is itself a folder of test pairs or holds no training split."""
+    from tinymirnet.model.data import DataError, find_pairs, resolve_split
+    try:
+        train, test = resolve_split(data, "train"), resolve_split(data, "eval")
+    except DataError:
+        return []
+    return [] if train == test else find_pairs(train)
 
 
 def _output_path(src: Path, out_dir: Path, used: set[str]) -> Path:
@@ -296,7 +316,11 @@ def register(sub) -> None:
                     help="LoL root (with eval15/): also score each run's best weights full-frame")
     cr.set_defaults(func=cmd_compare_runs)
 
-    e = sub.add_parser("eval", help="PSNR/SSIM of the network and baselines on eval15")
+    e = sub.add_parser("eval", help="PSNR/SSIM of the network and baselines on eval15",
+                       description="PSNR/SSIM of the network and baselines on eval15 (or the validation split), "
+                                   "also apart on the frames that show a training scene again at its training "
+                                   "target's brightness ('seen') and on the others ('new'): the training "
+                                   "split beside eval15 is read for that (model/scene_overlap.py)")
     e.add_argument("--data", type=Path, required=True, help="LoL root (with eval15/) or a folder with low/ and high/")
     e.add_argument("--report", type=Path, default=Path("eval_report.json"))
     e.add_argument("--grid", type=Path, default=None, help="comparison grid PNG (default: beside the report)")

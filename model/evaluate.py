@@ -1,6 +1,8 @@
 """`tinymirnet eval`: PSNR and SSIM per image and mean for the network and the baselines, all
 computed in one run on the same images, printed as a table and written as JSON, plus a
-comparison grid PNG (input | autocontrast | tiny MIRNet | ground truth)."""
+comparison grid PNG (input | autocontrast | tiny MIRNet | ground truth). Given the training
+pairs, each method is also scored apart on the frames that show a training scene again at its
+training target's brightness and on the others (model/scene_overlap.py)."""
 from __future__ import annotations
 
 import time
@@ -41,11 +43,15 @@ def network_methods(enhancer, tile: int, halo: int) -> dict[str, Method]:
 def evaluate(data_dir: str | Path, methods: dict[str, Method], report: Path | None = None,
              grid: Path | None = None, grid_method: str | None = None, meta: dict | None = None,
              limit: int | None = None, log=print, pairs: list | None = None,
-             dataset_name: str | None = None, agreement: tuple[str, str] | None = None) -> dict:
+             dataset_name: str | None = None, agreement: tuple[str, str] | None = None,
+             training_scenes=None) -> dict:
     """Scores `methods` on eval15 under `data_dir`, or on `pairs` when given (e.g. the
     validation split, for decisions that must not be taken on the benchmark). `agreement`
     (method a, method b): also the PSNR of a's 8-bit output against b's, per image, with mean
-    and min (the int8 network against its float twin on the same tiling)."""
+    and min (the int8 network against its float twin on the same tiling). `training_scenes`
+    (scene_overlap.TrainingScenes of the pairs the weights were trained on): each frame's nearest
+    training scene, and every method's mean PSNR, SSIM and GT-mean PSNR on the seen and the new
+    frames apart (`by_scene`)."""
     if pairs is None:
         pairs = find_pairs(resolve_split(data_dir, "eval"))
     pairs = pairs[:limit]
@@ -53,9 +59,12 @@ def evaluate(data_dir: str | Path, methods: dict[str, Method], report: Path | No
                for name in methods}
     grid_rows = []
     agreeing: list[dict] = []
+    scenes: list[dict] = []
     for pair in pairs:
         low, high = load_pair(pair)
         ref = to_float(high)
+        if training_scenes is not None:
+            scenes.append({"name": pair.stem, **training_scenes.match(high)})
         outputs = {}
         for name, method in methods.items():
             t0 = time.perf_counter()
@@ -83,6 +92,8 @@ def evaluate(data_dir: str | Path, methods: dict[str, Method], report: Path | No
         r["brightness_log_ratio_mean"] = float(np.mean(b))
         r["brightness_log_ratio_rms"] = float(np.sqrt(np.mean(b * b)))
         r["seconds_per_image"] = r.pop("seconds") / len(pairs)
+        if scenes:
+            r["by_scene"] = _by_scene(r["images"], scenes)
     # Keyed by method; "meta" (the one key that is not a method) says what was measured.
     from .files import report_path
     dataset = dataset_name or report_path(resolve_split(data_dir, "eval"))
@@ -97,12 +108,41 @@ def evaluate(data_dir: str | Path, methods: dict[str, Method], report: Path | No
     if "tiny_mirnet_float_full" in results and "tiny_mirnet_float_tiled" in results:
         summary["meta"]["tiling_loss_db"] = (results["tiny_mirnet_float_full"]["psnr"]
                                              - results["tiny_mirnet_float_tiled"]["psnr"])
+    if scenes:
+        from .scene_overlap import GROUPS, RULE
+        summary["meta"]["scene_overlap"] = {"rule": RULE, "images": scenes,
+                                            **{g: sum(s["group"] == g for s in scenes) for g in GROUPS}}
     log(format_table(results))
+    if scenes:
+        log(format_scene_table(results))
     if report:
         atomic_write_json(report, summary)
     if grid and grid_rows:
         comparison_grid(grid, grid_rows, ["input", "autocontrast", grid_method.replace("_", " "), "ground truth"])
     return summary
+
+
+def _by_scene(images: list[dict], scenes: list[dict]) -> dict:
+    from .scene_overlap import GROUPS
+    out = {}
+    for group in GROUPS:
+        chosen = [i for i, s in zip(images, scenes) if s["group"] == group]
+        out[group] = {"images": len(chosen), **({k: float(np.mean([i[k] for i in chosen]))
+                                                 for k in ("psnr", "ssim", "psnr_gt_mean")} if chosen else {})}
+    return out
+
+
+def format_scene_table(results: dict) -> str:
+    """PSNR (and GT-mean PSNR) of each method on the seen and the new frames."""
+    any_result = next(iter(results.values()))["by_scene"]
+    seen, new = any_result["seen"]["images"], any_result["new"]["images"]
+    lines = [f"{'method':<28} {f'seen scenes ({seen})':>22} {f'new scenes ({new})':>22}   PSNR (GT-mean PSNR), dB",
+             "-" * 83]
+    for name, r in results.items():
+        cells = [f"{g['psnr']:.2f} ({g['psnr_gt_mean']:.2f})" if g["images"] else "-"
+                 for g in (r["by_scene"]["seen"], r["by_scene"]["new"])]
+        lines.append(f"{name:<28} {cells[0]:>22} {cells[1]:>22}")
+    return "\n".join(lines)
 
 
 def _u8(img: np.ndarray) -> np.ndarray:
