@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -16,6 +16,9 @@ from .data import find_pairs, load_pair, resolve_split, to_float
 from .files import atomic_write_json
 from .metrics import brightness_log_ratio, psnr, psnr_gt_mean, ssim
 from .plots import comparison_grid
+
+if TYPE_CHECKING:
+    from .scene_overlap import TrainingScenes
 
 GAMMA = 1 / 2.2  # the gamma-curve baseline: out = in ** (1/2.2)
 
@@ -44,7 +47,7 @@ def evaluate(data_dir: str | Path, methods: dict[str, Method], report: Path | No
              grid: Path | None = None, grid_method: str | None = None, meta: dict | None = None,
              limit: int | None = None, log=print, pairs: list | None = None,
              dataset_name: str | None = None, agreement: tuple[str, str] | None = None,
-             training_scenes=None) -> dict:
+             training_scenes: TrainingScenes | None = None) -> dict:
     """Scores `methods` on eval15 under `data_dir`, or on `pairs` when given (e.g. the
     validation split, for decisions that must not be taken on the benchmark). `agreement`
     (method a, method b): also the PSNR of a's 8-bit output against b's, per image, with mean
