@@ -166,6 +166,27 @@ def test_cli_capture_on_the_virtual_board(tmp_path, small_float_weights, host, c
     assert Image.open(out / "side_by_side.png").size[0] > 3 * 160
 
 
+def test_a_device_frame_that_differs_is_scored_and_finished_on_its_own(board, host, small_float_weights):
+    """A board whose tiles differ from the host's (another TFLM build, a fault): the report names
+    the tile, and device and host int8 frames are each finished from their own values."""
+    from tinymirnet.model.lightness_order import finish
+    with open_link(board.port) as link:
+        captured = link.capture()
+    raw, result = captured.raw_rgb888, captured.enhanced
+    tile = result.tiles[5]
+    changed = result.image.copy()
+    block = changed[tile.y:tile.y + tile.height, tile.x:tile.x + tile.width]
+    block[:] = np.clip(block.astype(np.int16) + 9, 0, 255).astype(np.uint8)
+    enhancer = device_cli._load_enhancer(small_float_weights)
+    images, report = device_cli.score_frame(raw, dataclasses.replace(result, image=changed), host, enhancer)
+    cmp_ = report["device_vs_host_int8"]
+    assert not cmp_["bit_exact"] and cmp_["differing_tiles"] == [5] and 0 < cmp_["max_abs_diff"] <= 9
+    assert np.array_equal(images["device"], finish(raw, changed))
+    assert np.array_equal(images["host_int8"], host.finished_frame(raw))
+    assert not np.array_equal(images["device"], images["host_int8"])
+    assert report["psnr_db"]["device_int8_vs_host_float"] != report["psnr_db"]["host_int8_vs_host_float"]
+
+
 def test_cli_enhance_uploads_images_to_the_virtual_board(tmp_path, small_float_weights,
                                                          host, capsys):
     src = tmp_path / "in"
