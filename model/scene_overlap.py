@@ -8,7 +8,8 @@ brightness (means within 0.5 %), and 14 of the validation split's 49 ground trut
 training targets too. A network that remembers how bright each training scene's target was
 scores those frames well without enhancing any better: the frame's brightness decides most of
 its PSNR, and from the low-light frame alone it is hard to know (docs/decisions). Every frame a
-board's camera sees is a scene no network has seen. `tinymirnet eval` therefore scores the two groups apart:
+board's camera sees is a scene no network has seen. `tinymirnet eval` therefore scores the two
+groups apart:
 
 * **seen**: the nearest training ground truth is the same scene (the Pearson correlation of the
   two ground truths' 48x32 bilinear thumbnails is at least SAME_SCENE) and as bright (mean
