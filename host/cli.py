@@ -87,6 +87,9 @@ def register_device_commands(sub) -> None:
     r.add_argument("--artifacts", type=Path, default=None,
                    help="price another quantized network: a `tinymirnet quantize --out DIR` folder "
                         "(default: the network the firmware ships)")
+    r.add_argument("--compare", type=Path, nargs="*", default=[], metavar="REPORT",
+                   help="earlier device reports (JSON) to set beside this one: instructions and per-op shares "
+                        "before and after")
     r.add_argument("--no-cycle-model", action="store_true",
                    help="leave out the cycle estimate (firmware/qemu/cycle_model.c, a QEMU plugin built with "
                         "this machine's C compiler; default: included)")

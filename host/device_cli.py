@@ -2,7 +2,8 @@
 
 Every device command starts with a handshake (HELLO): the board's model (sha256 of its int8
 flatbuffer) and geometry (tile, halo, model input, frame, quantization) must equal the host's
-(quantize/artifacts/tiny_mirnet_int8.tflite or --int8, model/tiling.json); any difference is
+(quantize/artifacts/tiny_mirnet_int8.tflite or --int8, and the tiling its quantize folder names, else
+model/tiling.json); any difference is
 one error naming both values, before anything is computed.
 
 Then the board enhances a frame tile by tile (a camera capture, or an uploaded image); the
@@ -231,12 +232,12 @@ class HostModel:
     @classmethod
     def load(cls, tflite: str | Path | None = None) -> HostModel:
         import hashlib
-        from tinymirnet.model.tiling import load_tiling
+        from tinymirnet.quantize.export import tiling_for
         from .virtual_board import CONTEXT_MODEL_NAME, DEFAULT_MODEL
         path = Path(tflite) if tflite else DEFAULT_MODEL
         if not path.is_file():
             raise CommandError(f"{path}: no such int8 model (give --int8 PATH)")
-        host = cls(path, hashlib.sha256(path.read_bytes()).hexdigest(), load_tiling())
+        host = cls(path, hashlib.sha256(path.read_bytes()).hexdigest(), tiling_for(path))
         if host.tflm.context_index is not None:
             context = path.with_name(CONTEXT_MODEL_NAME)
             if not context.is_file():
@@ -310,7 +311,7 @@ def handshake_mismatches(info, host: HostModel) -> list[str]:
              ("tile count", info.tile_count, t.tiles_x * t.tiles_y)]
     for name, device, expected in pairs:
         if device != expected:
-            problems.append(f"{name} {device} (device) != {expected} (host, model/tiling.json)")
+            problems.append(f"{name} {device} (device) != {expected} (host, the tiling of {host.tflite.parent})")
     if not problems:  # same flatbuffer: its quantization must be what the firmware tables use
         q_in, q_out = host.tflm.input_quant, host.tflm.output_quant
         for name, device, hosted in (

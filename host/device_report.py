@@ -257,6 +257,7 @@ def markdown(report: dict) -> str:
         lines.append(f"| {name} | {row['text']:,} | {row['rodata']:,} | {row['data']:,} | {row['bss']:,} |")
     t = report["memory_totals"]
     lines += [f"| **total (no Mbed OS)** | {t['text']:,} | {t['rodata']:,} | {t['data']:,} | {t['bss']:,} |", ""]
+    lines += comparison_lines(report)
     if c := report.get("cycle_estimate"):
         cyc, sec = c["cycles_per_frame"], c["seconds_per_frame_at_64_mhz"]
         mix = c["instruction_mix_per_frame"]
@@ -287,10 +288,9 @@ def build_for_artifacts(artifacts: Path, build_dir: Path) -> Path:
     """Probe and board images for another quantized network (a `tinymirnet quantize --out DIR`
     folder): its firmware files are exported into build_dir, the shipped ones stay untouched.
     This is how a candidate network is priced in instructions before it is shipped."""
-    from tinymirnet.model.tiling import load_tiling
     from tinymirnet.quantize.export import ExportError, export_info_from_artifacts, write_firmware_files
     try:
-        info = export_info_from_artifacts(artifacts, load_tiling())
+        info = export_info_from_artifacts(artifacts)
     except ExportError as e:
         raise DeviceReportError(str(e)) from None
     write_firmware_files(info, build_dir / "model")
@@ -334,7 +334,52 @@ def price_on_the_board(flatbuffer: bytes, tiling, build_dir: Path, context_flatb
             "tile_op_shares": {r["op"]: r["share"] for r in _op_shares(probe["tile_ops"])}}
 
 
-def device_report(report_path: Path, artifacts: Path | None = None, cycle_model: bool = True) -> dict:
+def comparison(report: dict, others: list[Path]) -> list[dict]:
+    """This network beside earlier device reports (the networks it replaced, its unpruned self),
+    each named by its file: instructions per frame and per tile invoke, the tile model's per-op
+    shares."""
+    from tinymirnet.model.files import report_path as relative_path
+    rows = []
+    for path in others:
+        try:
+            other = json.loads(Path(path).read_text())
+            ins = other["instructions"]
+            # Named by its file: device_report_half_resolution.json -> "half_resolution".
+            name = Path(path).stem.removeprefix("device_report").lstrip("_") or "shipped"
+            rows.append({"report": relative_path(path), "network": name,
+                         "per_frame": ins["per_frame"], "per_tile_invoke": ins["per_tile_invoke"],
+                         "tiles_per_frame": other["tiles_per_frame"],
+                         "tile_op_shares": other["op_shares"]["tile_model"]})
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise DeviceReportError(f"--compare {path}: not a device report ({e})") from None
+    return rows
+
+
+def comparison_lines(report: dict) -> list[str]:
+    rows = report.get("compared_with")
+    if not rows:
+        return []
+    ins = report["instructions"]
+    lines = ["## Before and after", "",
+             "| network (report) | M instructions per frame | per tile invoke | tiles | this network's share |",
+             "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['network']} (`{r['report']}`) | {r['per_frame'] / 1e6:,.1f} | "
+                     f"{r['per_tile_invoke'] / 1e6:,.2f} | {r['tiles_per_frame']} | "
+                     f"{ins['per_frame'] / r['per_frame']:.2f} |")
+    lines.append(f"| **this network** | **{ins['per_frame'] / 1e6:,.1f}** | {ins['per_tile_invoke'] / 1e6:,.2f} | "
+                 f"{report['tiles_per_frame']} | 1.00 |")
+    lines += ["", "Tile model, per-op shares (TFLM profiler):", ""]
+    for r in rows:
+        lines.append(f"* {r['network']}: " + ", ".join(f"{o['op']} {100 * o['share']:.1f} %"
+                                                      for o in r["tile_op_shares"] if o["share"] >= 0.005))
+    lines.append("* this network: " + ", ".join(f"{o['op']} {100 * o['share']:.1f} %"
+                                                for o in report["op_shares"]["tile_model"] if o["share"] >= 0.005))
+    return lines + [""]
+
+
+def device_report(report_path: Path, artifacts: Path | None = None, cycle_model: bool = True,
+                  compare: list[Path] = ()) -> dict:
     from tinymirnet.model.files import atomic_write_json, atomic_write_text, report_path as relative_path
     if artifacts is None:
         probe_elf, board_map = ensure_board_elf("probe"), BUILD_DIR / "board.map"
@@ -346,6 +391,8 @@ def device_report(report_path: Path, artifacts: Path | None = None, cycle_model:
     plugin = build_cycle_model() if cycle_model else None
     report = build_report(run_probe(probe_elf, cycle_model=plugin), board_map.read_text(), model_dir)
     report["network"] = relative_path(artifacts) if artifacts else "shipped (firmware/lib/tinymirnet_model)"
+    if compare:
+        report["compared_with"] = comparison(report, list(compare))
     atomic_write_json(report_path, report)
     atomic_write_text(report_path.with_suffix(".md"), markdown(report))
     return report
@@ -353,7 +400,8 @@ def device_report(report_path: Path, artifacts: Path | None = None, cycle_model:
 
 def cmd_device_report(args) -> int:
     try:
-        report = device_report(args.report, args.artifacts, cycle_model=not args.no_cycle_model)
+        report = device_report(args.report, args.artifacts, cycle_model=not args.no_cycle_model,
+                               compare=args.compare)
     except (QemuBoardError, DeviceReportError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from tinymirnet.model.network_config import DESIGNS
 from tinymirnet.model.paths import DEFAULT_WEIGHTS
 
 from .checks import default_in_checkout
@@ -22,7 +23,8 @@ def cmd_train(args) -> int:
             model_cfg = MirnetConfig.load(config_path_for(args.init))
         else:
             model_cfg = MirnetConfig(design=args.design, channels=args.channels, depth=args.depth,
-                                     growth=args.growth, num_rrg=args.rrg, num_mrb=args.mrb)
+                                     mrb_rounds=args.rounds, growth=args.growth, num_rrg=args.rrg,
+                                     num_mrb=args.mrb)
         if args.frame_context is not None:
             from dataclasses import replace
             w, h = args.frame_context
@@ -104,8 +106,8 @@ def _load_enhancer(weights):
 def cmd_eval(args) -> int:
     from tinymirnet.model.evaluate import baseline_methods, evaluate, network_methods
     from tinymirnet.model.network import count_params, macs_per_pixel
-    from tinymirnet.model.tiling import load_tiling
-    tiling = load_tiling()
+    from tinymirnet.quantize.export import tiling_for
+    tiling = tiling_for(args.int8)  # an alternative network's int8 folder may carry another halo
     enhancer, model, cfg = _load_enhancer(args.weights)
     methods = {**baseline_methods(), **network_methods(enhancer, tiling.tile, tiling.halo)}
     from tinymirnet.model.files import provenance, report_path
@@ -157,7 +159,7 @@ def cmd_eval(args) -> int:
         from tinymirnet.model.scene_overlap import TrainingScenes
         scenes = TrainingScenes.from_pairs(training)
     else:
-        print("no LoL training split beside the test frames: the seen/new scene groups are not scored")
+        print("no LoL training split beside the test frames: the scene groups are not scored")
     evaluate(args.data, methods, report=args.report, grid=grid,
              grid_method="tiny_mirnet_float_full", meta=meta, limit=args.limit, pairs=pairs,
              dataset_name="LoL validation split" if pairs else None,
@@ -262,12 +264,15 @@ def register(sub) -> None:
     t.add_argument("--val-percent", type=float, default=10.0)
     t.add_argument("--exclude", nargs="*", default=[], help="pair stems to leave out")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--design", choices=["mrb", "half_resolution"], default="mrb",
-                   help="mrb: the tiny MIRNet; half_resolution: the board-sized network, the shipped one "
-                        "(model/network.py) (default mrb)")
+    t.add_argument("--design", choices=list(DESIGNS), default="mrb_half_resolution",
+                   help="mrb_half_resolution: the tiny MIRNet the board runs (its MRB at half resolution); "
+                        "mrb: the textbook tiny MIRNet at full resolution; half_resolution: the alternative "
+                        "without streams (model/network.py) (default mrb_half_resolution)")
     t.add_argument("--channels", type=int, default=8)
     t.add_argument("--depth", type=int, default=2,
                    help="half_resolution: attention-scaled convolutions (default 2)")
+    t.add_argument("--rounds", type=int, default=2,
+                   help="mrb_half_resolution: rounds of DAUs and SKFF in the MRB (default 2, as MIRNet-v2)")
     t.add_argument("--growth", type=float, default=1.0)
     t.add_argument("--rrg", type=int, default=1)
     t.add_argument("--mrb", type=int, default=1)
@@ -318,9 +323,10 @@ def register(sub) -> None:
 
     e = sub.add_parser("eval", help="PSNR/SSIM of the network and baselines on eval15",
                        description="PSNR/SSIM of the network and baselines on eval15 (or the validation split), "
-                                   "also apart on the frames that show a training scene again at its training "
-                                   "target's brightness ('seen') and on the others ('new'): the training "
-                                   "split beside eval15 is read for that (model/scene_overlap.py)")
+                                   "also apart on three groups of frames: a training scene again at its training target's "
+                                   "brightness ('seen'), a training scene at another brightness, and a new "
+                                   "scene: the training split beside eval15 is read for that "
+                                   "(model/scene_overlap.py)")
     e.add_argument("--data", type=Path, required=True, help="LoL root (with eval15/) or a folder with low/ and high/")
     e.add_argument("--report", type=Path, default=Path("eval_report.json"))
     e.add_argument("--grid", type=Path, default=None, help="comparison grid PNG (default: beside the report)")

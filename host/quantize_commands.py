@@ -30,6 +30,7 @@ def cmd_tiling_study(args) -> int:
 
 def cmd_quantize(args) -> int:
     from tinymirnet.quantize.budget import BudgetError
+    from tinymirnet.quantize.mirnet_graph import NotAMirnet
     from tinymirnet.quantize.pipeline import (ARTIFACTS, FIRMWARE_MODEL_DIR, ExposureMismatch, PrunedMismatch,
                                               run_quantize)
     if args.pruned is not None and not args.pruned.is_file():
@@ -49,6 +50,9 @@ def cmd_quantize(args) -> int:
     except (BudgetError, ExposureMismatch, PrunedMismatch) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except NotAMirnet as e:
+        print(f"error: the int8 models are no longer a tiny MIRNet: {e}", file=sys.stderr)
+        return 1
     q = r["quality"]
     print(f"int8 tiled PSNR {q['tiny_mirnet_int8_tiled']['psnr']:.2f} dB "
           f"(float tiled {q['tiny_mirnet_float_tiled']['psnr']:.2f} dB); arena {r['tflm']['arena_bytes']:,} B; "
@@ -57,11 +61,10 @@ def cmd_quantize(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from tinymirnet.model.tiling import load_tiling
     from tinymirnet.quantize.export import ExportError, export_info_from_artifacts, write_firmware_files
     from tinymirnet.quantize.pipeline import FIRMWARE_MODEL_DIR, record_export
     try:
-        info = export_info_from_artifacts(args.artifacts, load_tiling())
+        info = export_info_from_artifacts(args.artifacts)
         firmware_dir = args.firmware_dir or default_in_checkout(FIRMWARE_MODEL_DIR, "--firmware-dir")
         written = write_firmware_files(info, firmware_dir)
         record_export(args.artifacts, [p.relative_to(firmware_dir).as_posix() for p in written])

@@ -53,8 +53,8 @@ def evaluate(data_dir: str | Path, methods: dict[str, Method], report: Path | No
     (method a, method b): also the PSNR of a's 8-bit output against b's, per image, with mean
     and min (the int8 network against its float twin on the same tiling). `training_scenes`
     (scene_overlap.TrainingScenes of the pairs the weights were trained on): each frame's nearest
-    training scene, and every method's mean PSNR, SSIM and GT-mean PSNR on the seen and the new
-    frames apart (`by_scene`)."""
+    training scene, and every method's mean PSNR, SSIM and GT-mean PSNR in each scene group
+    (`by_scene`: seen, known scene at another brightness, new scene)."""
     if pairs is None:
         pairs = find_pairs(resolve_split(data_dir, "eval"))
     pairs = pairs[:limit]
@@ -136,15 +136,16 @@ def _by_scene(images: list[dict], scenes: list[dict]) -> dict:
 
 
 def format_scene_table(results: dict) -> str:
-    """PSNR (and GT-mean PSNR) of each method on the seen and the new frames."""
+    """PSNR (and GT-mean PSNR) of each method in each scene group (model/scene_overlap.py)."""
+    from .scene_overlap import GROUP_TITLES, GROUPS
     any_result = next(iter(results.values()))["by_scene"]
-    seen, new = any_result["seen"]["images"], any_result["new"]["images"]
-    lines = [f"{'method':<28} {f'seen scenes ({seen})':>22} {f'new scenes ({new})':>22}   PSNR (GT-mean PSNR), dB",
-             "-" * 83]
+    heads = [f"{GROUP_TITLES[g]} ({any_result[g]['images']})" for g in GROUPS]
+    lines = [f"{'method':<28}" + "".join(f" {h:>32}" for h in heads) + "   PSNR (GT-mean PSNR), dB",
+             "-" * (28 + 33 * len(GROUPS) + 27)]
     for name, r in results.items():
         cells = [f"{g['psnr']:.2f} ({g['psnr_gt_mean']:.2f})" if g["images"] else "-"
-                 for g in (r["by_scene"]["seen"], r["by_scene"]["new"])]
-        lines.append(f"{name:<28} {cells[0]:>22} {cells[1]:>22}")
+                 for g in (r["by_scene"][k] for k in GROUPS)]
+        lines.append(f"{name:<28}" + "".join(f" {c:>32}" for c in cells))
     return "\n".join(lines)
 
 

@@ -125,11 +125,12 @@ class FloatEnhancer:
     def full_frame(self, img: np.ndarray) -> np.ndarray:
         """Enhances one HxWx3 float image of any size: mirrored by BORDER pixels on every side
         (the network's convolutions pad with zeros, which coloured the outermost pixels), then
-        edge-padded to a multiple of SIZE_MULTIPLE, run whole, cropped back."""
+        edge-padded to a multiple of the network's size multiple, run whole, cropped back."""
         h, w = img.shape[:2]
         b = BORDER
         mirrored = np.pad(img, ((b, b), (b, b), (0, 0)), mode="symmetric")
-        ph, pw = -(h + 2 * b) % SIZE_MULTIPLE, -(w + 2 * b) % SIZE_MULTIPLE
+        multiple = self.cfg.size_multiple if self.cfg is not None else SIZE_MULTIPLE
+        ph, pw = -(h + 2 * b) % multiple, -(w + 2 * b) % multiple
         padded = np.pad(mirrored, ((0, ph), (0, pw), (0, 0)), mode="edge")
         return self(padded[None], self.context_of(img))[0, b:b + h, b:b + w]
 

@@ -24,78 +24,11 @@ views of one set of layers (`build_mirnet`'s), so one weights file serves all th
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from pathlib import Path
-
 import tensorflow as tf
 import tf_keras as keras
 from tf_keras import layers
 
-NUM_STREAMS = 3
-# The network's input must be a multiple of this (two 2x down-samplings).
-SIZE_MULTIPLE = 2 ** (NUM_STREAMS - 1)
-
-
-@dataclass(frozen=True)
-class MirnetConfig:
-    """Size of the network. Stream k (k = 0, 1, 2) has round(channels * growth**k) channels."""
-
-    # "mrb": the tiny MIRNet (one RRG of multi-scale residual blocks); "half_resolution": the
-    # board-sized design (`Builder.half_resolution_network`).
-    design: str = "mrb"
-    channels: int = 8
-    depth: int = 2  # "half_resolution": attention-scaled convolutions
-    # "half_resolution" after structured pruning: the widths, the stride-2
-    # convolution's first, then each block's; () = round(channels * growth) for all of them.
-    half_widths: tuple = ()
-    # "half_resolution": the channel attention's squeezed width; 0 = max(2, round(channels * growth) //
-    # attention_reduction). Pruning keeps it (the squeeze runs once per frame).
-    squeeze: int = 0
-    growth: float = 1.0
-    num_rrg: int = 1
-    num_mrb: int = 1
-    attention_reduction: int = 4  # channel attention squeeze: C -> max(2, C // r)
-    skff_reduction: int = 2  # SKFF squeeze: C -> max(4, C // r)
-    spatial_kernel: int = 5  # spatial attention conv kernel
-    # Not a layer: the frame exposure normalisation the weights were trained with
-    # (model/exposure.py); 0 = none. Saved with the weights so that they are always fed alike.
-    exposure_target: int = 0
-    # Not a layer: the thumbnail of the whole frame the attention weights are computed on
-    # (model/thumbnail.py), width x height; 0 x 0 = the textbook network (attention pooled over
-    # its own input, i.e. over one tile on the board).
-    thumbnail_width: int = 0
-    thumbnail_height: int = 0
-
-    @property
-    def frame_context(self) -> bool:
-        return self.thumbnail_width > 0 and self.thumbnail_height > 0
-
-    def half_stream_widths(self) -> list[int]:
-        """"half_resolution": output channels of the stride-2 convolution, then of each block."""
-        if self.half_widths:
-            if len(self.half_widths) != 1 + self.depth:
-                raise ValueError(f"half_widths {self.half_widths} needs {1 + self.depth} entries (down + depth)")
-            return [int(w) for w in self.half_widths]
-        return [self.stream_channels()[1]] * (1 + self.depth)
-
-    def stream_channels(self) -> list[int]:
-        return [max(1, round(self.channels * self.growth**k)) for k in range(NUM_STREAMS)]
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "MirnetConfig":
-        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        if "half_widths" in known:  # a JSON list; the config is hashable (a dict key)
-            known["half_widths"] = tuple(known["half_widths"])
-        return cls(**known)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "MirnetConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
-
+from .network_config import DESIGNS, NUM_STREAMS, SIZE_MULTIPLE, MirnetConfig  # noqa: F401 (re-exported)
 
 class _Namer:
     """Gives every layer a readable, unique name (block_index/part)."""
@@ -270,21 +203,82 @@ class Builder:
         f = self.conv(f, c, 3, self.names("rrg_out"))
         return self.layers.Add(name=self.names("rrg_res"))([x, f])
 
-    def half_resolution_network(self, image):
-        """The board-sized design, all at half resolution as FFDNet (Zhang et al., TIP 2018), with
-        ESPCN's sub-pixel output: a stride-2 3x3 convolution from the image to C channels,
-        `depth` 3x3 convolutions each scaled by MIRNet's channel attention, a 3x3 convolution to
-        16 channels and a depth-to-space back to full resolution, where each pixel gets a lift L
-        and a residual R: output I + I*L + R = (1 + L)*I + R, clipped to [0, 1].
+    def hard_sigmoid(self, x, name):
+        """A hard sigmoid on a linear projection: clip(z, 0, 1), where the projection has learnt
+        (z + 3) / 6 (the textbook form). An 8-bit fake quantization on [0, 1] as `pixels`: the
+        int8 converter folds the clip into the tensor's range, so it costs the board nothing."""
+        return self.layers.Lambda(
+            lambda t: tf.quantization.fake_quant_with_min_max_args(t, min=0.0, max=1.0, num_bits=8),
+            name=name)(x)
 
-        The gain (1 + L) brightens the pixel's own detail and keeps its colour (one lift for R, G
-        and B); R denoises. Every activation is a ReLU fused into its convolution; with a frame
-        context the attention runs once per frame on the thumbnail."""
-        down, *blocks = self.cfg.half_stream_widths()
-        f = self.conv(image, down, 3, "down", activation="relu", strides=2)
-        for k, width in enumerate(blocks):
-            f = self.conv(f, width, 3, f"block{k}_conv", activation="relu")
-            f = self.channel_attention(f, f"block{k}_ca", self.cfg.squeeze or None)
+    def light_spatial_attention(self, x, name):
+        """Spatial attention with a 1x1 projection to one map and a hard sigmoid (allowed for the
+        board: no channel mean/max, no 5x5 conv, no LOGISTIC), rescaling every pixel of x."""
+        w = self.conv(x, 1, 1, f"{name}_conv")
+        w = self.hard_sigmoid(w, f"{name}_gate")
+        return self.layers.Multiply(name=f"{name}_scale")([x, w])
+
+    def light_dual_attention_unit(self, x, name, inner: int):
+        """DAU, board form: 3x3 conv (ReLU fused) - 3x3 conv, channel attention and per-pixel
+        spatial attention in parallel, concat, 1x1, + x. `inner`: the first conv's filters
+        (structured pruning thins it)."""
+        c = x.shape[-1]
+        f = self.conv(x, inner, 3, f"{name}_conv_a", activation="relu")
+        f = self.conv(f, c, 3, f"{name}_conv_b")
+        ca = self.channel_attention(f, f"{name}_ca")
+        sa = self.light_spatial_attention(f, f"{name}_sa")
+        f = self.layers.Concatenate(name=f"{name}_cat")([ca, sa])
+        f = self.conv(f, c, 1, f"{name}_fuse")
+        return self.layers.Add(name=f"{name}_res")([x, f])
+
+    def light_downsample(self, x, out_channels, name):
+        """Resizing module, 2x down, MIRNet-v2's form: average pool, 1x1 conv."""
+        x = self.layers.AveragePooling2D(2, name=f"{name}_pool")(x)
+        return self.conv(x, out_channels, 1, f"{name}_proj")
+
+    def light_upsample(self, x, out_channels, name):
+        """Resizing module, 2x up, board form: 1x1 conv to 4 x out_channels, depth-to-space
+        (a learnt sub-pixel up-sampling: no RESIZE_BILINEAR)."""
+        x = self.conv(x, 4 * out_channels, 1, f"{name}_proj")
+        return self.layers.Lambda(lambda t: tf.nn.depth_to_space(t, 2), name=f"{name}_shuffle")(x)
+
+    def progressive_multi_scale_residual_block(self, x):
+        """MRB, MIRNet-v2's form: three parallel streams (the input's resolution, 1/2 and 1/4 of
+        it) made by 2x down-sampling; each round runs a DAU on every stream, then SKFF fuses the
+        bottom stream into the middle one (the exchange) and the middle into the top one (the
+        final fusion); a 1x1 conv, + x."""
+        ch = self.cfg.stream_channels()
+        inner = iter(self.cfg.dau_inner_widths())
+        top = x
+        mid = self.light_downsample(top, ch[1], "mrb_down1")
+        bot = self.light_downsample(mid, ch[2], "mrb_down2")
+        for r in range(self.cfg.mrb_rounds):
+            top = self.light_dual_attention_unit(top, f"round{r}_dau_top", next(inner))
+            mid = self.light_dual_attention_unit(mid, f"round{r}_dau_mid", next(inner))
+            bot = self.light_dual_attention_unit(bot, f"round{r}_dau_bot", next(inner))
+            mid = self.selective_kernel_fusion([mid, self.light_upsample(bot, ch[1], f"round{r}_up_bot")],
+                                               f"round{r}_skff_mid")
+            top = self.selective_kernel_fusion([top, self.light_upsample(mid, ch[0], f"round{r}_up_mid")],
+                                               f"round{r}_skff_top")
+        out = self.conv(top, ch[0], 1, "mrb_out")
+        return self.layers.Add(name="mrb_res")([x, out])
+
+    def half_resolution_mirnet(self, image):
+        """The tiny MIRNet as the board runs it: a stride-2 3x3 conv in (ReLU fused) puts the top
+        stream at half resolution; one RRG (the MRB, a 3x3 conv, + the group's input); the
+        sub-pixel head and global residual of `sub_pixel_output`. With a frame context every
+        channel attention and SKFF weight comes from the thumbnail, once per frame."""
+        f = self.conv(image, self.cfg.stream_channels()[0], 3, "feature_in", activation="relu", strides=2)
+        g = self.progressive_multi_scale_residual_block(f)
+        g = self.conv(g, self.cfg.stream_channels()[0], 3, "rrg_out")
+        f = self.layers.Add(name="rrg_res")([f, g])
+        return self.sub_pixel_output(image, f)
+
+    def sub_pixel_output(self, image, f):
+        """A 3x3 convolution to 16 channels at half resolution and a depth-to-space back to full
+        resolution (ESPCN), where each pixel gets a lift L and a residual R: output
+        I + I*L + R = (1 + L)*I + R, clipped to [0, 1]. The gain (1 + L) brightens the pixel's
+        own detail and keeps its colour (one lift for R, G and B); R denoises."""
         f = self.conv(f, 16, 3, "head")  # 2x2 sub-pixels x (lift, residual R, G, B)
         f = self.layers.Lambda(lambda t: tf.nn.depth_to_space(t, 2), name="head_shuffle")(f)
         lift, residual = self.layers.Lambda(lambda t: tf.split(t, [1, 3], axis=-1), name="head_split")(f)
@@ -292,6 +286,19 @@ class Builder:
         out = self.layers.Add(name="gain_applied")([image, lifted])
         out = self.layers.Add(name="global_residual")([out, residual])
         return self.pixels(out)
+
+    def half_resolution_network(self, image):
+        """The alternative without streams, all at half resolution as FFDNet (Zhang et al., TIP
+        2018): a stride-2 3x3 convolution from the image to C channels, `depth` 3x3 convolutions
+        each scaled by MIRNet's channel attention, then `sub_pixel_output`. Every activation is a
+        ReLU fused into its convolution; with a frame context the attention runs once per frame
+        on the thumbnail."""
+        down, *blocks = self.cfg.half_stream_widths()
+        f = self.conv(image, down, 3, "down", activation="relu", strides=2)
+        for k, width in enumerate(blocks):
+            f = self.conv(f, width, 3, f"block{k}_conv", activation="relu")
+            f = self.channel_attention(f, f"block{k}_ca", self.cfg.squeeze or None)
+        return self.sub_pixel_output(image, f)
 
     def pixels(self, x):
         """x clipped to [0, 1] as an 8-bit fake quantization (steps of 1/255, which the output
@@ -305,6 +312,8 @@ class Builder:
         """conv -> RRGs -> conv -> global residual I + R, clipped to [0, 1]."""
         if self.cfg.design == "half_resolution":
             return self.half_resolution_network(image)
+        if self.cfg.design == "mrb_half_resolution":
+            return self.half_resolution_mirnet(image)
         f = self.conv(image, self.cfg.channels, 3, "feature_in")
         for _ in range(self.cfg.num_rrg):
             f = self.recursive_residual_group(f)
@@ -363,6 +372,10 @@ def context_parts(cfg: MirnetConfig) -> list[int]:
     if cfg.design == "half_resolution":
         return cfg.half_stream_widths()[1:]
     ch = cfg.stream_channels()
+    if cfg.design == "mrb_half_resolution":
+        # Per round: the DAUs' channel attention (top, middle, bottom), the middle SKFF's two
+        # weights, the top SKFF's two.
+        return [ch[0], ch[1], ch[2], ch[1], ch[1], ch[0], ch[0]] * cfg.mrb_rounds
     exchange = [ch[k] for k in range(NUM_STREAMS) for _ in range(NUM_STREAMS)]
     return (ch + exchange + ch + [ch[0]] * NUM_STREAMS) * (cfg.num_rrg * cfg.num_mrb)
 

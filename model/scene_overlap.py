@@ -8,14 +8,15 @@ brightness (means within 0.5 %), and 14 of the validation split's 49 ground trut
 training targets too. A network that remembers how bright each training scene's target was
 scores those frames well without enhancing any better: the frame's brightness decides most of
 its PSNR, and from the low-light frame alone it is hard to know (docs/decisions). Every frame a
-board's camera sees is a scene no network has seen. `tinymirnet eval` therefore scores the two
+board's camera sees is a scene no network has seen. `tinymirnet eval` therefore scores three
 groups apart:
 
 * **seen**: the nearest training ground truth is the same scene (the Pearson correlation of the
   two ground truths' 48x32 bilinear thumbnails is at least SAME_SCENE) and as bright (mean
   brightness within SAME_BRIGHTNESS: |ln(mean / training mean)| <= 0.01);
-* **new**: every other frame, including a known scene at another brightness, where memory
-  would mislead.
+* **other brightness**: the same scene as a training ground truth, at another brightness, where
+  memory would mislead;
+* **new scene**: no training ground truth correlates SAME_SCENE or more: what a camera sees.
 
 The grouping reads the ground truths, as the GT-mean PSNR does: it describes the benchmark,
 it is never an input to a method.
@@ -32,7 +33,8 @@ from .data import Pair, read_rgb
 THUMBNAIL = (48, 32)     # width, height: LoL's 3:2 frames
 SAME_SCENE = 0.95        # thumbnail correlation; LoL's re-shots score 0.95-1.0, other scenes below 0.7
 SAME_BRIGHTNESS = 0.01   # |ln(mean / training mean)|: identical targets differ by < 0.001 (JPEG)
-GROUPS = ("seen", "new")
+GROUPS = ("seen", "other_brightness", "new_scene")
+GROUP_TITLES = {"seen": "seen", "other_brightness": "known scene, other brightness", "new_scene": "new scene"}
 
 
 def _signature(high_u8: np.ndarray) -> tuple[np.ndarray, float]:
@@ -64,11 +66,13 @@ class TrainingScenes:
         correlation = self.signatures @ signature
         i = int(np.argmax(correlation))
         ratio = float(np.log(max(mean, 1e-6) / max(self.means[i], 1e-6)))
-        seen = bool(correlation[i] >= SAME_SCENE and abs(ratio) <= SAME_BRIGHTNESS)
+        known = bool(correlation[i] >= SAME_SCENE)
+        group = "new_scene" if not known else "seen" if abs(ratio) <= SAME_BRIGHTNESS else "other_brightness"
         return {"training_stem": self.stems[i], "correlation": float(correlation[i]),
-                "brightness_ln_ratio": ratio, "group": "seen" if seen else "new"}
+                "brightness_ln_ratio": ratio, "group": group}
 
 
 RULE = (f"seen: the nearest training ground truth (Pearson correlation of {THUMBNAIL[0]}x{THUMBNAIL[1]} "
         f"thumbnails) is the same scene (>= {SAME_SCENE}) at the same brightness (|ln mean ratio| <= "
-        f"{SAME_BRIGHTNESS}); new: every other frame (model/scene_overlap.py)")
+        f"{SAME_BRIGHTNESS}); other brightness: the same scene at another brightness; new scene: no "
+        f"training ground truth correlates >= {SAME_SCENE} (model/scene_overlap.py)")

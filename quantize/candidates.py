@@ -3,9 +3,11 @@ to measure what it costs on the Nano (parameters, flash, arena, MACs per tile an
 Quality (int8 tiled PSNR on the LoL validation split, never eval15: the sweep chooses with it)
 is filled in for the candidates that have trained weights.
 
-Two families: the tiny MIRNet run per tile ("mrb", one model, attention pooled over the tile)
-and the board design ("half_resolution", a frame-context pair: the context model once per frame
-on the thumbnail, the tile model on every tile).
+Three families: the tiny MIRNet the board runs ("mrb_half_resolution": the MRB at half
+resolution with MIRNet-v2's light blocks), the alternative without streams ("half_resolution"),
+both frame-context pairs (the context model once per frame on the thumbnail, the tile model on
+every tile), and the textbook tiny MIRNet run per tile ("mrb", one model, attention pooled over
+the tile) for comparison.
 """
 from __future__ import annotations
 
@@ -30,12 +32,15 @@ class Candidate:
     tile: int
     halo: int
     design: str = "mrb"
-    depth: int = 2
+    depth: int = 2  # "half_resolution": attention-scaled convolutions; "mrb_half_resolution": MRB rounds
 
     @property
     def model_config(self) -> MirnetConfig:
         if self.design == "mrb":
             return MirnetConfig(channels=self.channels, growth=self.growth)
+        if self.design == "mrb_half_resolution":
+            return MirnetConfig(design=self.design, channels=self.channels, growth=self.growth,
+                                mrb_rounds=self.depth, thumbnail_width=THUMBNAIL[0], thumbnail_height=THUMBNAIL[1])
         return MirnetConfig(design=self.design, channels=self.channels, depth=self.depth,
                             thumbnail_width=THUMBNAIL[0], thumbnail_height=THUMBNAIL[1])
 
@@ -44,19 +49,31 @@ class Candidate:
         return self.tile + 2 * self.halo
 
     def label(self) -> str:
+        streams = "/".join(str(c) for c in self.model_config.stream_channels())
         if self.design == "mrb":
-            streams = "/".join(str(c) for c in self.model_config.stream_channels())
             return f"C{streams} tile {self.tile}+2x{self.halo}"
+        if self.design == "mrb_half_resolution":
+            return f"MIRNet half-res C{streams} x{self.depth} tile {self.tile}+2x{self.halo}"
         return f"half-res C{self.channels} depth {self.depth} tile {self.tile}+2x{self.halo}"
 
     def matches(self, cfg: MirnetConfig) -> bool:
         """Trained weights of `cfg` are this candidate's (whatever their exposure target)."""
         mine = self.model_config
-        keys = ("design", "channels", "growth", "depth", "half_widths", "num_rrg", "num_mrb")
+        keys = ("design", "channels", "growth", "depth", "mrb_rounds", "half_widths", "dau_widths", "num_rrg",
+                "num_mrb")
         return all(getattr(mine, k) == getattr(cfg, k) for k in keys) and mine.frame_context == cfg.frame_context
 
 
 DEFAULT_CANDIDATES = [
+    # The tiny MIRNet the board runs: three streams at 1/2, 1/4 and 1/8 of the frame's resolution,
+    # `depth` rounds of DAUs and progressive SKFF. Its reach is larger than any halo a 40 px tile
+    # affords (the bottom stream's 3x3 convolutions see 8 px each): the halo is a cost-seam trade.
+    Candidate(8, 1.0, 40, 8, "mrb_half_resolution", 2),
+    Candidate(8, 1.0, 40, 4, "mrb_half_resolution", 2),
+    Candidate(8, 1.0, 40, 8, "mrb_half_resolution", 1),
+    Candidate(8, 1.5, 40, 8, "mrb_half_resolution", 2),
+    Candidate(6, 1.0, 40, 8, "mrb_half_resolution", 2),
+    Candidate(12, 1.0, 40, 8, "mrb_half_resolution", 1),
     # The board design: the halo is the network's reach (8 px at depth 2, 6 at depth 1, 10 at 3).
     # Tiles of 60 px would cost less still, but their RGB does not fit one TILE payload.
     Candidate(16, 1.0, 40, 8, "half_resolution", 2),

@@ -281,11 +281,27 @@ def write_firmware_files(info: ExportInfo, out_dir: Path) -> list[Path]:
     return [atomic_write_text(firmware_file(out_dir, name), text) for name, text in files.items()]
 
 
-def export_info_from_artifacts(folder: Path, tiling: TilingConfig) -> ExportInfo:
+def artifacts_tiling(folder: Path) -> TilingConfig | None:
+    """The tiling a `tinymirnet quantize` folder's models were converted for (its report's), or
+    None where the folder has no readable report. Each quantized network carries its own tiling:
+    the shipped one is model/tiling.json's, an alternative may have another halo."""
+    try:
+        return TilingConfig(**json.loads((Path(folder) / REPORT_NAME).read_text())["tiling"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def tiling_for(int8_model: Path | None) -> TilingConfig:
+    """The tiling an int8 model runs with: its quantize folder's, else model/tiling.json's."""
+    from tinymirnet.model.tiling import load_tiling
+    return (artifacts_tiling(Path(int8_model).parent) if int8_model else None) or load_tiling()
+
+
+def export_info_from_artifacts(folder: Path) -> ExportInfo:
     """The export of a finished `tinymirnet quantize` run, read back from its folder (the .tflite
-    files and the report's measured arena), for `tinymirnet export`: switching the firmware
-    between quantized networks without quantizing again. Refuses a folder whose files or
-    tiling do not match its report."""
+    files, the report's measured arena and the tiling the models were converted for), for
+    `tinymirnet export`: switching the firmware between quantized networks without quantizing
+    again. Refuses a folder whose files do not match its report."""
     from .tflm import TflmModel, op_names
     folder = Path(folder)
     try:
@@ -297,9 +313,9 @@ def export_info_from_artifacts(folder: Path, tiling: TilingConfig) -> ExportInfo
         raise ExportError(f"{folder}: not the output of `tinymirnet quantize` ({e})") from None
     if hashlib.sha256(flatbuffer).hexdigest() != sha:
         raise ExportError(f"{folder / INT8_NAME} is not the model its {REPORT_NAME} describes (sha256 differs)")
-    if report.get("tiling") != asdict(tiling):
-        raise ExportError(f"{folder}: quantized for tiling {report.get('tiling')}, but model/tiling.json "
-                          f"is now {asdict(tiling)}; quantize again")
+    tiling = artifacts_tiling(folder)
+    if tiling is None:
+        raise ExportError(f"{folder}: its {REPORT_NAME} names no tiling the models were converted for")
     tile = TflmModel(flatbuffer)
     context = None
     if tile.context_index is not None:

@@ -28,6 +28,7 @@ from tinymirnet.model.tiling import TilingConfig, iter_tiles, load_tiling, tile_
 
 from .budget import Measured, budget_violations, check_budgets, firmware_buffers, ram_table
 from .convert import convert_int8, fixed_frame_context_models, fixed_shape_model, representative_tiles
+from .mirnet_graph import check_mirnet
 from .export import CONTEXT_INT8_NAME, INT8_NAME, ContextExport, ExportInfo, write_firmware_files
 from .prune import distilled, finetune, gzip_size, prune, prune_filters, sparsity_report
 from .qat import quantization_aware_finetune
@@ -122,7 +123,8 @@ class QuantizeRun:
 # The pruning fraction each design ships with (`tinymirnet quantize` without --sparsity): the
 # half-resolution network loses one filter in 16 (chosen on the validation split,
 # docs/decisions/2026-12-01-speed-and-real-scenes.md); the older designs half their conv weights.
-DEFAULT_SPARSITY = {"half_resolution": 0.0625}
+DEFAULT_SPARSITY = {"mrb_half_resolution": 0.25, "half_resolution": 0.0625}
+STRUCTURED = ("mrb_half_resolution", "half_resolution")
 OLDER_DESIGNS_SPARSITY = 0.5
 
 
@@ -214,7 +216,7 @@ def prune_stage(run: QuantizeRun, sparsity, steps, batch, crop, lr, loss, schedu
             return scene_crop_dataset(raws, prepared, scene_thumbs, crop, batch, count, seed=seed).repeat()
 
     margin = tiling.halo if crop == run.size else 0
-    structured = run.cfg.design == "half_resolution"
+    structured = run.cfg.design in STRUCTURED
     log((f"structured pruning: the {sparsity:.0%} of filters with the smallest L1 norm removed from every layer, "
          if structured else f"pruning to {sparsity:.0%} sparsity: ")
         + f"{steps} steps of {batch} {crop}x{crop} crops at {lr:g} ({schedule}), {loss} loss"
@@ -230,9 +232,9 @@ def prune_stage(run: QuantizeRun, sparsity, steps, batch, crop, lr, loss, schedu
         run.report["structured_pruning"] = {
             "criterion": "L1 norm of each filter's kernel (Li et al., ICLR 2017)",
             "fraction_removed": sparsity, "model_before": asdict(run.cfg), "model_after": asdict(run.pruned_cfg),
-            "widths_before": run.cfg.half_stream_widths(), "widths_after": run.pruned_cfg.half_stream_widths(),
+            "widths_before": run.cfg.pruned_widths(), "widths_after": run.pruned_cfg.pruned_widths(),
             "params_before": count_params(run.float_model), "params_after": count_params(run.pruned)}
-        log(f"pruned: widths {run.cfg.half_stream_widths()} -> {run.pruned_cfg.half_stream_widths()}, "
+        log(f"pruned: widths {run.cfg.pruned_widths()} -> {run.pruned_cfg.pruned_widths()}, "
             f"{count_params(run.float_model):,} -> {count_params(run.pruned):,} parameters")
     else:
         run.pruned_cfg = run.cfg
@@ -338,6 +340,9 @@ def verify_stage(run: QuantizeRun) -> None:
                             "then every tile), so the arena budget applies to the larger of the two and "
                             "the flash budget to both flatbuffers together"}
         run.arena = max(arena, context_arena)
+    if run.cfg.design == "mrb_half_resolution":
+        # The graphs the board runs must still be a tiny MIRNet (raises NotAMirnet naming the part).
+        report["mirnet_parts"] = check_mirnet(run.flatbuffer, run.context_flatbuffer)
     report["sparsity"] = sparsity_report(run.pruned)
     report["sizes"] = {
         "flatbuffer_bytes": len(run.flatbuffer), "flatbuffer_gzip_bytes": gzip_size(run.flatbuffer),

@@ -9,6 +9,7 @@ compress better (gzip), which is what the report shows."""
 from __future__ import annotations
 
 import gzip
+from dataclasses import replace
 
 import numpy as np
 import tensorflow as tf
@@ -121,18 +122,23 @@ def _keep(scores: np.ndarray, fraction: float, minimum: int = 2) -> np.ndarray:
 
 
 def prune_filters(model, cfg, fraction: float):
-    """Structured pruning of a "half_resolution" network (model/network.py): removes the
-    `fraction` of whole filters with the smallest L1 norm (Li et al., "Pruning Filters for
-    Efficient ConvNets", ICLR 2017) from the stride-2 convolution and from every block, and
-    returns a narrower model (fewer MACs, a smaller flatbuffer, fewer instructions on the board)
-    with the kept weights, and its config. A block's filter takes its channel-attention excite
-    row and the next layer's input slice with it; the
-    attention squeeze (once per frame) and the 16-channel head keep their widths. Fine-tuning afterwards recovers what the filters did."""
-    from dataclasses import replace
-    from tinymirnet.model.network import build_mirnet
+    """Structured pruning (Li et al., "Pruning Filters for Efficient ConvNets", ICLR 2017):
+    removes the `fraction` of whole filters with the smallest L1 norm and returns a narrower
+    model (fewer MACs, a smaller flatbuffer, fewer instructions on the board) with the kept
+    weights, and its config. Fine-tuning afterwards recovers what the filters did.
+
+    "mrb_half_resolution" (the tiny MIRNet): each DAU's inner width, the filters of its first
+    3x3 convolution, which take the second convolution's input slice with them; the streams'
+    widths are tied by their residual connections and stay. "half_resolution": the stride-2
+    convolution and every block; a block's filter takes its channel-attention excite row and
+    the next layer's input slice with it; the attention squeeze (once per frame) and the
+    16-channel head keep their widths."""
+    if cfg.design == "mrb_half_resolution":
+        return _prune_dau_filters(model, cfg, fraction)
     if cfg.design != "half_resolution":
-        raise ValueError(f"structured pruning knows the half_resolution design, not {cfg.design!r}")
-    w = {layer.name: [v.numpy() for v in layer.weights] for layer in model.layers if layer.weights}
+        raise ValueError(f"structured pruning knows the mrb_half_resolution and half_resolution designs, "
+                         f"not {cfg.design!r}")
+    w = _weights_by_layer(model)
     names = ["down"] + [f"block{k}_conv" for k in range(cfg.depth)]
     kept = [_keep(np.abs(w[n][0]).sum(axis=(0, 1, 2)), fraction) for n in names]
     new, prev = {}, np.arange(3)
@@ -144,10 +150,32 @@ def prune_filters(model, cfg, fraction: float):
         new[sq] = [w[sq][0][:, :, k], w[sq][1]]
         new[ex] = [w[ex][0][..., k], w[ex][1][k]]
     new["head"] = [w["head"][0][:, :, prev], w["head"][1]]
-    if set(new) != set(w):
-        raise ValueError(f"structured pruning does not know the layers {sorted(set(w) - set(new))}")
     squeeze = w["block0_ca_squeeze"][0].shape[-1] if cfg.depth else 0
-    narrow_cfg = replace(cfg, half_widths=tuple(len(k) for k in kept), squeeze=squeeze)
+    return _narrow_model(replace(cfg, half_widths=tuple(len(k) for k in kept), squeeze=squeeze), new, w)
+
+
+def _weights_by_layer(model) -> dict:
+    return {layer.name: [v.numpy() for v in layer.weights] for layer in model.layers if layer.weights}
+
+
+def _prune_dau_filters(model, cfg, fraction: float):
+    w = _weights_by_layer(model)
+    new = dict(w)
+    widths = []
+    for r in range(cfg.mrb_rounds):
+        for stream in ("top", "mid", "bot"):
+            a, b = f"round{r}_dau_{stream}_conv_a", f"round{r}_dau_{stream}_conv_b"
+            k = _keep(np.abs(w[a][0]).sum(axis=(0, 1, 2)), fraction)
+            new[a] = [w[a][0][..., k], w[a][1][k]]
+            new[b] = [w[b][0][:, :, k], w[b][1]]
+            widths.append(len(k))
+    return _narrow_model(replace(cfg, dau_widths=tuple(widths)), new, w)
+
+
+def _narrow_model(narrow_cfg, new: dict, old: dict):
+    from tinymirnet.model.network import build_mirnet
+    if set(new) != set(old):
+        raise ValueError(f"structured pruning does not know the layers {sorted(set(old) - set(new))}")
     narrow = build_mirnet(narrow_cfg)
     for layer in narrow.layers:
         if layer.weights:

@@ -1,4 +1,4 @@
-"""The board-sized network (model/network.py, design "half_resolution"): tiles that add up to the
+"""The alternative without streams (model/network.py, design "half_resolution"): tiles that add up to the
 whole frame, an output clip that costs the board no op, structured pruning that makes the model
 smaller, and the naturalness loss it is trained with."""
 import numpy as np
@@ -89,7 +89,7 @@ def test_structured_pruning_removes_whole_filters(board_model):
 
 def test_structured_pruning_refuses_a_design_it_does_not_know():
     from tinymirnet.quantize.prune import prune_filters
-    with pytest.raises(ValueError, match="half_resolution"):
+    with pytest.raises(ValueError, match="not 'mrb'"):
         prune_filters(build_mirnet(MirnetConfig(channels=4)), MirnetConfig(channels=4), 0.25)
 
 

@@ -37,14 +37,11 @@ def test_host_unit_tests_pass():
 def export_per_tile_attention(folder: Path) -> Path:
     """The firmware model files of the per-tile-attention network (one model, committed in
     quantize/artifacts/per_tile_attention), beside the shipped frame-context export."""
-    import json
-    from tinymirnet.model.tiling import TilingConfig
     from tinymirnet.quantize.export import export_info_from_artifacts, write_firmware_files
     artifacts = TESTS_DIR.parents[1] / "quantize" / "artifacts" / "per_tile_attention"
     folder.mkdir(parents=True, exist_ok=True)
     # Quantized for its own tiling (20 + 2 x 4), which its export carries into model_settings.h.
-    tiling = TilingConfig(**json.loads((artifacts / "quantize_report.json").read_text())["tiling"])
-    write_firmware_files(export_info_from_artifacts(artifacts, tiling), folder)
+    write_firmware_files(export_info_from_artifacts(artifacts), folder)
     return folder
 
 

@@ -28,11 +28,14 @@ def test_wheel_carries_the_configs_of_its_weights(tmp_path):
     wheel = next((tmp_path / "dist").glob("tinymirnet-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     weights = sorted(n for n in names if n.endswith(".weights.h5"))
-    assert "tinymirnet/model/weights/tiny_mirnet_half_resolution.weights.h5" in weights
+    assert "tinymirnet/model/weights/tiny_mirnet_mrb_half_resolution.weights.h5" in weights  # the shipped network
+    assert "tinymirnet/model/weights/tiny_mirnet_half_resolution.weights.h5" in weights  # the alternative
     for w in weights:
         assert w.replace(".weights.h5", ".json") in names, f"{w} without its network config"
     assert not any("stage" in n or "part1" in n for n in names), sorted(n for n in names if "stage" in n)
     for needed in ("tinymirnet/model/tiling.json", "tinymirnet/quantize/artifacts/tiny_mirnet_int8.tflite",
                    "tinymirnet/quantize/artifacts/tiny_mirnet_context_int8.tflite",
+                   "tinymirnet/quantize/artifacts/half_resolution/tiny_mirnet_int8.tflite",
+                   "tinymirnet/quantize/artifacts/half_resolution/tiny_mirnet_context_int8.tflite",
                    "tinymirnet/model/samples/coffee.png"):
         assert needed in names

@@ -252,3 +252,28 @@ def test_quantize_prunes_the_board_network_by_whole_filters(lol_root, tmp_path):
         run_quantize(lol_root, weights, pruned_weights=other, out_dir=tmp_path / "never", firmware_dir=None,
                      log=lambda *_: None)
     assert not (tmp_path / "never").exists()
+
+
+def test_quantize_the_tiny_mirnet_thins_its_daus_and_checks_its_graph(lol_root, tmp_path):
+    """The shipped design ("mrb_half_resolution"): structured pruning thins every DAU, the
+    report records the MIRNet parts found in the int8 graphs (three streams, spatial attention,
+    SKFF), and `tinymirnet export` of the folder carries the tiling it was converted for."""
+    from tinymirnet.host.cli import main
+    from tinymirnet.model.network import MirnetConfig as Cfg
+    weights = save_untrained(Cfg(design="mrb_half_resolution", channels=8, thumbnail_width=32, thumbnail_height=24,
+                                 exposure_target=load_tiling().exposure_target), tmp_path / "mirnet.weights.h5")
+    out = tmp_path / "artifacts"
+    report = run_quantize(lol_root, weights, finetune_steps=2, finetune_batch=4, out_dir=out, firmware_dir=None,
+                          log=lambda *_: None)
+    pruning = report["structured_pruning"]
+    assert pruning["fraction_removed"] == 0.25  # the design's default
+    assert pruning["widths_before"] == [8] * 6 and pruning["widths_after"] == [6] * 6
+    assert report["sizes"]["flatbuffer_bytes"] < report["sizes"]["dense_flatbuffer_bytes"]
+    size = load_tiling().model_input
+    parts = report["mirnet_parts"]["tile"]
+    assert parts["stream_resolutions"] == [size // 2, size // 4, size // 8]
+    assert all(parts["spatial_attention"][s] == 2 for s in parts["stream_resolutions"])
+    firmware = tmp_path / "fw"
+    assert main(["export", str(out), "--firmware-dir", str(firmware)]) == 0
+    settings = (firmware / "tinymirnet" / "model_settings.h").read_text()
+    assert f"kHalo = {load_tiling().halo};" in settings and f"kModelInputSize = {size};" in settings

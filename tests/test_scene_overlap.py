@@ -1,4 +1,4 @@
-"""The seen/new scene groups of `tinymirnet eval` (model/scene_overlap.py)."""
+"""The seen / other-brightness / new-scene groups of `tinymirnet eval` (model/scene_overlap.py)."""
 import json
 from pathlib import Path
 
@@ -43,14 +43,15 @@ def test_a_reshot_at_the_same_brightness_is_seen_another_brightness_or_scene_is_
     m = scenes.match(reshot)
     assert m["training_stem"] == "3" and m["correlation"] > 0.97 and m["group"] == "seen"
     assert abs(m["brightness_ln_ratio"]) < 0.01
-    # The same scene a third brighter: the same scene (the correlation ignores brightness), but new.
+    # The same scene a third brighter: the same scene (the correlation ignores brightness), at
+    # another brightness.
     brighter = scenes.match(_scene(3, gain=4 / 3))
     assert brighter["training_stem"] == "3" and brighter["correlation"] > 0.99
     assert brighter["brightness_ln_ratio"] == pytest.approx(np.log(4 / 3), abs=0.02)
-    assert brighter["group"] == "new"
+    assert brighter["group"] == "other_brightness"
     # A scene of its own: nothing in the training set correlates enough.
     other = scenes.match(_scene(42))
-    assert other["correlation"] < SAME_SCENE and other["group"] == "new"
+    assert other["correlation"] < SAME_SCENE and other["group"] == "new_scene"
     # A training target itself: correlation 1, seen.
     assert scenes.match(_scene(5)) == {"training_stem": "5", "correlation": pytest.approx(1.0),
                                        "brightness_ln_ratio": pytest.approx(0.0, abs=1e-9), "group": "seen"}
@@ -82,16 +83,19 @@ def test_eval_scores_seen_and_new_frames_apart(training, small_weights, tmp_path
     assert main(["eval", "--data", str(root), "--weights", str(small_weights), "--report", str(report)]) == 0
     r = json.loads(report.read_text())
     overlap = r["meta"]["scene_overlap"]
-    assert [(i["name"], i["group"]) for i in overlap["images"]] == [("a", "seen"), ("b", "new"), ("c", "new")]
-    assert overlap["images"][0]["training_stem"] == "2" and (overlap["seen"], overlap["new"]) == (1, 2)
+    assert [(i["name"], i["group"]) for i in overlap["images"]] == [("a", "seen"), ("b", "other_brightness"),
+                                                                     ("c", "new_scene")]
+    assert overlap["images"][0]["training_stem"] == "2"
+    assert (overlap["seen"], overlap["other_brightness"], overlap["new_scene"]) == (1, 1, 1)
     for method in ("gamma", "tiny_mirnet_float_full"):
         images = {i["name"]: i for i in r[method]["images"]}
         groups = r[method]["by_scene"]
         assert groups["seen"]["images"] == 1 and groups["seen"]["psnr"] == pytest.approx(images["a"]["psnr"])
-        assert groups["new"]["images"] == 2
-        assert groups["new"]["psnr_gt_mean"] == pytest.approx(
-            (images["b"]["psnr_gt_mean"] + images["c"]["psnr_gt_mean"]) / 2)
-    assert "seen scenes (1)" in capsys.readouterr().out
+        assert groups["other_brightness"]["images"] == groups["new_scene"]["images"] == 1
+        assert groups["other_brightness"]["psnr_gt_mean"] == pytest.approx(images["b"]["psnr_gt_mean"])
+        assert groups["new_scene"]["psnr"] == pytest.approx(images["c"]["psnr"])
+    out = capsys.readouterr().out
+    assert "seen (1)" in out and "known scene, other brightness (1)" in out and "new scene (1)" in out
 
     # The validation split is matched against the rest of the training split only: a frame is never
     # its own training scene.

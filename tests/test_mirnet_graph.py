@@ -1,0 +1,78 @@
+"""The shipped int8 tile and context models are a tiny MIRNet: three streams, DAUs with per-pixel
+spatial attention, SKFF weights in use (quantize/mirnet_graph.py). A graph that loses a part
+fails the check, and with it `tinymirnet quantize`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tinymirnet.quantize.mirnet_graph import NotAMirnet, check_mirnet
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "quantize" / "artifacts"
+
+
+def read_pair(folder: Path) -> tuple[bytes, bytes]:
+    return (folder / "tiny_mirnet_int8.tflite").read_bytes(), (folder / "tiny_mirnet_context_int8.tflite").read_bytes()
+
+
+def test_the_shipped_models_are_a_tiny_mirnet():
+    from tinymirnet.model.tiling import load_tiling
+    parts = check_mirnet(*read_pair(ARTIFACTS))
+    size = load_tiling().model_input
+    tile = parts["tile"]
+    assert tile["input"] == size and tile["stream_resolutions"] == [size // 2, size // 4, size // 8]
+    for s in tile["stream_resolutions"]:
+        # Two rounds: two DAUs on every stream, each with both attentions and their concat.
+        assert tile["spatial_attention"][s] == tile["channel_attention"][s] == tile["dau_concat"][s] == 2
+    # The exchange (bottom into middle) and the final fusion (middle into top), once per round.
+    assert tile["skff"][size // 4] == 2 and tile["skff"][size // 2] == 2
+    assert parts["context"]["softmax"] == 4 and parts["context"]["logistic"] == 6
+
+
+def test_the_half_resolution_alternative_is_not():
+    with pytest.raises(NotAMirnet, match="spatial-attention"):
+        check_mirnet(*read_pair(ARTIFACTS / "half_resolution"))
+
+
+def converted_without(monkeypatch, method: str, replacement):
+    """A random-weight int8 pair of the board's tiny MIRNet with one block replaced."""
+    from tinymirnet.model.network import Builder, MirnetConfig
+    from tinymirnet.quantize.convert import random_weights_frame_context_int8
+    monkeypatch.setattr(Builder, method, replacement)
+    cfg = MirnetConfig(design="mrb_half_resolution", channels=4, thumbnail_width=16, thumbnail_height=8)
+    return random_weights_frame_context_int8(cfg, 32)
+
+
+def test_a_graph_without_spatial_attention_fails(monkeypatch):
+    pair = converted_without(monkeypatch, "light_spatial_attention", lambda self, x, name: x)
+    with pytest.raises(NotAMirnet, match="spatial-attention multiply on the 16x16 stream"):
+        check_mirnet(*pair)
+
+
+def test_a_graph_without_skff_fails(monkeypatch):
+    from tinymirnet.model import network
+
+    def plain_sum(self, streams, name):
+        return self.layers.Add(name=f"{name}_plain")(streams)
+    # The context then holds the channel attention alone.
+    monkeypatch.setattr(network, "context_parts", lambda cfg: cfg.stream_channels() * cfg.mrb_rounds)
+    pair = converted_without(monkeypatch, "selective_kernel_fusion", plain_sum)
+    with pytest.raises(NotAMirnet, match="SKFF"):
+        check_mirnet(*pair)
+
+
+def test_a_graph_without_the_bottom_stream_fails(monkeypatch):
+    from tinymirnet.model.network import Builder
+    down = Builder.light_downsample
+
+    def no_second_down(self, x, out_channels, name):  # the bottom "stream" stays at the middle's size
+        return self.conv(x, out_channels, 1, f"{name}_proj") if name == "mrb_down2" else down(self, x, out_channels, name)
+
+    def up_or_same(self, x, out_channels, name):
+        return self.conv(x, out_channels, 1, f"{name}_proj") if "up_bot" in name else up(self, x, out_channels, name)
+    up = Builder.light_upsample
+    monkeypatch.setattr(Builder, "light_upsample", up_or_same)
+    pair = converted_without(monkeypatch, "light_downsample", no_second_down)
+    with pytest.raises(NotAMirnet, match="no stream at 4x4"):
+        check_mirnet(*pair)
