@@ -361,7 +361,7 @@ def comparison_lines(report: dict) -> list[str]:
         return []
     ins = report["instructions"]
     lines = ["## Before and after", "",
-             "| network (report) | M instructions per frame | per tile invoke | tiles | this network's share |",
+             "| network (report) | M instructions per frame | M per tile invoke | tiles | this network / that one |",
              "|---|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['network']} (`{r['report']}`) | {r['per_frame'] / 1e6:,.1f} | "

@@ -117,7 +117,7 @@ def convert_int8(fixed_model, calibration, widen_ranges: bool = True) -> bytes:
     from tensorflow.lite.python.convert import mlir_quantize
     from tensorflow.lite.python.lite import _deduplicate_readonly_buffers
     conv._experimental_calibrate_only = True
-    calibrated = widen_tied_ranges(conv.convert())
+    calibrated = open_collapsed_ranges(widen_tied_ranges(conv.convert()))
     return strip_tensor_names(_deduplicate_readonly_buffers(
         mlir_quantize(calibrated, False, input_data_type=tf.int8, output_data_type=tf.int8)))
 
@@ -194,6 +194,27 @@ def widen_tied_ranges(calibrated: bytes) -> bytes:
                 sg.tensors[i].quantization.min = np.array([lo], np.float32)
                 sg.tensors[i].quantization.max = np.array([hi], np.float32)
     return _pack(model)
+
+
+def open_collapsed_ranges(calibrated: bytes) -> bytes:
+    """A calibrated flatbuffer with every activation range that collapsed to a point (a unit
+    whose ReLU stayed at 0 on every calibration frame, e.g. a channel-attention squeeze unit that
+    training left dead) opened to [min, min + 1]. The quantized value of the calibrated point is
+    still exact, and TFLM, which abort()s on a zero scale, runs the model; a frame that does
+    wake the unit reads it at 8-bit steps of 1/255 up to 1."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    model = schema.ModelT.InitFromPackedBuf(calibrated, 0)
+    opened = 0
+    for sg in model.subgraphs:
+        for t in sg.tensors:
+            q = t.quantization
+            if q is None or q.min is None or len(q.min) != 1:
+                continue
+            lo, hi = float(q.min[0]), float(q.max[0])
+            if hi - lo < DEGENERATE_SCALE * 255:
+                q.max = np.array([lo + 1.0], np.float32)
+                opened += 1
+    return _pack(model) if opened else calibrated
 
 
 # Smallest activation scale taken as real: a tensor whose calibration values were all equal (a
