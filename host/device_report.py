@@ -1,8 +1,8 @@
 """The device report: what one frame costs the board, counted on the emulated Cortex-M4.
 
-``tinymirnet device-report`` builds ``firmware/qemu/probe.elf`` and ``board.elf`` (the firmware's
-core, ``firmware/src/tflm_model.cpp`` and the board's TFLM, Chirale_TensorFlowLite 2.0.0 with
-CMSIS-NN, for Cortex-M4F), runs the probe under ``qemu-system-arm -M mps2-an386 -icount shift=0``
+``tinymirnet device-report`` builds ``probe.elf`` and ``board.elf`` with ``firmware/qemu``'s
+Makefile into ``firmware/build/qemu`` (the firmware's core, ``firmware/src/tflm_model.cpp`` and
+the board's TFLM, Chirale_TensorFlowLite 2.0.0 with CMSIS-NN, for Cortex-M4F), runs the probe under ``qemu-system-arm -M mps2-an386 -icount shift=0``
 (one instruction = 1 ns of virtual time, so the 25 MHz timer ticks every 40 instructions), and
 writes JSON and markdown: instructions per context invoke, per tile, per interpreter switch, per
 frame (two whole frames through ``tinymirnet::Device``, CAPTURE to DONE), per-op shares from
@@ -218,7 +218,9 @@ def markdown(report: dict) -> str:
         "",
         f"Measured on {report['machine']} with {report['tflm']}, through the firmware's own "
         f"`firmware/src/tflm_model.cpp` and `tinymirnet::Device` (commit {report['git_commit'][:12]}). "
-        "Regenerate: `tinymirnet device-report --report firmware/reports/device_report.json`.",
+        "Regenerate: `tinymirnet device-report --report firmware/reports/device_report.json"
+        + "".join(f" {'--compare ' if k == 0 else ''}{r['report']}" for k, r in enumerate(report.get("compared_with", [])))
+        + "`.",
         "",
         "**Instructions are not cycles**: a Cortex-M4 spends more than one cycle on loads, taken branches "
         "and multiplies, so the times at 64 MHz and one instruction per cycle below are lower bounds, not "

@@ -1,8 +1,8 @@
 """A Cortex-M4 board under QEMU: the firmware as the Nano 33 BLE runs it, short of Mbed OS.
 
-``firmware/qemu/board.elf`` (``make -C firmware/qemu board``) holds the firmware core, the sketch's
-TFLM glue (``firmware/src/tflm_model.cpp``, unchanged), the generated model and the board's own
-TFLM (Chirale_TensorFlowLite 2.0.0 with CMSIS-NN, built for Cortex-M4F from
+``board.elf`` (``make -C firmware/qemu board``, in ``firmware/build/qemu``) holds the firmware
+core, the sketch's TFLM glue (``firmware/src/tflm_model.cpp``, unchanged), the generated model
+and the board's own TFLM (Chirale_TensorFlowLite 2.0.0 with CMSIS-NN, built for Cortex-M4F from
 ``../shared/firmware-deps``). QEMU's ``mps2-an386`` runs it; its UART0 is a pseudo-terminal
 (``-serial pty``) that the host opens with pyserial as it opens ``/dev/ttyACM0``; the camera
 serves frames this module loads into PSRAM (``-device loader``): the bundled low-light frame,

@@ -440,7 +440,7 @@ class VirtualBoard:
             raise VirtualBoardError(
                 f"{self.model_path} (sha256 {self.model_sha256}) is not the model compiled into "
                 f"the simulator (sha256 {info.model_sha256}, from "
-                f"firmware/lib/tinymirnet_model/model_settings.h); {rebuild}")
+                f"firmware/lib/tinymirnet_model/tinymirnet/model_settings.h); {rebuild}")
         if self._model is None:
             raise VirtualBoardError(self._model_error or f"{self.model_path}: model failed")
         if self.config["frame_context"] and info.context_model_sha256 != self.context_model_sha256:

@@ -67,7 +67,7 @@ def tile_payload_violations(tile: int) -> list[str]:
 def firmware_buffers(frame_w: int, frame_h: int, tile: int, model_input: int,
                      thumbnail: tuple[int, int] | None = None, context_values: int = 0) -> dict[str, int]:
     """Static buffers of the firmware core's Device besides the arena, with the same formulas
-    as firmware/lib/tinymirnet_core/device.h (a test compiles both and compares): the camera
+    as firmware/lib/tinymirnet_core/tinymirnet/device.h (a test compiles both and compares): the camera
     frame (2 bytes per pixel, YUV422 or RGB565), the int8 model input and output tiles, one receive payload and one transmit
     frame, and the frame's input table with its exposure gain folded in (256 B); for a
     frame-context network also the int8 thumbnail and the context vector."""

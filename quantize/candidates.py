@@ -68,12 +68,13 @@ DEFAULT_CANDIDATES = [
     # The tiny MIRNet the board runs: three streams at 1/2, 1/4 and 1/8 of the frame's resolution,
     # `depth` rounds of DAUs and progressive SKFF. Its reach is larger than any halo a 40 px tile
     # affords (the bottom stream's 3x3 convolutions see 8 px each): the halo is a cost-seam trade.
-    Candidate(8, 1.0, 40, 8, "mrb_half_resolution", 2),
     Candidate(8, 1.0, 40, 4, "mrb_half_resolution", 2),
+    Candidate(8, 1.0, 40, 8, "mrb_half_resolution", 2),
+    Candidate(8, 1.0, 40, 4, "mrb_half_resolution", 1),
     Candidate(8, 1.0, 40, 8, "mrb_half_resolution", 1),
-    Candidate(8, 1.5, 40, 8, "mrb_half_resolution", 2),
-    Candidate(6, 1.0, 40, 8, "mrb_half_resolution", 2),
-    Candidate(12, 1.0, 40, 8, "mrb_half_resolution", 1),
+    Candidate(8, 1.5, 40, 4, "mrb_half_resolution", 2),
+    Candidate(6, 1.0, 40, 4, "mrb_half_resolution", 2),
+    Candidate(12, 1.0, 40, 4, "mrb_half_resolution", 1),
     # The board design: the halo is the network's reach (8 px at depth 2, 6 at depth 1, 10 at 3).
     # Tiles of 60 px would cost less still, but their RGB does not fit one TILE payload.
     Candidate(16, 1.0, 40, 8, "half_resolution", 2),

@@ -199,7 +199,7 @@ def connect(port, **options) -> protocol.Connection:
 
 
 # --------------------------------------------------------------------------------------------
-# Python reference of the device's pixel pipeline (firmware/lib/tinymirnet_core/pixels.h)
+# Python reference of the device's pixel pipeline (firmware/lib/tinymirnet_core/tinymirnet/pixels.h)
 
 
 def round_half_away_from_zero(values: np.ndarray) -> np.ndarray:

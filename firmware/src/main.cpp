@@ -6,7 +6,7 @@
 //
 // The banner and the binary protocol share the USB serial port. PROTOCOL.md defines no text or
 // log message, and a receiver "scans for the sync marker, skipping everything else": the host's
-// decoder (host/protocol.py, FrameDecoder) drops any byte outside a good frame. So the banner is
+// decoder (host/protocol/frames.py, FrameDecoder) drops any byte outside a good frame. So the banner is
 // plain text sent between frames, never inside one: it is written from loop() while no frame is
 // being written (the core sends each frame with one blocking write), and it is printable ASCII
 // only, so it cannot contain the first sync byte 0xA5. It is printed each time a program opens

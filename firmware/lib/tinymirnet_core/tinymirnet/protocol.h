@@ -1,7 +1,7 @@
 // Serial protocol v4: frame layout, message types, payload helpers and the frame codec.
 // Versioning: fields are only appended, receivers ignore trailing bytes, and kVersion changes
 // only for a change an old receiver would misread (firmware/PROTOCOL.md).
-// firmware/PROTOCOL.md is the specification; host/protocol.py is the Python side.
+// firmware/PROTOCOL.md is the specification; host/protocol/ is the Python side.
 //
 // Frame (all integers little-endian):
 //   offset  size  field
