@@ -1,7 +1,13 @@
 """The tiny MIRNet (Zamir et al., "Learning Enriched Features for Real Image Restoration and
-Enhancement", ECCV 2020), one small function per block, in tf_keras, and the board-sized
-network built from its channel attention (design "half_resolution", the shipped one:
-`Builder.half_resolution_network`).
+Enhancement", ECCV 2020), one small function per block, in tf_keras, in three designs
+(`MirnetConfig.design`):
+
+* "mrb_half_resolution", the shipped one (`Builder.half_resolution_mirnet`): one RRG holding one
+  MRB whose three streams run at 1/2, 1/4 and 1/8 of the resolution, with MIRNet-v2's light
+  blocks (`light_*`, `progressive_multi_scale_residual_block`);
+* "mrb", the textbook network at full resolution (`Builder.network`'s RRGs);
+* "half_resolution", the alternative without streams built from its channel attention
+  (`Builder.half_resolution_network`).
 
 Every op lowers to a TFLite builtin that TensorFlow Lite Micro runs, and no tensor has more
 than four dimensions. Three exact rewrites of the textbook blocks keep the TFLM arena small
@@ -13,6 +19,8 @@ without changing what the network computes:
 * SKFF: the per-stream 1x1 "up" convs are one conv with streams*C outputs, reshaped to
   (1, C, streams) so that the softmax across streams runs on the last axis, then split;
 * channel mean/max for spatial attention are REDUCE ops on the last axis (4-D tensors only).
+
+(The textbook blocks; the board's light blocks need none of these rewrites.)
 
 Frame context (MirnetConfig.thumbnail_width > 0). Channel attention and SKFF pool over the
 whole input, so a 28 px tile sees only itself where MIRNet saw the frame. A frame-context
@@ -29,6 +37,7 @@ import tf_keras as keras
 from tf_keras import layers
 
 from .network_config import DESIGNS, NUM_STREAMS, SIZE_MULTIPLE, MirnetConfig  # noqa: F401 (re-exported)
+
 
 class _Namer:
     """Gives every layer a readable, unique name (block_index/part)."""
@@ -117,10 +126,14 @@ class Builder:
         f = self.conv(x, c, 3, f"{name}_conv_a")
         f = self.prelu(f, f"{name}_prelu")
         f = self.conv(f, c, 3, f"{name}_conv_b")
+        return self.attention_fusion(x, f, name, self.spatial_attention)
+
+    def attention_fusion(self, x, f, name, spatial_attention):
+        """A DAU's second half: channel and spatial attention of f in parallel, concat, 1x1, + x."""
         ca = self.channel_attention(f, f"{name}_ca")
-        sa = self.spatial_attention(f, f"{name}_sa")
+        sa = spatial_attention(f, f"{name}_sa")
         f = self.layers.Concatenate(name=f"{name}_cat")([ca, sa])
-        f = self.conv(f, c, 1, f"{name}_fuse")
+        f = self.conv(f, x.shape[-1], 1, f"{name}_fuse")
         return self.layers.Add(name=f"{name}_res")([x, f])
 
     def selective_kernel_fusion(self, streams, name):
@@ -225,11 +238,7 @@ class Builder:
         c = x.shape[-1]
         f = self.conv(x, inner, 3, f"{name}_conv_a", activation="relu")
         f = self.conv(f, c, 3, f"{name}_conv_b")
-        ca = self.channel_attention(f, f"{name}_ca")
-        sa = self.light_spatial_attention(f, f"{name}_sa")
-        f = self.layers.Concatenate(name=f"{name}_cat")([ca, sa])
-        f = self.conv(f, c, 1, f"{name}_fuse")
-        return self.layers.Add(name=f"{name}_res")([x, f])
+        return self.attention_fusion(x, f, name, self.light_spatial_attention)
 
     def light_downsample(self, x, out_channels, name):
         """Resizing module, 2x down, MIRNet-v2's form: average pool, 1x1 conv."""
