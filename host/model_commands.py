@@ -14,7 +14,7 @@ from .checks import default_in_checkout
 
 def cmd_train(args) -> int:
     from tinymirnet.model.network import MirnetConfig
-    from tinymirnet.model.train import TrainConfig, train
+    from tinymirnet.model.train import TrainConfig, TrainConfigError, train
     from dataclasses import asdict
     cfg = None
     if not args.resume or args.epochs:
@@ -42,7 +42,11 @@ def cmd_train(args) -> int:
                           scene_crop=args.scene_crop, teacher=str(args.teacher or ""),
                           teacher_weight=args.teacher_weight,
                           **({} if args.order_weight is None else {"order_weight": args.order_weight}))
-    train(args.out, cfg, resume=args.resume)
+    try:
+        train(args.out, cfg, resume=args.resume)
+    except TrainConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

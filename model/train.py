@@ -33,6 +33,10 @@ from .thumbnail import thumbnail
 from .tiling import load_tiling
 
 
+class TrainConfigError(ValueError):
+    """A run's settings cannot train its network; the message names the setting."""
+
+
 @dataclass
 class TrainConfig:
     data: str
@@ -229,11 +233,15 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
     elif (run_dir / "ckpt").exists():
         raise FileExistsError(f"{run_dir}: a run is already there; use --resume or another --out")
     if cfg.loss not in LOSSES:
-        raise ValueError(f"unknown loss {cfg.loss!r} (one of {', '.join(LOSSES)})")
+        raise TrainConfigError(f"unknown loss {cfg.loss!r} (one of {', '.join(LOSSES)})")
+    model_cfg = replace(MirnetConfig.from_dict(cfg.model), exposure_target=cfg.exposure_target)
+    for name, size in (("--crop", cfg.crop), ("--scene-crop", cfg.scene_crop)):
+        if size % model_cfg.size_multiple:
+            raise TrainConfigError(f"{name} {size}: the {model_cfg.design} network's input must be a multiple of "
+                             f"{model_cfg.size_multiple}")
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(cfg_path, asdict(cfg))
 
-    model_cfg = replace(MirnetConfig.from_dict(cfg.model), exposure_target=cfg.exposure_target)
     split = resolve_split(cfg.data, "train")
     train_pairs, val_pairs = split_train_val(find_pairs(split, tuple(cfg.exclude)), cfg.val_percent)
     log(f"data: {split} -> {len(train_pairs)} training pairs, {len(val_pairs)} validation pairs")

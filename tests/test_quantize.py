@@ -210,10 +210,22 @@ def test_a_collapsed_activation_range_is_a_clear_error_not_an_abort():
     inp = keras.Input((8, 8, 3), batch_size=1)
     dead = keras.layers.Conv2D(4, 1, activation="relu", bias_initializer=keras.initializers.Constant(-50.0))(inp)
     out = keras.layers.Conv2D(3, 1)(dead)
-    flatbuffer = convert_int8(keras.Model(inp, out), np.random.default_rng(0).random((4, 8, 8, 3), np.float32))
+    model = keras.Model(inp, out)
+    calibration = np.random.default_rng(0).random((4, 8, 8, 3), np.float32)
+    flatbuffer = convert_int8(model, calibration, widen_ranges=False)  # the converter as it comes
     assert degenerate_tensors(flatbuffer)
     with pytest.raises(ValueError, match="collapsed range"):
         TflmModel(flatbuffer)
+    # The project's conversion opens the collapsed range (quantize/convert.py open_collapsed_ranges):
+    # TFLM runs the model, and the dead unit's constant output is still exact.
+    opened = convert_int8(model, calibration)
+    assert not degenerate_tensors(opened)
+    tflm = TflmModel(opened)
+    q = tflm.input_quant
+    tile = np.clip(np.round(calibration[0] / q.scale + q.zero_point), -128, 127).astype(np.int8)
+    o = tflm.output_quant
+    got = (tflm.invoke(tile).astype(np.float32) - o.zero_point) * o.scale
+    np.testing.assert_allclose(got, model.predict(calibration[:1], verbose=0)[0], atol=2 * o.scale + 1e-6)
 
 
 def test_calibration_tiles_are_low_light_only_unless_asked(lol_root):

@@ -93,18 +93,21 @@ def test_frame_context_training_through_the_cli_and_the_float_pipeline(lol_root,
     from tinymirnet.model.inference import FloatEnhancer
     run = tmp_path / "framed"
     assert main(["train", "--data", str(lol_root), "--out", str(run), "--epochs", "1", "--steps", "2",
-                 "--batch", "2", "--crop", "28", "--channels", "4", "--val-percent", "30",
+                 "--batch", "2", "--crop", "32", "--channels", "4", "--val-percent", "30",
                  "--frame-context", "32x24", "--loss-margin", "4", "--val-tiled"]) == 0
     saved = json.loads((run / "best.json").read_text())
     assert (saved["thumbnail_width"], saved["thumbnail_height"]) == (32, 24)
     enhancer = FloatEnhancer.load(run / "best.weights.h5")
     assert enhancer.frame_context
     low = np.random.default_rng(0).integers(0, 60, (48, 64, 3), dtype=np.uint8)
-    full, tiled = enhancer.enhance(low), enhancer.enhance(low, 20, 4)
+    full, tiled = enhancer.enhance(low), enhancer.enhance(low, 24, 4)
     assert full.shape == tiled.shape == (48, 64, 3) and np.isfinite(tiled).all()
     with pytest.raises(ValueError, match="needs the context of the frame"):
-        enhancer(np.zeros((1, 28, 28, 3), np.float32))
+        enhancer(np.zeros((1, 32, 32, 3), np.float32))
     assert main(["train", "--data", str(lol_root), "--frame-context", "32"]) == 1  # one error line
+    # The tiny MIRNet's input is a multiple of 8 (three 2x down-samplings): another crop is one line.
+    assert main(["train", "--data", str(lol_root), "--out", str(tmp_path / "odd"), "--crop", "28"]) == 1
+    assert not (tmp_path / "odd").exists()
 
 
 def test_real_photo_crops_of_their_own_size_train_the_order_term(lol_root, tmp_path):
