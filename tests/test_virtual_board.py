@@ -244,7 +244,7 @@ def test_handshake_names_geometry_differences(board):
     problems = device_cli.handshake_mismatches(other, host)
     assert f"tile 24 (device) != {tiling.tile} (host, the tiling of {host.tflite.parent})" in problems
     assert f"model input 30 (device) != {tiling.model_input} (host, the tiling of {host.tflite.parent})" in problems
-    assert "frame 176x120 (device) != 160x120 (host, the tiling of {host.tflite.parent})" in problems
+    assert f"frame 176x120 (device) != 160x120 (host, the tiling of {host.tflite.parent})" in problems
     quant = device_cli.handshake_mismatches(dataclasses.replace(board.info, input_scale=0.5),
                                             host)
     assert len(quant) == 1 and quant[0].startswith("input quantization scale 0.5 zero point")
