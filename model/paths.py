@@ -6,12 +6,11 @@ WEIGHTS_DIR = MODEL_DIR / "weights"
 # The shipped network: the tiny MIRNet with its MRB at half resolution (design
 # "mrb_half_resolution", model/network.py) and a frame context (attention from a thumbnail of
 # the whole frame, two int8 models on the board). The alternative without streams
-# (HALF_RESOLUTION_WEIGHTS; its int8 models in quantize/artifacts/half_resolution) and the
-# textbook tiny MIRNets are kept for the studies and reports made with them: at full resolution
-# with frame context (MIRNET_WEIGHTS, the distillation teacher) and with attention per tile
-# (PER_TILE_WEIGHTS: tiling study, budget sweep, quantize/artifacts/per_tile_attention).
+# (weights/tiny_mirnet_half_resolution.*, its int8 models in quantize/artifacts/half_resolution)
+# and the textbook tiny MIRNets are kept for the studies and reports made with them: at full
+# resolution with frame context (MIRNET_WEIGHTS, the distillation teacher) and with attention per
+# tile (PER_TILE_WEIGHTS: tiling study, budget sweep, quantize/artifacts/per_tile_attention).
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "tiny_mirnet_mrb_half_resolution.weights.h5"
-HALF_RESOLUTION_WEIGHTS = WEIGHTS_DIR / "tiny_mirnet_half_resolution.weights.h5"
 MIRNET_WEIGHTS = WEIGHTS_DIR / "tiny_mirnet_frame_context.weights.h5"
 PER_TILE_WEIGHTS = WEIGHTS_DIR / "tiny_mirnet.weights.h5"
 
