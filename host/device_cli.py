@@ -2,9 +2,9 @@
 
 Every device command starts with a handshake (HELLO): the board's model (sha256 of its int8
 flatbuffer) and geometry (tile, halo, model input, frame, quantization) must equal the host's
-(quantize/artifacts/tiny_mirnet_int8.tflite or --int8, and the tiling its quantize folder names, else
-model/tiling.json); any difference is
-one error naming both values, before anything is computed.
+(quantize/artifacts/tiny_mirnet_int8.tflite or --int8, with the tiling its quantize folder names,
+else model/tiling.json's); any difference is one error naming both values, before anything is
+computed.
 
 Then the board enhances a frame tile by tile (a camera capture, or an uploaded image); the
 host stitches the tiles and, on the same raw frame with the same tiling, runs

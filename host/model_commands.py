@@ -327,10 +327,10 @@ def register(sub) -> None:
 
     e = sub.add_parser("eval", help="PSNR/SSIM of the network and baselines on eval15",
                        description="PSNR/SSIM of the network and baselines on eval15 (or the validation split), "
-                                   "also apart on three groups of frames: a training scene again at its training target's "
-                                   "brightness ('seen'), a training scene at another brightness, and a new "
-                                   "scene: the training split beside eval15 is read for that "
-                                   "(model/scene_overlap.py)")
+                                   "also apart on three groups of frames: a training scene again at its "
+                                   "training target's brightness ('seen'), a training scene at another "
+                                   "brightness, and a new scene: the training split beside eval15 is read "
+                                   "for that (model/scene_overlap.py)")
     e.add_argument("--data", type=Path, required=True, help="LoL root (with eval15/) or a folder with low/ and high/")
     e.add_argument("--report", type=Path, default=Path("eval_report.json"))
     e.add_argument("--grid", type=Path, default=None, help="comparison grid PNG (default: beside the report)")

@@ -31,7 +31,7 @@ RESOLVER_METHODS = {
     "LOGISTIC": "AddLogistic", "MAXIMUM": "AddMaximum", "MAX_POOL_2D": "AddMaxPool2D", "MEAN": "AddMean",
     "MINIMUM": "AddMinimum", "MUL": "AddMul", "PRELU": "AddPrelu", "QUANTIZE": "AddQuantize",
     "REDUCE_MAX": "AddReduceMax", "RELU": "AddRelu", "RELU6": "AddRelu6", "RESHAPE": "AddReshape",
-    "RESIZE_BILINEAR": "AddResizeBilinear", "SOFTMAX": "AddSoftmax", "SPACE_TO_DEPTH": "AddSpaceToDepth", "SPLIT": "AddSplit", "SPLIT_V": "AddSplitV",
+    "RESIZE_BILINEAR": "AddResizeBilinear", "SOFTMAX": "AddSoftmax", "SPLIT": "AddSplit", "SPLIT_V": "AddSplitV",
     "STRIDED_SLICE": "AddStridedSlice", "SUB": "AddSub", "TRANSPOSE_CONV": "AddTransposeConv",
 }
 
