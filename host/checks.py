@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tinymirnet.model.paths import REPO_ROOT
 
 
 class UsageError(Exception):
@@ -89,3 +88,12 @@ def precheck(args) -> None:
         check_output_dir(args.out, "--out")
     if command == "capture" and args.out is not None:
         check_output_dir(args.out, "--out")
+
+
+def load_int8(path: Path, tiling):
+    """The --int8 tile model on TFLM, checked against the tiling; a bad file is one error line."""
+    from tinymirnet.quantize.tflm import load_tile_model
+    try:
+        return load_tile_model(path, tiling.tile, tiling.halo)
+    except ValueError as e:  # missing, unreadable, not a TFLite model, wrong input size
+        raise UsageError(str(e)) from None

@@ -23,12 +23,13 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from .qemu_board import BUILD_DIR, QemuBoardError, ensure_board_elf, make_qemu
-from .virtual_board import FIRMWARE_DIR, REPO_ROOT
+from tinymirnet.model.paths import FIRMWARE_MODEL_DIR, QEMU_BUILD_DIR, QEMU_DIR, REPO_ROOT
+from tinymirnet.quantize.native_build import run_make
+
+from .qemu_board import ARM_TOOLS, ensure_board_elf
 
 INSTRUCTIONS_PER_TICK = 40  # -icount shift=0: 1 ns per instruction, 40 ns per 25 MHz tick
 BOARD_HZ = 64_000_000
@@ -100,8 +101,8 @@ def build_cycle_model() -> Path:
     if shutil.which("cc") is None:
         raise DeviceReportError("the cycle model is a QEMU plugin built with this machine's C compiler: "
                                 "install one (apt-get install gcc), or add --no-cycle-model")
-    make_qemu(("cycle-model",))
-    return BUILD_DIR / "cycle_model.so"
+    run_make(QEMU_DIR, ("cycle-model",), tools=ARM_TOOLS)
+    return QEMU_BUILD_DIR / "cycle_model.so"
 
 
 def memory_by_component(map_text: str) -> dict[str, dict[str, int]]:
@@ -145,7 +146,7 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def build_report(probe: dict, map_text: str, model_dir: Path = FIRMWARE_DIR / "lib" / "tinymirnet_model") -> dict:
+def build_report(probe: dict, map_text: str, model_dir: Path = FIRMWARE_MODEL_DIR) -> dict:
     frames = probe["frames"]
     frame_instr = [_instructions(f["ticks"]) for f in frames]
     switch = {"context_model": _instructions(probe["context_first_ticks"] - probe["context_again_ticks"]),
@@ -302,7 +303,7 @@ def build_for_artifacts(artifacts: Path, build_dir: Path) -> Path:
 
 def _build_firmware(build_dir: Path, targets: tuple[str, ...]) -> None:
     """The QEMU images with the model files in build_dir/model, built into build_dir."""
-    make_qemu(targets, {"MODEL_DIR": build_dir / "model", "BUILD": build_dir})
+    run_make(QEMU_DIR, targets, {"MODEL_DIR": build_dir / "model", "BUILD": build_dir}, tools=ARM_TOOLS)
 
 
 def price_on_the_board(flatbuffer: bytes, tiling, build_dir: Path, context_flatbuffer: bytes | None = None) -> dict:
@@ -311,7 +312,8 @@ def price_on_the_board(flatbuffer: bytes, tiling, build_dir: Path, context_flatb
     `tiling` into build_dir, the probe built with it and run under QEMU. The budget sweep uses
     it to rank candidates by what the board pays, not by MACs."""
     from tinymirnet.quantize.export import ContextExport, ExportInfo, write_firmware_files
-    from tinymirnet.quantize.tflm import TflmModel, arena_after_one_run, op_names
+    from tinymirnet.quantize.flatbuffer import op_names
+    from tinymirnet.quantize.tflm import TflmModel, arena_after_one_run
     model = TflmModel(flatbuffer)
     if (model.context_index is None) != (context_flatbuffer is None):
         raise DeviceReportError("a frame-context tile model is priced with its context model, a one-model "
@@ -382,37 +384,18 @@ def comparison_lines(report: dict) -> list[str]:
 
 def device_report(report_path: Path, artifacts: Path | None = None, cycle_model: bool = True,
                   compare: list[Path] = ()) -> dict:
-    from tinymirnet.model.files import atomic_write_json, atomic_write_text, report_path as relative_path
+    from tinymirnet.model.files import report_path as relative_path, write_report
     if artifacts is None:
-        probe_elf, board_map = ensure_board_elf("probe"), BUILD_DIR / "board.map"
+        probe_elf, board_map = ensure_board_elf("probe"), QEMU_BUILD_DIR / "board.map"
         ensure_board_elf("board")
     else:
-        build_dir = build_for_artifacts(Path(artifacts), BUILD_DIR / "candidates" / Path(artifacts).resolve().name)
+        build_dir = build_for_artifacts(Path(artifacts), QEMU_BUILD_DIR / "candidates" / Path(artifacts).resolve().name)
         probe_elf, board_map = build_dir / "probe.elf", build_dir / "board.map"
-    model_dir = FIRMWARE_DIR / "lib" / "tinymirnet_model" if artifacts is None else board_map.parent / "model"
+    model_dir = FIRMWARE_MODEL_DIR if artifacts is None else board_map.parent / "model"
     plugin = build_cycle_model() if cycle_model else None
     report = build_report(run_probe(probe_elf, cycle_model=plugin), board_map.read_text(), model_dir)
     report["network"] = relative_path(artifacts) if artifacts else "shipped (firmware/lib/tinymirnet_model)"
     if compare:
         report["compared_with"] = comparison(report, list(compare))
-    atomic_write_json(report_path, report)
-    atomic_write_text(report_path.with_suffix(".md"), markdown(report))
+    write_report(report_path, report, markdown(report))
     return report
-
-
-def cmd_device_report(args) -> int:
-    try:
-        report = device_report(args.report, args.artifacts, cycle_model=not args.no_cycle_model,
-                               compare=args.compare)
-    except (QemuBoardError, DeviceReportError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    ins = report["instructions"]
-    cycles = ""
-    if c := report.get("cycle_estimate"):
-        sec = c["seconds_per_frame_at_64_mhz"]
-        cycles = f"; the cycle model: {sec['low']:.1f} to {sec['high']:.1f} s"
-    print(f"one frame: {ins['per_frame'] / 1e6:,.1f} M instructions "
-          f"({ins['per_frame'] / BOARD_HZ:.1f} s at 64 MHz and one instruction per cycle{cycles}); "
-          f"wrote {args.report} and {args.report.with_suffix('.md')}")
-    return 0

@@ -17,13 +17,12 @@ Medians over N frames (default 5) of one run; written as JSON and markdown, atom
 """
 from __future__ import annotations
 
-import platform
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
-
+from .board_link import check_handshake, open_device
+from .host_model import HostModel
 from .protocol import FRAMING_BYTES, Connection, FrameDecoder, MessageType, Tile
 
 TARGET_RATIO = 1.2  # end-to-end / pure inference on the virtual board
@@ -93,32 +92,23 @@ def _tile_traffic(recorded: bytes) -> dict:
 
 def run_benchmark(frames: int = 5, port: str = "sim") -> dict:
     """Measures `frames` captures, uploads and frame reads against a virtual board (or a
-    board on `port`)."""
-    import serial
-    from .device_cli import HostModel, check_handshake
-    from .virtual_board import VirtualBoard
-    board = VirtualBoard().start() if port == "sim" else None
-    try:
-        path = board.port if board else port
-        counter = CountingPort(serial.Serial(path, baudrate=115200, exclusive=True))
-        counter.port.reset_input_buffer()
-        link = Connection(counter, name=path, timeout=0.5 if board else 1.0,
-                          retries=4 if board else 3, stream_timeout=5.0 if board else 30.0)
-        try:
-            info = link.hello()
-            check_handshake(info, HostModel.load(), path)
-            result = _measure(link, counter, info, frames)
-        finally:
-            link.close()
-    finally:
-        if board is not None:
-            board.stop()
+    board on `port`: a serial device, auto, qemu)."""
+    counters: list[CountingPort] = []
+
+    def counted(serial_port):
+        counters.append(CountingPort(serial_port))
+        return counters[-1]
+
+    with open_device(port, wrap=counted) as (link, board):
+        info = link.hello()
+        check_handshake(info, HostModel.load(), link.name)
+        result = _measure(link, counters[0], info, frames)
     result["device"] = {"port": port, "firmware_version": info.firmware_version,
                         "model_sha256": info.model_sha256,
                         "frame": [info.frame_width, info.frame_height],
                         "tile": info.tile_size, "halo": info.halo, "tiles": info.tile_count,
                         "max_payload": info.max_payload}
-    if board is not None:
+    if board is not None and hasattr(board, "stats"):
         result["virtual_board"] = {"invokes": board.stats.invokes,
                                    "invoke_s": round(board.stats.invoke_s, 3),
                                    "link_write_s": round(board.stats.write_s, 4),
@@ -279,35 +269,3 @@ def markdown(report: dict) -> str:
     lines += ["", f"Wire bytes of one capture: {c['wire_bytes']:,}. Regenerate this report with "
               "`tinymirnet bench-link` when the model, the tiling or the protocol changes.", ""]
     return "\n".join(lines)
-
-
-def write_report(report: dict, path: str | Path) -> tuple[Path, Path]:
-    from tinymirnet.model.files import atomic_write_json, atomic_write_text
-    path = Path(path)
-    return (atomic_write_json(path, report),
-            atomic_write_text(path.with_suffix(".md"), markdown(report)))
-
-
-def cmd_bench_link(args) -> int:
-    from .device_cli import run_guarded
-    return run_guarded(_bench_link, args)
-
-
-def _bench_link(args) -> int:
-    from .device_cli import CommandError
-    if args.frames < 1:
-        raise CommandError("--frames must be at least 1")
-    report = {"measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
-              "host": f"{platform.machine()}, Python {platform.python_version()}",
-              **run_benchmark(args.frames, args.port)}
-    json_path, md_path = write_report(report, args.report)
-    c = report["capture_frame"]
-    t = report["tile_traffic"]
-    print(f"tile traffic payload efficiency {t['payload_efficiency']:.3f} "
-          f"(pixels {t['pixel_efficiency']:.3f}); raw frame read "
-          f"{report['throughput']['raw_frame_read']['wire_bytes_per_s'] / 1e6:.2f} MB/s")
-    print(f"capture frame: {c['end_to_end_s'] * 1e3:.1f} ms end to end, inference "
-          f"{c['inference_s'] * 1e3:.1f} ms, transfer {c['transfer_s'] * 1e3:.1f} ms, host "
-          f"{c['host_overhead_s'] * 1e3:.1f} ms; ratio {c['ratio']:.3f} (target <= {TARGET_RATIO})")
-    print(f"wrote {json_path} and {md_path}")
-    return 0

@@ -1,15 +1,16 @@
 """The model room's commands: train, publish, compare-runs, eval, enhance (host path; `--port`
-hands enhance to the board path in host/device_cli.py)."""
+hands enhance to the board: host/board_frames.py)."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
-from tinymirnet.model.network_config import DESIGNS
+from tinymirnet.model.network_config import DESIGNS, LOSS_NAMES
 from tinymirnet.model.paths import DEFAULT_WEIGHTS
 
-from .checks import default_in_checkout
+from .board_link import add_device_options, run_guarded
+from .checks import default_in_checkout, load_int8
 
 
 def cmd_train(args) -> int:
@@ -92,27 +93,14 @@ def cmd_compare_runs(args) -> int:
     return 0
 
 
-def _load_int8(path, tiling):
-    """The --int8 model on TFLM, checked against the tiling; a bad file is one error line."""
-    from tinymirnet.quantize.tflm import load_tile_model
-    try:
-        return load_tile_model(path, tiling.tile, tiling.halo)
-    except ValueError as e:  # missing, unreadable, not a TFLite model, wrong input size
-        raise SystemExit(f"error: {e}")
-
-
-def _load_enhancer(weights):
-    from tinymirnet.model.inference import FloatEnhancer, load_model
-    model, cfg = load_model(weights)
-    return FloatEnhancer(model, cfg.exposure_target, cfg), model, cfg
-
-
 def cmd_eval(args) -> int:
     from tinymirnet.model.evaluate import baseline_methods, evaluate, network_methods
-    from tinymirnet.model.network import count_params, macs_per_pixel
+    from tinymirnet.model.network_cost import count_params, macs_per_pixel
     from tinymirnet.quantize.export import tiling_for
     tiling = tiling_for(args.int8)  # an alternative network's int8 folder may carry another halo
-    enhancer, model, cfg = _load_enhancer(args.weights)
+    from tinymirnet.model.inference import load_enhancer
+    enhancer = load_enhancer(args.weights)
+    model, cfg = enhancer.model, enhancer.cfg
     methods = {**baseline_methods(), **network_methods(enhancer, tiling.tile, tiling.halo)}
     from tinymirnet.model.files import provenance, report_path
     meta = {"weights": report_path(args.weights), "model": cfg.__dict__, "params": count_params(model),
@@ -120,11 +108,11 @@ def cmd_eval(args) -> int:
             "exposure_target": cfg.exposure_target}
     if args.int8:
         from tinymirnet.quantize.tflm import int8_frame_context_method, int8_method
-        tile_model = _load_int8(args.int8, tiling)
+        tile_model = load_int8(args.int8, tiling)
         if tile_model.context_index is None:
             method = int8_method(tile_model, tiling.tile, tiling.halo, exposure_target=tiling.exposure_target)
         else:  # a frame-context network: its context model lies beside the tile model
-            from tinymirnet.quantize.pipeline import CONTEXT_INT8_NAME
+            from tinymirnet.model.paths import CONTEXT_INT8_NAME
             from tinymirnet.quantize.tflm import TflmModel
             context_path = args.int8.with_name(CONTEXT_INT8_NAME)
             if not cfg.frame_context:
@@ -213,16 +201,17 @@ def enhance_photo(enhancer, img, name: str):
 
 
 def cmd_enhance(args) -> int:
-    if getattr(args, "port", None):  # on a board (or the virtual board): host/device_cli.py
-        from tinymirnet.host.device_cli import cmd_enhance_on_device
-        return cmd_enhance_on_device(args)
+    if getattr(args, "port", None):  # on a board (or a virtual board): host/board_frames.py
+        from .board_frames import enhance_on_board
+        return run_guarded(enhance_on_board, args)
     from PIL import Image
     from tinymirnet.model.data import DataError, read_rgb
     from tinymirnet.model.files import atomic_save_image
     if not args.images and not args.sample:
         print("error: give IMAGE files or --sample", file=sys.stderr)
         return 2
-    enhancer, _, _ = _load_enhancer(args.weights)
+    from tinymirnet.model.inference import load_enhancer
+    enhancer = load_enhancer(args.weights)
     failures = 0
     used: set[str] = set()
     jobs = [(Path(p), None) for p in args.images]
@@ -243,13 +232,7 @@ def cmd_enhance(args) -> int:
     return 1 if failures else 0
 
 
-# The names of model/metrics.py's LOSSES, spelled here so that parsing the command line does not
-# import TensorFlow (a test holds the two equal).
-LOSS_NAMES = ("charbonnier", "mse")
-
-
 def register(sub) -> None:
-    from .device_cli import add_device_options
     t = sub.add_parser("train", help="train the float network on LoL")
     t.add_argument("--data", type=Path, help="LoL root (with our485/) or a folder with low/ and high/")
     t.add_argument("--out", type=Path, default=Path("runs/train"), help="run directory")
@@ -359,5 +342,3 @@ def register(sub) -> None:
                         "(the name alone means coffee)")
     add_device_options(n, port_required=False)
     n.set_defaults(func=cmd_enhance)
-
-    # Device commands (host/device_cli.py, host/virtual_board.py, host/link_benchmark.py).

@@ -4,10 +4,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tinymirnet.model.paths import DEFAULT_WEIGHTS, PER_TILE_WEIGHTS
+from tinymirnet.model.paths import ARTIFACTS_DIR, DEFAULT_WEIGHTS, FIRMWARE_MODEL_DIR, QEMU_BUILD_DIR, PER_TILE_WEIGHTS
 
-from .checks import default_in_checkout
-from .model_commands import LOSS_NAMES, _load_enhancer, _load_int8
+from tinymirnet.model.network_config import LOSS_NAMES
+
+from .checks import default_in_checkout, load_int8
 
 
 def cmd_tiling_study(args) -> int:
@@ -16,8 +17,10 @@ def cmd_tiling_study(args) -> int:
     from tinymirnet.quantize.tiling_study import tiling_study
     tiling = load_tiling()
     tiling = replace(tiling, tile=args.tile or tiling.tile, halo=tiling.halo if args.halo is None else args.halo)
-    enhancer, _, cfg = _load_enhancer(args.weights)
-    int8_model = _load_int8(args.int8, tiling) if args.int8 else None
+    from tinymirnet.model.inference import load_enhancer
+    enhancer = load_enhancer(args.weights)
+    cfg = enhancer.cfg
+    int8_model = load_int8(args.int8, tiling) if args.int8 else None
     if int8_model is not None and int8_model.context_index is not None:
         raise SystemExit(f"error: {args.int8} is a frame-context tile model; the tiling study is about "
                          f"attention pooled per tile (give quantize/artifacts/per_tile_attention/"
@@ -31,13 +34,12 @@ def cmd_tiling_study(args) -> int:
 def cmd_quantize(args) -> int:
     from tinymirnet.quantize.budget import BudgetError
     from tinymirnet.quantize.mirnet_graph import NotAMirnet
-    from tinymirnet.quantize.pipeline import (ARTIFACTS, FIRMWARE_MODEL_DIR, ExposureMismatch, PrunedMismatch,
-                                              run_quantize)
+    from tinymirnet.quantize.pipeline import ExposureMismatch, PrunedMismatch, run_quantize
     if args.pruned is not None and not args.pruned.is_file():
         print(f"error: --pruned {args.pruned}: no such weights file (give an earlier quantize run's "
               f"tiny_mirnet_pruned.weights.h5)", file=sys.stderr)
         return 1
-    args.out = args.out or default_in_checkout(ARTIFACTS, "--out")
+    args.out = args.out or default_in_checkout(ARTIFACTS_DIR, "--out")
     if not args.no_firmware:
         args.firmware_dir = args.firmware_dir or default_in_checkout(FIRMWARE_MODEL_DIR, "--firmware-dir or --no-firmware")
     try:
@@ -62,7 +64,7 @@ def cmd_quantize(args) -> int:
 
 def cmd_export(args) -> int:
     from tinymirnet.quantize.export import ExportError, export_info_from_artifacts, write_firmware_files
-    from tinymirnet.quantize.pipeline import FIRMWARE_MODEL_DIR, record_export
+    from tinymirnet.quantize.quantize_report import record_export
     try:
         info = export_info_from_artifacts(args.artifacts)
         firmware_dir = args.firmware_dir or default_in_checkout(FIRMWARE_MODEL_DIR, "--firmware-dir")
@@ -83,7 +85,7 @@ def price_candidates(rows: list[dict], tiling) -> None:
     trained weights; the kernels' work does not depend on the weights' values), per tile, the
     32-bit arena and the tile model's per-op shares."""
     from dataclasses import replace
-    from .device_report import BUILD_DIR, price_on_the_board
+    from .device_report import price_on_the_board
     for row in rows:
         if not row["fits"]:
             continue
@@ -91,15 +93,15 @@ def price_candidates(rows: list[dict], tiling) -> None:
         label = f"{row['design']}_c{row['channels']}_g{row['growth']}_d{row['depth']}_t{row['tile']}_h{row['halo']}"
         print(f"pricing {row['label']} on the emulated Cortex-M4 ...", file=sys.stderr, flush=True)
         row.update(price_on_the_board(tile_fb, replace(tiling, tile=row["tile"], halo=row["halo"]),
-                                      BUILD_DIR / "budget" / label, context_fb))
+                                      QEMU_BUILD_DIR / "budget" / label, context_fb))
         row["instructions_measured_with"] = (f"{row.get('measured_with', 'random weights')}, "
                                              "Chirale_TensorFlowLite 2.0.0 on QEMU mps2-an386")
 
 
 def cmd_budget(args) -> int:
-    from tinymirnet.model.files import atomic_write_json, atomic_write_text
+    from tinymirnet.model.files import write_report
     from tinymirnet.model.tiling import load_tiling
-    from tinymirnet.quantize.candidates import DEFAULT_CANDIDATES, budget_markdown, choose, measure_candidates
+    from tinymirnet.quantize.candidates import DEFAULT_CANDIDATES, choose, markdown, measure_candidates
     tiling = load_tiling()
     rows = measure_candidates(DEFAULT_CANDIDATES, tiling.frame_width, tiling.frame_height,
                               weights=args.weights if args.data else (), data_dir=args.data)
@@ -108,9 +110,8 @@ def cmd_budget(args) -> int:
     for row in rows:
         row.pop("_flatbuffers", None)
     chosen = choose(rows)
-    atomic_write_json(args.report, {"frame": [tiling.frame_width, tiling.frame_height], "candidates": rows,
-                                    "chosen": chosen["label"] if chosen else None})
-    atomic_write_text(args.report.with_suffix(".md"), budget_markdown(rows, chosen))
+    write_report(args.report, {"frame": [tiling.frame_width, tiling.frame_height], "candidates": rows,
+                               "chosen": chosen["label"] if chosen else None}, markdown(rows, chosen))
     print(f"wrote {args.report} and {args.report.with_suffix('.md')}")
     return 0
 
@@ -175,7 +176,7 @@ def register(sub) -> None:
 
     x = sub.add_parser("export", help="write the firmware's model files (C arrays, headers) from a "
                        "finished `tinymirnet quantize` folder, without quantizing again")
-    x.add_argument("artifacts", type=Path, nargs="?", default=Path(__file__).resolve().parents[1] / "quantize" / "artifacts",
+    x.add_argument("artifacts", type=Path, nargs="?", default=ARTIFACTS_DIR,
                    help="a quantize output folder (default quantize/artifacts; the per-tile-attention network: "
                         "quantize/artifacts/per_tile_attention)")
     x.add_argument("--firmware-dir", type=Path, default=None, help="default firmware/lib/tinymirnet_model")

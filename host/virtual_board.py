@@ -28,7 +28,7 @@ rebuild.
 Usage::
 
     with VirtualBoard() as board:           # or: tinymirnet sim
-        link = Connection.open(board.port)  # any pyserial client works
+        link = Connection.open(board.port, "sim")  # any pyserial client works
 """
 from __future__ import annotations
 
@@ -36,9 +36,6 @@ import ctypes
 import hashlib
 import os
 import select
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 import tty
@@ -47,175 +44,15 @@ from pathlib import Path
 
 import numpy as np
 
-from tinymirnet.model.data import IMAGE_SUFFIXES  # noqa: F401  (the CLI reads folders with it)
 
-from .protocol import PIXEL_FORMAT_YUV422, Connection, DeviceInfo, ProtocolError, rgb888_to_frame
+from tinymirnet.model.paths import CONTEXT_INT8_NAME, DEFAULT_INT8_MODEL
 
-REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout (the package is installed -e)
-FIRMWARE_DIR = REPO_ROOT / "firmware"
-SIM_LIBRARY = FIRMWARE_DIR / "tests" / "build" / "libtinymirnet_sim.so"
-DEFAULT_MODEL = REPO_ROOT / "quantize" / "artifacts" / "tiny_mirnet_int8.tflite"
-CONTEXT_MODEL_NAME = "tiny_mirnet_context_int8.tflite"  # beside a frame-context tile model
+from .image_camera import ImageCamera
+from .protocol import Connection, DeviceInfo, PortOpenError, ProtocolError
+from .sim_library import (CAPTURE_FN, CLOCK_FN, INVOKE_CONTEXT_FN, INVOKE_FN, READ_FN, SIZE_FN, STATUS_FN, WRITE_FN,
+                          SimPorts, VirtualBoardError, load_sim_library, sim_config)
+
 FIRMWARE_VERSION = "virtual-board (host build of the firmware core)"
-
-
-class VirtualBoardError(RuntimeError):
-    """The virtual board cannot start (no checkout, build failure, model mismatch, ...)."""
-
-
-# --------------------------------------------------------------------------------------------
-# The simulator library
-
-_READ_FN = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint8),
-                            ctypes.c_size_t)
-_WRITE_FN = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint8),
-                             ctypes.c_size_t)
-_STATUS_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
-_CAPTURE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint16),
-                               ctypes.c_size_t)
-_INVOKE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int8),
-                              ctypes.POINTER(ctypes.c_int8), ctypes.c_size_t,
-                              ctypes.POINTER(ctypes.c_int8), ctypes.c_size_t)
-_INVOKE_CONTEXT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int8),
-                                      ctypes.c_size_t, ctypes.POINTER(ctypes.c_int8), ctypes.c_size_t)
-_SIZE_FN = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_void_p)
-_CLOCK_FN = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p)
-
-
-class _SimPorts(ctypes.Structure):
-    _fields_ = [("user", ctypes.c_void_p), ("link_read", _READ_FN), ("link_write", _WRITE_FN),
-                ("camera_begin", _STATUS_FN), ("camera_capture", _CAPTURE_FN),
-                ("model_begin", _STATUS_FN), ("model_invoke", _INVOKE_FN),
-                ("model_invoke_context", _INVOKE_CONTEXT_FN),
-                ("model_arena_used_bytes", _SIZE_FN), ("clock_micros", _CLOCK_FN)]
-
-
-class _SimConfig(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_uint32) for name in (
-        "protocol_version", "frame_width", "frame_height", "tile_size", "halo",
-        "model_input_size", "tile_count", "max_payload", "frame_gap_timeout_us",
-        "frame_buffer_bytes", "tile_io_bytes", "protocol_buffer_bytes", "device_object_bytes",
-        "exposure_target", "frame_context", "thumbnail_width", "thumbnail_height", "context_values",
-        "frame_context_bytes")]
-
-
-def _sim_inputs() -> list[Path]:
-    """Every file the simulator library is built from (sources, headers, the Makefile)."""
-    dirs = [FIRMWARE_DIR / "lib" / "tinymirnet_core", FIRMWARE_DIR / "lib" / "tinymirnet_model",
-            FIRMWARE_DIR / "sim"]
-    files = [p for d in dirs if d.is_dir() for p in d.iterdir()
-             if p.suffix in (".cc", ".h", ".cpp", ".hpp")]
-    return files + [FIRMWARE_DIR / "tests" / "Makefile"]
-
-
-def ensure_sim_library(path: Path = SIM_LIBRARY) -> Path:
-    """The simulator library, built with `make -C firmware/tests sim` if it is missing or
-    older than any of its sources or headers."""
-    if not (FIRMWARE_DIR / "tests" / "Makefile").is_file():
-        raise VirtualBoardError(
-            f"the virtual board needs the repository checkout: {FIRMWARE_DIR} (the firmware "
-            f"sources) is not there; install tinymirnet from a git clone with `pip install -e .`")
-    inputs = _sim_inputs()
-    if path.is_file() and path.stat().st_mtime >= max(p.stat().st_mtime for p in inputs):
-        return path
-    try:
-        build = subprocess.run(["make", "-C", str(FIRMWARE_DIR / "tests"), "sim"],
-                               capture_output=True, text=True, timeout=600)
-    except FileNotFoundError:
-        raise VirtualBoardError("building the virtual board needs `make` and a C++17 compiler "
-                                "(g++): apt-get install build-essential") from None
-    if build.returncode != 0 or not path.is_file():
-        tail = (build.stdout + build.stderr).strip().splitlines()[-15:]
-        raise VirtualBoardError("`make -C firmware/tests sim` failed:\n" + "\n".join(tail))
-    return path
-
-
-def load_sim_library(path: Path | None = None) -> ctypes.CDLL:
-    """A private copy of the simulator library: the core keeps one static device per loaded
-    library, so each board loads its own copy (the copy is deleted once loaded)."""
-    source = ensure_sim_library() if path is None else Path(path)
-    tmp_dir = tempfile.mkdtemp(prefix="tinymirnet-sim-")
-    try:
-        copy = Path(tmp_dir) / source.name
-        shutil.copyfile(source, copy)
-        lib = ctypes.CDLL(str(copy))
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    lib.tmn_sim_create.argtypes = [ctypes.POINTER(_SimPorts), ctypes.c_char_p]
-    lib.tmn_sim_create.restype = ctypes.c_int
-    lib.tmn_sim_poll.restype = ctypes.c_int
-    lib.tmn_sim_get_config.argtypes = [ctypes.POINTER(_SimConfig)]
-    lib.tmn_thumbnail_input.argtypes = [ctypes.POINTER(ctypes.c_uint16), ctypes.c_uint32, ctypes.c_uint32,
-                                        ctypes.POINTER(ctypes.c_int8)]
-    lib.tmn_context_requantization_table.argtypes = [ctypes.POINTER(ctypes.c_int8)]
-    return lib
-
-
-def sim_config(lib: ctypes.CDLL) -> dict[str, int]:
-    config = _SimConfig()
-    lib.tmn_sim_get_config(ctypes.byref(config))
-    return {name: int(getattr(config, name)) for name, _ in _SimConfig._fields_}
-
-
-def sha256_file(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-# --------------------------------------------------------------------------------------------
-# Camera
-
-
-class ImageCamera:
-    """Frames in the board camera's format (YUV422) served in turn, one per capture (cycling)."""
-
-    pixel_format = PIXEL_FORMAT_YUV422  # the simulator's camera port (firmware/sim/sim_api.cc)
-
-    def __init__(self, frames_rgb888: list[np.ndarray], sources: list[str]):
-        if not frames_rgb888:
-            raise VirtualBoardError("the virtual camera has no frames")
-        self.frames = [rgb888_to_frame(f, self.pixel_format) for f in frames_rgb888]
-        self.sources = sources
-        self.captures = 0
-        self.last_index: int | None = None
-
-    @classmethod
-    def synthetic(cls, width: int, height: int, sample: str = "coffee",
-                  seed: int = 0) -> ImageCamera:
-        """A low-light frame synthesized from a bundled sample photograph."""
-        from tinymirnet.model.samples import resize_to, sample_photo, synthesize_low_light
-        low = synthesize_low_light(resize_to(sample_photo(sample), width, height), seed=seed)
-        return cls([low], [f"synthetic low-light '{sample}' (bundled sample, seed {seed})"])
-
-    @classmethod
-    def from_dir(cls, folder: str | Path, width: int, height: int) -> ImageCamera:
-        """Every image file in `folder` (sorted by name), scaled to cover the frame and
-        centre-cropped."""
-        from tinymirnet.model.data import DataError, read_rgb
-        from tinymirnet.model.samples import resize_to
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise VirtualBoardError(f"--camera-dir {folder}: no such folder")
-        frames, sources, bad = [], [], []
-        for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-            try:
-                frames.append(resize_to(read_rgb(path), width, height))
-                sources.append(str(path))
-            except DataError as e:
-                bad.append(str(e))
-        if not frames:
-            why = f" ({'; '.join(bad)})" if bad else ""
-            raise VirtualBoardError(f"--camera-dir {folder}: no readable image files "
-                                    f"({', '.join(IMAGE_SUFFIXES)}){why}")
-        return cls(frames, sources)
-
-    def next_frame(self) -> np.ndarray:
-        self.last_index = self.captures % len(self.frames)
-        self.captures += 1
-        return self.frames[self.last_index]
-
-    @property
-    def last_frame(self) -> np.ndarray | None:
-        return None if self.last_index is None else self.frames[self.last_index]
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,7 +86,7 @@ class VirtualBoard:
                  camera_dir: str | Path | None = None, frames: list[np.ndarray] | None = None,
                  sim_library: str | Path | None = None, firmware_version: str = FIRMWARE_VERSION,
                  verify: bool = True, write_timeout: float = 5.0):
-        self.model_path = Path(model_path) if model_path else DEFAULT_MODEL
+        self.model_path = Path(model_path) if model_path else DEFAULT_INT8_MODEL
         self.camera_dir = camera_dir
         self._frames = frames
         self.sim_library = sim_library
@@ -307,13 +144,13 @@ class VirtualBoard:
         # This board keeps the slave open too: the pty then never hangs up between host
         # sessions (whatever the device sends meanwhile waits, and a host flushes it on open).
         self.port = os.ttyname(self._slave)
-        self._callbacks = _SimPorts(
-            None, _READ_FN(self._link_read), _WRITE_FN(self._link_write),
-            _STATUS_FN(lambda user: 0), _CAPTURE_FN(self._camera_capture),
-            _STATUS_FN(lambda user: 0 if self._model is not None else 1),
-            _INVOKE_FN(self._model_invoke), _INVOKE_CONTEXT_FN(self._model_invoke_context),
-            _SIZE_FN(lambda user: self._arena_used),
-            _CLOCK_FN(lambda user: (time.monotonic_ns() // 1000) & 0xFFFFFFFF))
+        self._callbacks = SimPorts(
+            None, READ_FN(self._link_read), WRITE_FN(self._link_write),
+            STATUS_FN(lambda user: 0), CAPTURE_FN(self._camera_capture),
+            STATUS_FN(lambda user: 0 if self._model is not None else 1),
+            INVOKE_FN(self._model_invoke), INVOKE_CONTEXT_FN(self._model_invoke_context),
+            SIZE_FN(lambda user: self._arena_used),
+            CLOCK_FN(lambda user: (time.monotonic_ns() // 1000) & 0xFFFFFFFF))
         self._thread = threading.Thread(target=self._run, name="virtual-board", daemon=True)
         self._thread.start()
         self._created.wait()
@@ -394,7 +231,7 @@ class VirtualBoard:
         """A frame-context build: the context model beside the tile model; both take turns
         in one arena on the board, so the arena used is the larger of the two."""
         from tinymirnet.quantize.tflm import TflmModel
-        path = self.model_path.with_name(CONTEXT_MODEL_NAME)
+        path = self.model_path.with_name(CONTEXT_INT8_NAME)
         self.context_model_path = path
         if not path.is_file():
             self._model_error = (f"{path}: no such file; the simulator is a frame-context build and "
@@ -419,16 +256,11 @@ class VirtualBoard:
             self._model = None
 
     def _handshake(self) -> DeviceInfo:
-        import serial
-        port = serial.Serial(self.port, baudrate=115200)
         try:
-            port.reset_input_buffer()
-            return Connection(port, name=f"virtual board {self.port}", timeout=0.5,
-                              retries=4).hello()
-        except (ProtocolError, serial.SerialException) as e:
+            with Connection.open(self.port, "sim", name=f"virtual board {self.port}") as link:
+                return link.hello()
+        except (ProtocolError, PortOpenError, OSError) as e:
             raise VirtualBoardError(f"the virtual board did not answer HELLO: {e}") from None
-        finally:
-            port.close()
 
     def _check_model(self) -> None:
         info = self.info

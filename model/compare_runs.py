@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .files import atomic_write_json, atomic_write_text
+from .files import write_report
 from .plots import plot_curves
 from .train import _read_log
 
@@ -78,7 +78,7 @@ def _ranking(runs: list[dict]) -> str:
             f"({top['best_val_psnr']:.2f} vs {second['best_val_psnr']:.2f} for {second['name']})")
 
 
-def to_markdown(report: dict) -> str:
+def markdown(report: dict) -> str:
     runs = report["runs"]
     bench = report.get("benchmark")
     head = ["run", "schedule", "lr", "epochs", "best val PSNR (epoch)", "last val PSNR", "final lr",
@@ -127,9 +127,8 @@ def compare_runs(run_dirs: list[Path], report: Path, data: Path | None = None, l
         "validation PSNR (dB)": {r["name"]: series(r, "val_psnr") for r in runs},
         "learning rate": {r["name"]: series(r, "lr") for r in runs},
     })
-    atomic_write_json(report.with_suffix(".json"), out)
-    atomic_write_text(report.with_suffix(".md"), to_markdown(out))
-    log(to_markdown(out))
+    write_report(report, out, markdown(out))
+    log(markdown(out))
     return out
 
 

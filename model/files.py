@@ -94,3 +94,12 @@ def provenance(inputs: dict[str, str | Path] | None = None) -> dict:
     files = {name: hashlib.sha256(Path(p).read_bytes()).hexdigest()
              for name, p in (inputs or {}).items() if p is not None and Path(p).is_file()}
     return {"git_commit": commit, "tools": tools, "inputs_sha256": files}
+
+
+def write_report(path: str | Path, report: dict, markdown: str) -> tuple[Path, Path]:
+    """The one way a report is written: REPORT.json and its markdown twin REPORT.md beside it,
+    each atomically (a failure leaves neither half-written); the JSON goes last, so that a reader
+    who finds it finds the markdown too."""
+    path = Path(path).with_suffix(".json")
+    md = atomic_write_text(path.with_suffix(".md"), markdown)
+    return atomic_write_json(path, report), md

@@ -10,7 +10,8 @@ from .data import to_float, to_uint8
 from .exposure import guard, normalize_exposure
 from .lightness_order import finish
 from .paths import DEFAULT_WEIGHTS, config_path_for
-from .network import SIZE_MULTIPLE, MirnetConfig, build_context_model, build_mirnet, build_tile_model
+from .network import build_context_model, build_mirnet, build_tile_model
+from .network_config import SIZE_MULTIPLE, MirnetConfig
 from .thumbnail import thumbnail
 from .tiling import run_tiled
 
@@ -138,3 +139,20 @@ class FloatEnhancer:
         context = self.context_of(img)
         return run_tiled(img.astype(np.float32), tile, halo, lambda b: self(b, context), batch=batch,
                          progress=progress)
+
+
+_loaded: dict[tuple, FloatEnhancer] = {}
+
+
+def load_enhancer(weights: str | Path = DEFAULT_WEIGHTS) -> FloatEnhancer:
+    """The float network of a weights file (its config beside it), built once per file and
+    process: building costs seconds, and several commands in one process (the tests) share it.
+    A changed file (weights or config) is built again."""
+    weights = Path(weights).resolve()
+    config = config_path_for(weights)
+    key = (weights, weights.stat().st_mtime_ns if weights.is_file() else None,
+           config.stat().st_mtime_ns if config.is_file() else None)
+    if key not in _loaded:
+        _loaded.clear()
+        _loaded[key] = FloatEnhancer.load(weights)
+    return _loaded[key]

@@ -36,7 +36,7 @@ import tensorflow as tf
 import tf_keras as keras
 from tf_keras import layers
 
-from .network_config import DESIGNS, NUM_STREAMS, SIZE_MULTIPLE, MirnetConfig  # noqa: F401 (re-exported)
+from .network_config import NUM_STREAMS, MirnetConfig
 
 
 class _Namer:
@@ -433,24 +433,3 @@ def build_frame_context_trainer(cfg: MirnetConfig, textbook, tile: int, builder=
     thumb = keras.Input(shape=context_model.input.shape[1:], name="thumbnail")
     image = keras.Input(shape=(tile, tile, 3), name="low_light")
     return keras.Model([thumb, image], tile_model([image, context_model(thumb)]), name="tiny_mirnet_framed")
-
-
-def count_params(model) -> int:
-    return int(sum(int(tf.size(w)) for w in model.trainable_weights))
-
-
-def conv_macs(model) -> int:
-    """Multiply-accumulates of all convolutions of a fixed-shape model (the bulk of its work)."""
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, layers.Conv2D):
-            _, h, w, cout = layer.output.shape
-            kh, kw = layer.kernel_size
-            cin = layer.input.shape[-1]
-            total += h * w * cout * kh * kw * cin
-    return int(total)
-
-
-def macs_per_pixel(cfg: MirnetConfig, size: int = 64) -> float:
-    model = build_mirnet(cfg, input_shape=(size, size, 3), batch_size=1)
-    return conv_macs(model) / (size * size)

@@ -27,7 +27,8 @@ from .data import (context_crop_dataset, crop_dataset, find_pairs, find_photos, 
 from .files import atomic_save_weights, atomic_write_json, atomic_write_text
 from .inference import FloatEnhancer
 from .metrics import LOSSES, ORDER_WEIGHT, charbonnier_loss, psnr, scene_loss
-from .network import MirnetConfig, build_frame_context_trainer, build_mirnet, count_params, macs_per_pixel
+from .network import MirnetConfig, build_frame_context_trainer, build_mirnet
+from .network_cost import count_params, macs_per_pixel
 from .plots import plot_curves
 from .thumbnail import thumbnail
 from .tiling import load_tiling

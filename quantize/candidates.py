@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from tinymirnet.model.network import (MirnetConfig, build_context_model, build_mirnet, build_tile_model, conv_macs,
-                                      count_params)
+from tinymirnet.model.network import MirnetConfig, build_context_model, build_mirnet, build_tile_model
+from tinymirnet.model.network_cost import conv_macs, count_params
 from tinymirnet.model.tiling import tile_grid
 
 from .budget import Measured, budget_violations, tile_payload_violations
@@ -222,7 +222,7 @@ def measure_candidates(candidates, frame_w: int, frame_h: int, weights=(), data_
     return rows
 
 
-def budget_markdown(rows: list[dict], chosen: dict | None) -> str:
+def markdown(rows: list[dict], chosen: dict | None) -> str:
     lines = ["# Budget sweep: network size x tiling on the Nano 33 BLE Sense", "",
              "Each candidate converted to int8 and loaded in the TFLM runtime on the host (a frame-context "
              "candidate: both models; flatbuffer = both, arena = the larger). Budgets: "

@@ -9,6 +9,7 @@ import tf_keras as keras
 from tinymirnet.model.data import find_pairs, read_rgb, resolve_split, split_train_val
 from tinymirnet.model.network import MirnetConfig, build_context_model, build_mirnet, build_tile_model
 from tinymirnet.model.thumbnail import thumbnail
+from .flatbuffer import DEGENERATE_SCALE, degenerate_tensors, tflite_schema
 
 
 def fixed_shape_model(float_model, cfg: MirnetConfig, size: int):
@@ -135,7 +136,7 @@ def strip_tensor_names(flatbuffer: bytes) -> bytes:
     bytes of this network's flatbuffer (46 KB of the 139 KB tile model), and neither TFLM nor
     the firmware reads them: what TFLite's flatbuffer_utils.strip_strings does, less the
     model's interface."""
-    from tensorflow.lite.python import schema_py_generated as schema
+    schema = tflite_schema()
     model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
     for sg in model.subgraphs:
         keep = set(sg.inputs) | set(sg.outputs)
@@ -160,7 +161,7 @@ def widen_tied_ranges(calibrated: bytes) -> bytes:
     network, DAU features reaching -18.4 were clipped at -2.5 (the per-op error of those convs
     was 4 to 10 quantization steps RMS instead of 0.29). With the union, every member of the
     group gets a range that holds all of its values."""
-    from tensorflow.lite.python import schema_py_generated as schema
+    schema = tflite_schema()
     model = schema.ModelT.InitFromPackedBuf(calibrated, 0)
     codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     for sg in model.subgraphs:
@@ -202,7 +203,7 @@ def open_collapsed_ranges(calibrated: bytes) -> bytes:
     training left dead) opened to [min, min + 1]. The quantized value of the calibrated point is
     still exact, and TFLM, which abort()s on a zero scale, runs the model; a frame that does
     wake the unit reads it at 8-bit steps of 1/255 up to 1."""
-    from tensorflow.lite.python import schema_py_generated as schema
+    schema = tflite_schema()
     model = schema.ModelT.InitFromPackedBuf(calibrated, 0)
     opened = 0
     for sg in model.subgraphs:
@@ -217,36 +218,6 @@ def open_collapsed_ranges(calibrated: bytes) -> bytes:
     return _pack(model) if opened else calibrated
 
 
-# Smallest activation scale taken as real: a tensor whose calibration values were all equal (a
-# ReLU dead on every calibration tile, typical of random weights) gets a scale near 1e-8, and
-# TFLM's and TFLite's kernels abort() the whole process while preparing the op that reads it.
-DEGENERATE_SCALE = 1e-6
-
-
-def degenerate_tensors(flatbuffer: bytes) -> list[str]:
-    """Names of the int8 activation tensors whose quantization range collapsed to a point."""
-    from tensorflow.lite.python import schema_py_generated as schema
-    model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
-    int8 = schema.TensorType.INT8
-    bad = []
-    for sg in model.subgraphs:
-        for i, t in enumerate(sg.tensors):
-            q = t.quantization
-            if t.type != int8 or q is None or q.scale is None or len(q.scale) != 1:
-                continue  # per-channel weights are not activations
-            if model.buffers[t.buffer].data is None and float(q.scale[0]) < DEGENERATE_SCALE:
-                name = t.name.decode() if isinstance(t.name, bytes) else t.name
-                writer = next((k for k, op in enumerate(sg.operators) if i in op.outputs), None)
-                bad.append(name or f"tensor {i} (output of op {writer})")
-    return bad
-
-
-def check_not_degenerate(flatbuffer: bytes) -> None:
-    bad = degenerate_tensors(flatbuffer)
-    if bad:
-        raise ValueError(f"int8 model has {len(bad)} activation tensor(s) with a collapsed range "
-                         f"(constant on every calibration tile), e.g. {bad[0]!r}: TFLM would abort "
-                         "on it; calibrate with more varied tiles")
 
 
 def random_weights_frame_context_int8(cfg: MirnetConfig, size: int, seeds=range(8)) -> tuple[bytes, bytes]:

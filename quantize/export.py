@@ -15,10 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from tinymirnet.model.files import atomic_write_text
+from tinymirnet.model.paths import CONTEXT_INT8_NAME, INT8_NAME
 from tinymirnet.model.tiling import TilingConfig
 
 from .budget import ARENA_MARGIN
@@ -35,8 +36,6 @@ RESOLVER_METHODS = {
     "STRIDED_SLICE": "AddStridedSlice", "SUB": "AddSub", "TRANSPOSE_CONV": "AddTransposeConv",
 }
 
-INT8_NAME = "tiny_mirnet_int8.tflite"  # the (tile) model
-CONTEXT_INT8_NAME = "tiny_mirnet_context_int8.tflite"  # a frame-context network's second model
 REPORT_NAME = "quantize_report.json"
 
 ARRAY_NAME = "g_tiny_mirnet_model"
@@ -302,7 +301,8 @@ def export_info_from_artifacts(folder: Path) -> ExportInfo:
     files, the report's measured arena and the tiling the models were converted for), for
     `tinymirnet export`: switching the firmware between quantized networks without quantizing
     again. Refuses a folder whose files do not match its report."""
-    from .tflm import TflmModel, op_names
+    from .flatbuffer import op_names
+    from .tflm import TflmModel
     folder = Path(folder)
     try:
         report = json.loads((folder / REPORT_NAME).read_text())

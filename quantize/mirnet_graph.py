@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from .flatbuffer import tflite_schema
+
 
 class NotAMirnet(ValueError):
     """The graph lacks a part of the tiny MIRNet; the message names it."""
@@ -44,7 +46,7 @@ class _Graph:
 
 
 def _read(flatbuffer: bytes) -> _Graph:
-    from tensorflow.lite.python import schema_py_generated as schema
+    schema = tflite_schema()
     model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     codes = [names[max(c.builtinCode, c.deprecatedBuiltinCode)] for c in model.operatorCodes]

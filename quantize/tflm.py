@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -16,11 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from tinymirnet.model.paths import BOARD_TFLM_LIB, FIRMWARE_DEPS, TFLM_DIR
+
+from .flatbuffer import check_not_degenerate, input_roles
+from .native_build import NativeBuildError, ensure_built
+
 _ARENA_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
 PROBE_ARENA = 1024 * 1024  # large enough for any model this project builds
 
-# The host build of the board's TFLM: TINYMIRNET_TFLM_LIB, else the repository's build folder.
-BOARD_TFLM_LIB = Path(__file__).resolve().parents[1] / "firmware" / "build" / "tflm" / "host" / "libtinymirnet_tflm.so"
 BOARD_TFLM = "Chirale_TensorFlowLite 2.0.0 (the board's TFLM, host build)"
 RUNTIMES = ("board", "python")
 
@@ -40,38 +44,29 @@ _lib = None
 
 
 def board_tflm_path() -> Path:
+    """The host build of the board's TFLM: TINYMIRNET_TFLM_LIB, else the repository's build folder."""
     return Path(os.environ.get("TINYMIRNET_TFLM_LIB", BOARD_TFLM_LIB))
-
-
-TFLM_MAKEFILE = Path(__file__).resolve().parents[1] / "firmware" / "tflm" / "Makefile"
-TFLM_SOURCES = Path(__file__).resolve().parents[2] / "shared" / "firmware-deps" / "Chirale_TensorFlowLite"
 
 
 def board_tflm_buildable() -> bool:
     """A checkout with ../shared/firmware-deps beside it, make and g++: the library can be built."""
-    import shutil
-    return TFLM_MAKEFILE.is_file() and TFLM_SOURCES.is_dir() and all(shutil.which(t) for t in ("make", "g++"))
+    return ((TFLM_DIR / "Makefile").is_file() and (FIRMWARE_DEPS / "Chirale_TensorFlowLite").is_dir()
+            and all(shutil.which(t) for t in ("make", "g++")))
 
 
 def ensure_board_tflm() -> Path:
     """The host build of the board's TFLM, compiled once with `make -C firmware/tflm host` (about
     3 minutes on 2 cores) when it is missing."""
-    import subprocess
     path = board_tflm_path()
     if path.is_file():
         return path
     if "TINYMIRNET_TFLM_LIB" in os.environ or not board_tflm_buildable():
-        raise RuntimeError(f"the board's TFLM is not built for this machine ({path} is missing): build it with "
-                           f"`make -C firmware/tflm host` in a checkout with ../shared/firmware-deps beside it, "
-                           f"or set TINYMIRNET_TFLM=python to use the tflite_micro runtime instead")
+        raise NativeBuildError(f"the board's TFLM is not built for this machine ({path} is missing): build it with "
+                               f"`make -C firmware/tflm host` in a checkout with ../shared/firmware-deps beside it, "
+                               f"or set TINYMIRNET_TFLM=python to use the tflite_micro runtime instead")
     print("building the board's TFLM (Chirale_TensorFlowLite 2.0.0) for this machine, once: "
           "make -C firmware/tflm host", file=sys.stderr, flush=True)
-    build = subprocess.run(["make", "-s", "-j2", "-C", str(TFLM_MAKEFILE.parent), "host"],
-                           capture_output=True, text=True)
-    if build.returncode != 0 or not path.is_file():
-        tail = "\n".join((build.stdout + build.stderr).strip().splitlines()[-10:])
-        raise RuntimeError(f"`make -C firmware/tflm host` failed:\n{tail}")
-    return path
+    return ensure_built(path, TFLM_DIR, "host", None, jobs=2)
 
 
 def _board_lib():
@@ -182,7 +177,6 @@ class TflmModel:
     """One int8 model in a TFLM interpreter: int8 tiles in, int8 tiles out."""
 
     def __init__(self, flatbuffer: bytes, arena_size: int = PROBE_ARENA, runtime: str | None = None):
-        from .convert import check_not_degenerate
         if flatbuffer[4:8] != b"TFL3":  # the TFLite flatbuffer file identifier
             raise ValueError("not a TFLite model (no 'TFL3' file identifier)")
         check_not_degenerate(flatbuffer)  # TFLM abort()s the process on such a model
@@ -233,20 +227,6 @@ def _scale_zp(details) -> tuple[float, int]:
     if scales is not None and len(scales):
         return float(scales[0]), int(zps[0])
     return tuple(details["quantization"])  # type: ignore[return-value]
-
-
-def input_roles(flatbuffer: bytes) -> tuple[int, int | None]:
-    """(index of the image input, index of the context input or None): a model has one image
-    input (a tile or a thumbnail, H x W > 1) and, for a frame-context tile model, a 1x1xN
-    context vector."""
-    from tensorflow.lite.python import schema_py_generated as schema
-    sg = schema.ModelT.InitFromPackedBuf(flatbuffer, 0).subgraphs[0]
-    shapes = [tuple(sg.tensors[i].shape) for i in sg.inputs]
-    images = [k for k, shp in enumerate(shapes) if len(shp) == 4 and shp[1] * shp[2] > 1]
-    vectors = [k for k, shp in enumerate(shapes) if len(shp) == 4 and shp[1] * shp[2] == 1]
-    if len(images) != 1 or len(vectors) > 1 or len(images) + len(vectors) != len(shapes):
-        raise ValueError(f"model inputs {shapes}: expected one image and at most one 1x1xN context")
-    return images[0], (vectors[0] if vectors else None)
 
 
 def parse_arena_total(text: str) -> int:
@@ -314,20 +294,6 @@ class ReferenceModel:
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self.out["index"])[0].copy()
 
-
-def op_names(flatbuffer: bytes) -> list[str]:
-    """The builtin operators the model uses, sorted, as TFLite names them (CONV_2D, ...)."""
-    from tensorflow.lite.python import schema_py_generated as schema
-    model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    ops = set()
-    for code in model.operatorCodes:
-        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-        ops.add(names[builtin])
-    return sorted(ops)
-
-
-# ----- pixels <-> int8, exactly as the firmware's lookup tables do it -----
 
 def quantize_pixels(pixels_u8: np.ndarray, q: QuantParams) -> np.ndarray:
     """uint8 pixels -> int8 model input: round(p / 255 / scale) + zero_point, half away from

@@ -215,14 +215,13 @@ def tiling_study(data: str | Path, enhancer, tile: int, halo: int, report: Path,
     if int8_model is not None:
         i8, i8h = result["int8_tiled"]["psnr"], result["int8_tiled_harmonized_model_input_thumbnail_curve"]["psnr"]
         result["meta"]["int8_recovered_by_model_input_thumbnail_curve_db"] = i8h - i8
-    from tinymirnet.model.files import atomic_write_json, atomic_write_text
-    atomic_write_json(Path(report).with_suffix(".json"), result)
-    atomic_write_text(Path(report).with_suffix(".md"), to_markdown(result))
-    log(to_markdown(result))
+    from tinymirnet.model.files import write_report
+    write_report(report, result, markdown(result))
+    log(markdown(result))
     return result
 
 
-def to_markdown(result: dict) -> str:
+def markdown(result: dict) -> str:
     m = result["meta"]
     rows = [f"| {name} | {r['psnr']:.2f} | {r['ssim']:.3f} |" for name, r in result.items() if name != "meta"]
     return "\n".join([

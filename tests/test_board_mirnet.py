@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from tinymirnet.model.network import (MirnetConfig, build_context_model, build_mirnet, build_tile_model,
-                                      context_parts, conv_macs)
+from tinymirnet.model.network import MirnetConfig, build_context_model, build_mirnet, build_tile_model, context_parts
+from tinymirnet.model.network_cost import conv_macs
 
 MIRNET = MirnetConfig(design="mrb_half_resolution", channels=8, exposure_target=120,
                       thumbnail_width=32, thumbnail_height=24)
@@ -47,7 +47,7 @@ def test_the_tile_model_with_its_frames_context_is_the_textbook_network_on_that_
 
 def test_the_spatial_attention_gate_is_the_int8_range_of_its_projection(mirnet):
     from tinymirnet.quantize.convert import convert_int8, fixed_frame_context_models, synthetic_tiles
-    from tinymirnet.quantize.tflm import op_names
+    from tinymirnet.quantize.flatbuffer import op_names
     from tensorflow.lite.python import schema_py_generated as schema
     _, tile = fixed_frame_context_models(mirnet, MIRNET, 48)
     tiles = synthetic_tiles(48, count=8)

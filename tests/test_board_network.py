@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from tinymirnet.model.network import (MirnetConfig, build_context_model, build_mirnet, build_tile_model,
-                                      context_parts, conv_macs)
+from tinymirnet.model.network import MirnetConfig, build_context_model, build_mirnet, build_tile_model, context_parts
+from tinymirnet.model.network_cost import conv_macs
 
 BOARD = MirnetConfig(design="half_resolution", channels=8, depth=2, exposure_target=120,
                      thumbnail_width=32, thumbnail_height=24)
@@ -55,7 +55,8 @@ def test_tiles_add_up_to_the_whole_frame_so_no_grid_shows(board_model):
 
 def test_the_output_clip_is_the_int8_output_range_not_an_op(board_model):
     from tinymirnet.quantize.convert import convert_int8, fixed_frame_context_models, synthetic_tiles
-    from tinymirnet.quantize.tflm import TflmModel, op_names
+    from tinymirnet.quantize.flatbuffer import op_names
+    from tinymirnet.quantize.tflm import TflmModel
     _, tile = fixed_frame_context_models(board_model, BOARD, 48)
     tiles = synthetic_tiles(48, count=8)
     contexts = np.random.default_rng(0).random((8, 1, 1, sum(context_parts(BOARD)))).astype(np.float32)

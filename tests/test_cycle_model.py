@@ -141,9 +141,11 @@ def _integer_kind(op: str) -> str | None:
 def test_the_decoder_agrees_with_binutils_on_every_instruction_of_the_probe():
     """All of the probe's code (the firmware, the board's TFLM, the C runtime): the plugin's
     decoder and arm-none-eabi-objdump give every instruction the same kind."""
-    from tinymirnet.host.qemu_board import BUILD_DIR, ensure_board_elf, make_qemu
-    make_qemu(("cycle-model-decoder",))
-    decoder = BUILD_DIR / "cycle_model_decoder"
+    from tinymirnet.host.qemu_board import ARM_TOOLS, ensure_board_elf
+    from tinymirnet.model.paths import QEMU_BUILD_DIR, QEMU_DIR
+    from tinymirnet.quantize.native_build import run_make
+    run_make(QEMU_DIR, ("cycle-model-decoder",), tools=ARM_TOOLS)
+    decoder = QEMU_BUILD_DIR / "cycle_model_decoder"
     listing = subprocess.run(["arm-none-eabi-objdump", "-d", str(ensure_board_elf("probe"))], check=True,
                              capture_output=True, text=True).stdout
     line = re.compile(r"^\s*[0-9a-f]+:\s+([0-9a-f]{4})(?: ([0-9a-f]{4}))?\s+\t([a-z][\w.]*)\s*(.*)$")

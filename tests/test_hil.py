@@ -39,7 +39,9 @@ from PIL import Image
 
 serial = pytest.importorskip("serial")
 
-from tinymirnet.host import device_cli  # noqa: E402
+from tinymirnet.host import board_frames, board_link  # noqa: E402
+from tinymirnet.host.host_model import HostModel  # noqa: E402
+from tinymirnet.model.inference import load_enhancer  # noqa: E402
 from tinymirnet.host.cli import main  # noqa: E402
 from tinymirnet.host.protocol import Connection, frame_to_rgb888, rgb888_to_frame  # noqa: E402
 from tinymirnet.host.qemu_board import QemuBoard  # noqa: E402
@@ -69,7 +71,7 @@ class Target:
 
 @pytest.fixture(scope="module")
 def target(hil_port):
-    if hil_port in device_cli.VIRTUAL_PORTS:
+    if hil_port in board_link.VIRTUAL_PORTS:
         with (VirtualBoard() if hil_port == "sim" else QemuBoard()) as board:
             yield Target(hil_port, board.port, board)
     else:
@@ -78,16 +80,14 @@ def target(hil_port):
 
 @contextmanager
 def connect(target: Target):
-    settings = device_cli._link_settings(target.port, None)
-    port = serial.Serial(target.path, baudrate=115200, exclusive=True)
-    port.reset_input_buffer()
-    with Connection(port, name=target.path, **settings) as link:
+    kind = target.port if target.port in board_link.VIRTUAL_PORTS else "board"
+    with Connection.open(target.path, kind) as link:
         yield link
 
 
 @pytest.fixture(scope="module")
-def host() -> device_cli.HostModel:
-    return device_cli.HostModel.load()
+def host() -> HostModel:
+    return HostModel.load()
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def hil_report(target, tmp_path_factory):
     print(f"\nhardware-in-loop report: {path}")
 
 
-def lsb_pixels(host: device_cli.HostModel) -> int:
+def lsb_pixels(host: HostModel) -> int:
     """Largest pixel step between two adjacent int8 output codes: one output LSB in pixels."""
     table = dequantize_pixels(np.arange(-128, 128, dtype=np.int16).astype(np.int8),
                               host.tflm.output_quant).astype(np.int16)
@@ -122,7 +122,7 @@ def test_handshake_reports_the_hosts_model(target, host, hil_report):
     with connect(target) as link:
         info = link.hello()
     assert info.model_sha256 == host.sha256
-    assert device_cli.handshake_mismatches(info, host) == []
+    assert board_link.handshake_mismatches(info, host) == []
     assert info.model_ready, "the board's model did not start"
     hil_report["device"] = {"firmware_version": info.firmware_version,
                             "model_sha256": info.model_sha256,
@@ -142,7 +142,7 @@ def test_lol_like_frames_match_host_tflm_and_float(target, host, float_weights, 
       on LoL eval15 against the ground truth, not on these frames, so it is not the bound.)
     """
     tolerance = 0 if target.exact else lsb_pixels(host)
-    enhancer = device_cli._load_enhancer(float_weights)
+    enhancer = load_enhancer(float_weights)
     with connect(target) as link:
         info = link.hello()
         width, height = info.frame_width, info.frame_height
@@ -152,7 +152,7 @@ def test_lol_like_frames_match_host_tflm_and_float(target, host, float_weights, 
             frame = rgb888_to_frame(lol_like_frame(name, width, height, seed), fmt)
             result = link.enhance(frame, pixel_format=fmt)
             raw = frame_to_rgb888(frame, fmt, width, height)
-            _, scored = device_cli.score_frame(raw, result, host, enhancer)
+            _, scored = board_frames.score_frame(raw, result, host, enhancer)
             cmp_ = scored["device_vs_host_int8"]
             psnr = scored["psnr_db"]
             hil_report["frames"][name] = {

@@ -55,6 +55,6 @@ def test_brightness_log_ratio_is_the_exposure_error():
 
 
 def test_the_command_line_offers_exactly_the_losses_training_knows():
-    from tinymirnet.host.model_commands import LOSS_NAMES
+    from tinymirnet.model.network_config import LOSS_NAMES
     from tinymirnet.model.metrics import LOSSES
     assert sorted(LOSS_NAMES) == sorted(LOSSES)

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tinymirnet.model.paths import ARTIFACTS_DIR as ARTIFACTS
 from tinymirnet.quantize.mirnet_graph import NotAMirnet, check_mirnet
-
-ARTIFACTS = Path(__file__).resolve().parents[1] / "quantize" / "artifacts"
 
 
 def read_pair(folder: Path) -> tuple[bytes, bytes]:

@@ -88,7 +88,7 @@ def test_cli_writes_report_sheet_and_markdown(tmp_path, small_float_weights, cap
 
 
 def test_markdown_says_when_every_method_ran_on_the_board_frame():
-    from tinymirnet.host.naturalness_cli import markdown
+    from tinymirnet.host.naturalness_commands import markdown
     row = {"highlights_darkened_pct": 0.0, "loe_pct": 3.0, "loe_broken_ties_pct": 2.0, "loe_reversed_pct": 1.0,
            "chromaticity_shift": 1.0}
     report = {"what": "metrics", "images": ["a.png"], "mean": {"gamma_1/2.2": row}}
@@ -111,7 +111,7 @@ def test_cli_scores_the_int8_network_against_its_float_twin(tmp_path, capsys):
     """With --int8: each photo fitted to the board's frame, the int8 pipeline (host TFLM)
     against the float network on the same tiling, per image and as mean and min."""
     from tinymirnet.host.cli import main
-    from tinymirnet.host.virtual_board import DEFAULT_MODEL
+    from tinymirnet.model.paths import DEFAULT_INT8_MODEL as DEFAULT_MODEL
     from tinymirnet.model.samples import SAMPLE_PHOTOS
     report = tmp_path / "nat.json"
     assert main(["naturalness", "--samples", "--int8", str(DEFAULT_MODEL), "--report", str(report)]) == 0

@@ -7,7 +7,6 @@ from __future__ import annotations
 import ctypes
 import os
 import random
-import subprocess
 import sys
 import threading
 import time
@@ -33,19 +32,14 @@ MessageType = protocol.MessageType
 # The simulator: the firmware core behind a pyserial-like port
 
 # The ctypes view of firmware/sim/sim_api.h, shared with the virtual board.
-from tinymirnet.host.virtual_board import (  # noqa: E402
-    _CAPTURE_FN as CAPTURE_FN, _CLOCK_FN as CLOCK_FN, _INVOKE_CONTEXT_FN as INVOKE_CONTEXT_FN,
-    _INVOKE_FN as INVOKE_FN, _READ_FN as READ_FN,
-    _SIZE_FN as SIZE_FN, _SimConfig as SimConfig, _SimPorts as SimPorts, _STATUS_FN as STATUS_FN,
-    _WRITE_FN as WRITE_FN)
+from tinymirnet.host.sim_library import (CAPTURE_FN, CLOCK_FN, INVOKE_CONTEXT_FN, INVOKE_FN,  # noqa: E402
+                                         READ_FN, SIZE_FN, STATUS_FN, WRITE_FN, SimConfig, SimPorts,
+                                         ensure_sim_library)
 
 
 @pytest.fixture(scope="session")
 def sim_lib():
-    build = subprocess.run(["make", "-C", str(ROOT / "firmware" / "tests"), "sim"],
-                           capture_output=True, text=True, timeout=600)
-    assert build.returncode == 0, build.stdout + build.stderr
-    lib = ctypes.CDLL(str(ROOT / "firmware" / "tests" / "build" / "libtinymirnet_sim.so"))
+    lib = ctypes.CDLL(str(ensure_sim_library()))
     lib.tmn_sim_create.argtypes = [ctypes.POINTER(SimPorts), ctypes.c_char_p]
     lib.tmn_sim_get_config.argtypes = [ctypes.POINTER(SimConfig)]
     lib.tmn_crc32.restype = ctypes.c_uint32
@@ -292,8 +286,9 @@ def test_decoder_ignores_a_false_sync_marker_before_a_frame():
 
 def test_messages_round_trip_through_pack_and_unpack():
     info = protocol.DeviceInfo(1, 3, 2048, 24, 4, 32, 160, 120, 35, 1 / 256, -128, 0.5, 3,
-                               131072, 90000, 50000, "ab" * 32, "cd" * 32, 1, "fw 1.2.3")
-    messages = [protocol.Hello(), protocol.Capture(3), protocol.Enhance(160, 120),
+                               131072, 90000, 50000, "ab" * 32, "cd" * 32, 1, 60000, 5120,
+                               2048, 0xC0FFEE, "fw 1.2.3")
+    messages = [protocol.Hello(), protocol.Hello(0x12345678), protocol.Capture(3), protocol.Enhance(160, 120),
                 protocol.UploadChunk(2044, b"xyz"), protocol.Run(), protocol.ReadFrame(8, 100),
                 protocol.RunTile(34), info, protocol.Ack(4), protocol.Nak(2),
                 protocol.ErrorReply(4, "busy"), protocol.FrameChunk(0, 38400, b"\x01\x02"),

@@ -43,15 +43,16 @@ def test_probe_runs_whole_frames_through_the_firmware(probe):
 
 
 def test_device_report_parses_the_probe_and_the_map(probe, tmp_path):
-    from tinymirnet.host.device_report import BUILD_DIR, build_report, markdown
+    from tinymirnet.host.device_report import build_report, markdown
+    from tinymirnet.model.paths import QEMU_BUILD_DIR as BUILD_DIR
     ensure_board_elf("board")
     report = build_report(probe, (BUILD_DIR / "board.map").read_text())
     ins = report["instructions"]
     assert ins["per_frame"] == int(np.median([f["ticks"] * 40 for f in probe["frames"]]))
     assert sum(r["share"] for r in report["op_shares"]["tile_model"]) == pytest.approx(1, abs=1e-3)
     memory = report["memory_bytes"]
-    from tinymirnet.host.virtual_board import CONTEXT_MODEL_NAME, DEFAULT_MODEL
-    flatbuffers = DEFAULT_MODEL.stat().st_size + DEFAULT_MODEL.with_name(CONTEXT_MODEL_NAME).stat().st_size
+    from tinymirnet.model.paths import CONTEXT_INT8_NAME, DEFAULT_INT8_MODEL
+    flatbuffers = DEFAULT_INT8_MODEL.stat().st_size + DEFAULT_INT8_MODEL.with_name(CONTEXT_INT8_NAME).stat().st_size
     assert flatbuffers <= memory["model flatbuffers (model_data.cc)"]["rodata"] < flatbuffers + 1_024
     assert memory["TFLM (Chirale_TensorFlowLite 2.0.0, CMSIS-NN)"]["text"] > 20_000
     assert "other" not in memory or sum(memory["other"].values()) < 2_000
@@ -69,20 +70,18 @@ def test_device_report_parses_the_probe_and_the_map(probe, tmp_path):
 
 
 def test_two_captures_on_the_qemu_board_equal_the_hosts_int8_pipeline():
-    from tinymirnet.host import device_cli
+    from tinymirnet.host.board_link import handshake_mismatches
+    from tinymirnet.host.host_model import HostModel
     from tinymirnet.host.protocol import Connection
     from tinymirnet.model.samples import resize_to, sample_photo, synthesize_low_light
-    import serial
-    host = device_cli.HostModel.load()
+    host = HostModel.load()
     t = host.tiling
     frames = [synthesize_low_light(resize_to(sample_photo(name), t.frame_width, t.frame_height), seed=i)
               for i, name in enumerate(("chelsea", "astronaut"))]
     with QemuBoard(frames=frames) as board:
-        port = serial.Serial(board.port, baudrate=115200, exclusive=True)
-        port.reset_input_buffer()
-        with Connection(port, name=board.port, **device_cli.QEMU_LINK) as link:
+        with Connection.open(board.port, "qemu") as link:
             info = link.hello()
-            assert device_cli.handshake_mismatches(info, host) == []
+            assert handshake_mismatches(info, host) == []
             for _ in frames:  # the camera serves them in turn; the interpreters swap each frame
                 result = link.capture()
                 expected = host.int8_frame(result.raw_rgb888)

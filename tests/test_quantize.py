@@ -8,11 +8,12 @@ import pytest
 from tinymirnet.model.network import MirnetConfig, build_mirnet
 from tinymirnet.model.tiling import load_tiling
 from tinymirnet.quantize.budget import BudgetError, Measured, check_budgets, firmware_buffers, ram_table
-from tinymirnet.quantize.convert import degenerate_tensors, random_weights_int8
+from tinymirnet.quantize.convert import random_weights_int8
+from tinymirnet.quantize.flatbuffer import degenerate_tensors, op_names
 from tinymirnet.quantize.export import (RESOLVER_METHODS, ExportInfo, model_data_files, parse_c_array,
                                         write_firmware_files)
 from tinymirnet.quantize.pipeline import verify_bit_exact
-from tinymirnet.quantize.tflm import TflmModel, op_names, parse_arena_total
+from tinymirnet.quantize.tflm import TflmModel, parse_arena_total
 
 ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard",
              "-fno-exceptions", "-fno-rtti"]
@@ -183,7 +184,7 @@ def test_pruning_reaches_the_requested_sparsity():
 
 
 def test_budget_choice_prefers_quality_then_fewer_macs():
-    from tinymirnet.quantize.candidates import budget_markdown, choose
+    from tinymirnet.quantize.candidates import choose, markdown
     def row(label, psnr, macs, fits=True):
         return {"label": label, "int8_tiled_psnr": psnr, "macs_per_frame": macs, "fits": fits,
                 "params": 1, "flatbuffer_bytes": 1, "arena_bytes": 1, "macs_per_tile": macs / 48,
@@ -194,13 +195,13 @@ def test_budget_choice_prefers_quality_then_fewer_macs():
     rows[0]["int8_tiled_psnr"] = 18.5
     assert choose(rows)["label"] == "small tile"
     assert choose([rows[2], rows[3]]) is None
-    md = budget_markdown(rows, choose(rows))
+    md = markdown(rows, choose(rows))
     assert "no: TFLM arena budget broken" in md and "**small tile**" in md
     # Counted on the board, the instructions decide, not the MACs.
     rows[0]["int8_tiled_psnr"] = 18.26
     rows[0]["instructions_per_frame"], rows[1]["instructions_per_frame"] = 2.0e9, 2.6e9
     assert choose(rows)["label"] == "small tile"
-    assert "| 2,000 |" in budget_markdown(rows, choose(rows))
+    assert "| 2,000 |" in markdown(rows, choose(rows))
 
 
 def test_a_collapsed_activation_range_is_a_clear_error_not_an_abort():
@@ -255,7 +256,7 @@ def test_quantize_cli_passes_out_schedule_and_no_firmware(monkeypatch, tmp_path,
     assert calls[0]["firmware_dir"] is None and calls[0]["out_dir"] == tmp_path / "o"
     assert calls[0]["finetune_schedule"] == "constant"
     assert main(["quantize", "--data", str(lol_root)]) == 1  # in a checkout: the shipped folders
-    assert calls[1]["firmware_dir"] == pipeline.FIRMWARE_MODEL_DIR and calls[1]["out_dir"] == pipeline.ARTIFACTS
+    assert calls[1]["firmware_dir"] == pipeline.FIRMWARE_MODEL_DIR and calls[1]["out_dir"] == pipeline.ARTIFACTS_DIR
     assert calls[1]["finetune_schedule"] == "cosine"
     assert calls[1]["qat_steps"] == 600 and calls[1]["qat_lr"] == 3e-4  # QAT on by default
     assert main(["quantize", "--data", str(lol_root), "--qat-steps", "0"]) == 1
@@ -423,15 +424,6 @@ def test_two_step_conversion_equals_the_converter_when_nothing_is_widened(monkey
             assert np.array_equal(ta.quantization.zeroPoint, tb.quantization.zeroPoint)
         da, db = a.buffers[ta.buffer].data, b.buffers[tb.buffer].data
         assert (da is None) == (db is None) and (da is None or np.array_equal(da, db))
-
-
-def test_the_host_finds_the_models_under_the_names_quantize_writes():
-    """host/virtual_board.py spells the artifact names itself (starting the host CLI must not
-    import TFLM or TensorFlow): they must be quantize's."""
-    from tinymirnet.host.virtual_board import CONTEXT_MODEL_NAME, DEFAULT_MODEL
-    from tinymirnet.quantize.export import CONTEXT_INT8_NAME, INT8_NAME
-    from tinymirnet.quantize.pipeline import ARTIFACTS
-    assert CONTEXT_MODEL_NAME == CONTEXT_INT8_NAME and DEFAULT_MODEL == ARTIFACTS / INT8_NAME
 
 
 def test_stripped_names_leave_the_model_computing_the_same():

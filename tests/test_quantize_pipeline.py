@@ -13,7 +13,8 @@ from tinymirnet.model.tiling import load_tiling
 from tinymirnet.quantize import budget
 from tinymirnet.quantize.export import parse_c_array
 from tinymirnet.host.cli import main as main_cli
-from tinymirnet.quantize.pipeline import INT8_NAME, run_quantize
+from tinymirnet.model.paths import INT8_NAME
+from tinymirnet.quantize.pipeline import run_quantize
 
 # Whole quantize runs (pruning, QAT, conversion, TFLM checks): minutes each.
 pytestmark = pytest.mark.slow
@@ -130,7 +131,7 @@ def test_quantize_a_frame_context_network_measures_both_models_and_exports_both(
     pinned = replace(load_tiling(), tile=32, halo=8)
     for module in (tiling_module, pipeline):
         monkeypatch.setattr(module, "load_tiling", lambda *args, **kwargs: pinned)
-    from tinymirnet.quantize.pipeline import CONTEXT_INT8_NAME
+    from tinymirnet.model.paths import CONTEXT_INT8_NAME
     from tinymirnet.quantize.tflm import TflmModel
     cfg_path = small_weights.with_name("small.json")
     cfg = MirnetConfig.load(cfg_path)

@@ -1,5 +1,5 @@
 """The virtual board (host/virtual_board.py) and the device commands of the CLI
-(host/device_cli.py), end to end over real pseudo-terminals through pyserial: the firmware
+(host/board_link.py, host/board_frames.py), end to end over real pseudo-terminals through pyserial: the firmware
 core compiled for the host, its model port running the shipped int8 model in the TFLM
 runtime, must give exactly what the host's TFLM pipeline gives, tile by tile and stitched;
 handshake mismatches, link faults, a board that hangs mid-stream, a port that vanishes or does
@@ -24,15 +24,17 @@ from PIL import Image
 
 serial = pytest.importorskip("serial")
 
-from tinymirnet.host import device_cli  # noqa: E402
+from tinymirnet.host import board_frames, board_link  # noqa: E402
+from tinymirnet.host.host_model import HostModel  # noqa: E402
+from tinymirnet.model.inference import load_enhancer  # noqa: E402
 from tinymirnet.host.cli import main  # noqa: E402
 from tinymirnet.host.link_faults import Faults, FaultyLink  # noqa: E402
 from tinymirnet.host.protocol import (PIXEL_FORMAT_RGB565, PIXEL_FORMAT_YUV422,  # noqa: E402
                                       Connection, at_frame_precision, frame_to_rgb888, rgb888_to_frame)
 from tinymirnet.host.protocol import NO_CONTEXT_MODEL  # noqa: E402
-from tinymirnet.model.tiling import load_tiling  # noqa: E402
-from tinymirnet.host.virtual_board import (CONTEXT_MODEL_NAME, DEFAULT_MODEL, VirtualBoard,  # noqa: E402
-                                           VirtualBoardError)
+from tinymirnet.host.virtual_board import VirtualBoard, VirtualBoardError  # noqa: E402
+from tinymirnet.model.paths import CONTEXT_INT8_NAME as CONTEXT_MODEL_NAME  # noqa: E402
+from tinymirnet.model.paths import DEFAULT_INT8_MODEL as DEFAULT_MODEL  # noqa: E402
 from tinymirnet.model.samples import resize_to  # noqa: E402
 from tinymirnet.model.tiling import load_tiling, tile_grid, tile_input  # noqa: E402
 from tinymirnet.quantize.tflm import dequantize_pixels, quantize_pixels  # noqa: E402
@@ -41,9 +43,9 @@ OUTPUT_FILES = {"raw.png", "device.png", "float.png", "side_by_side.png", "repor
 
 
 @pytest.fixture(scope="module")
-def host() -> device_cli.HostModel:
+def host() -> HostModel:
     """The shipped int8 model(s) on the host TFLM (a frame-context network: both)."""
-    return device_cli.HostModel.load(DEFAULT_MODEL)
+    return HostModel.load(DEFAULT_MODEL)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +63,7 @@ def expected(board, host) -> np.ndarray:
     return host_int8(host, raw)
 
 
-def host_int8(host: device_cli.HostModel, raw888: np.ndarray) -> np.ndarray:
+def host_int8(host: HostModel, raw888: np.ndarray) -> np.ndarray:
     """The board's whole pipeline on the host (exposure gain, [context model,] tiles, TFLM)."""
     return host.int8_frame(raw888)
 
@@ -72,7 +74,7 @@ def open_link(port: str, **options) -> Connection:
     return Connection.open(port, **settings)
 
 
-def host_tile(host: device_cli.HostModel, raw888: np.ndarray, tile) -> np.ndarray:
+def host_tile(host: HostModel, raw888: np.ndarray, tile) -> np.ndarray:
     """TFLM on one tile's input, cut from the exposure-normalised frame, quantized and
     dequantized as the firmware's tables do (with the frame's context vector for a
     frame-context network, computed here on its own from the frame's thumbnail), then the
@@ -177,8 +179,8 @@ def test_a_device_frame_that_differs_is_scored_and_finished_on_its_own(board, ho
     changed = result.image.copy()
     block = changed[tile.y:tile.y + tile.height, tile.x:tile.x + tile.width]
     block[:] = np.clip(block.astype(np.int16) + 9, 0, 255).astype(np.uint8)
-    enhancer = device_cli._load_enhancer(small_float_weights)
-    images, report = device_cli.score_frame(raw, dataclasses.replace(result, image=changed), host, enhancer)
+    enhancer = load_enhancer(small_float_weights)
+    images, report = board_frames.score_frame(raw, dataclasses.replace(result, image=changed), host, enhancer)
     cmp_ = report["device_vs_host_int8"]
     assert not cmp_["bit_exact"] and cmp_["differing_tiles"] == [5] and 0 < cmp_["max_abs_diff"] <= 9
     assert np.array_equal(images["device"], finish(raw, changed))
@@ -223,36 +225,36 @@ def test_handshake_mismatch_is_one_clear_error_before_any_work(tmp_path, small_f
     context = DEFAULT_MODEL.with_name(CONTEXT_MODEL_NAME)
     if context.is_file():  # a frame-context network: its context model goes beside it
         shutil.copyfile(context, tmp_path / CONTEXT_MODEL_NAME)
-    host = device_cli.HostModel.load(other)
+    host = HostModel.load(other)
     out = tmp_path / "never"
     code = main(["capture", "--port", "sim", "--int8", str(other), "--out", str(out),
                  "--weights", str(small_float_weights)])
     assert code == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ")
-    shipped = device_cli.HostModel.load().sha256
+    shipped = HostModel.load().sha256
     assert f"model sha256 {shipped} (device) != {host.sha256} (host, {other})" in err
     assert not out.exists()
 
 
 def test_handshake_names_geometry_differences(board):
-    host = device_cli.HostModel.load()
-    assert device_cli.handshake_mismatches(board.info, host) == []
+    host = HostModel.load()
+    assert board_link.handshake_mismatches(board.info, host) == []
     tiling = load_tiling()
     other = dataclasses.replace(board.info, tile_size=24, model_input_size=30, frame_width=176,
                                 tile_count=42, input_scale=0.5)
-    problems = device_cli.handshake_mismatches(other, host)
+    problems = board_link.handshake_mismatches(other, host)
     assert f"tile 24 (device) != {tiling.tile} (host, the tiling of {host.tflite.parent})" in problems
     assert f"model input 30 (device) != {tiling.model_input} (host, the tiling of {host.tflite.parent})" in problems
     assert f"frame 176x120 (device) != 160x120 (host, the tiling of {host.tflite.parent})" in problems
-    quant = device_cli.handshake_mismatches(dataclasses.replace(board.info, input_scale=0.5),
+    quant = board_link.handshake_mismatches(dataclasses.replace(board.info, input_scale=0.5),
                                             host)
     assert len(quant) == 1 and quant[0].startswith("input quantization scale 0.5 zero point")
     # A board with another context model, or none (a one-model firmware).
     for device_context in ("ab" * 32, NO_CONTEXT_MODEL):
         if device_context == host.context_sha256:
             continue
-        problems = device_cli.handshake_mismatches(
+        problems = board_link.handshake_mismatches(
             dataclasses.replace(board.info, context_model_sha256=device_context), host)
         assert len(problems) == 1 and problems[0].startswith("context model "), problems
 
@@ -270,8 +272,8 @@ def test_frame_context_board_runs_its_context_model_once_per_frame(board, host, 
     assert (board.stats.context_invokes, board.stats.invokes) == (before[0] + 1, before[1] + tiles)
     lonely = tmp_path / "tile_only.tflite"
     shutil.copyfile(DEFAULT_MODEL, lonely)
-    with pytest.raises(device_cli.CommandError) as error:
-        device_cli.HostModel.load(lonely)
+    with pytest.raises(board_link.CommandError) as error:
+        HostModel.load(lonely)
     assert "context model" in str(error.value) and "\n" not in str(error.value)
 
 
@@ -290,13 +292,17 @@ def test_virtual_board_refuses_a_model_that_is_not_compiled_in(tmp_path):
 
 
 def test_capture_survives_seeded_link_faults_in_both_directions(board, expected):
-    port = serial.Serial(board.port, exclusive=True)
-    port.reset_input_buffer()
-    faulty = FaultyLink(port, seed=11,
-                        tx=Faults(corrupt=0.01, drop=0.005, duplicate=0.005, repeat=0.05),
-                        rx=Faults(corrupt=3e-5, drop=3e-5, duplicate=3e-5, repeat=0.01,
-                                  delay=0.02, max_delay=0.003))
-    with Connection(faulty, name=board.port, timeout=0.3, retries=8, stream_timeout=2.0) as link:
+    faulty = None
+
+    def fault_injector(port):
+        nonlocal faulty
+        faulty = FaultyLink(port, seed=11,
+                            tx=Faults(corrupt=0.01, drop=0.005, duplicate=0.005, repeat=0.05),
+                            rx=Faults(corrupt=3e-5, drop=3e-5, duplicate=3e-5, repeat=0.01,
+                                      delay=0.02, max_delay=0.003))
+        return faulty
+    with Connection.open(board.port, "sim", wrap=fault_injector, timeout=0.3, retries=8,
+                         stream_timeout=2.0) as link:
         for _ in range(25):  # commands get through a lossy host -> device direction
             link.hello()
         faulty.tx = Faults(corrupt=0.002, drop=0.002, duplicate=0.002, repeat=0.02)
@@ -431,11 +437,11 @@ def test_devices_finds_nano33ble_by_usb_ids(monkeypatch, capsys):
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 2 and "Arduino Nano 33 BLE (2341:805A" in out[0]
     assert "/dev/ttyACM1" in out[1] and "bootloader" in out[1]
-    assert device_cli.auto_port() == "/dev/ttyACM0"
+    assert board_link.auto_port() == "/dev/ttyACM0"
     monkeypatch.setattr(list_ports, "comports", lambda: ports[1:])
     assert main(["devices"]) == 0  # a board in its bootloader is still a board found
-    with pytest.raises(device_cli.CommandError, match="bootloader"):
-        device_cli.auto_port()
+    with pytest.raises(board_link.CommandError, match="bootloader"):
+        board_link.auto_port()
     monkeypatch.setattr(list_ports, "comports", lambda: ports[1:2])
     assert main(["devices"]) == 1
     assert "no Arduino Nano 33 BLE found" in capsys.readouterr().out

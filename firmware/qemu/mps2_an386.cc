@@ -18,6 +18,17 @@ struct CmsdkTimer {
   volatile uint32_t intstatus;
 };
 
+struct CmsdkWatchdog {
+  volatile uint32_t load;
+  volatile uint32_t value;
+  volatile uint32_t ctrl;    // bit 0: counter and interrupt enable, bit 1: reset enable
+  volatile uint32_t intclr;  // any write: clears the interrupt and reloads the counter
+};
+
+CmsdkWatchdog* const kWatchdog = reinterpret_cast<CmsdkWatchdog*>(0x40008000);
+volatile uint32_t* const kWatchdogLock = reinterpret_cast<volatile uint32_t*>(0x40008C00);
+constexpr uint32_t kWatchdogUnlock = 0x1ACCE551;
+
 CmsdkUart* const kUart0 = reinterpret_cast<CmsdkUart*>(0x40004000);
 CmsdkTimer* const kTimer0 = reinterpret_cast<CmsdkTimer*>(0x40000000);
 const FrameBlob* const kBlob = reinterpret_cast<const FrameBlob*>(0x21000000);
@@ -68,6 +79,47 @@ void host_print(const char* text) {
   register int operation __asm__("r0") = 0x04;  // SYS_WRITE0
   register const char* argument __asm__("r1") = text;
   __asm__ volatile("bkpt 0xAB" : "+r"(operation) : "r"(argument) : "memory");
+}
+
+namespace {
+
+int semihosting(int operation, const void* argument) {
+  register int r0 __asm__("r0") = operation;
+  register const void* r1 __asm__("r1") = argument;
+  __asm__ volatile("bkpt 0xAB" : "+r"(r0) : "r"(r1) : "memory");
+  return r0;
+}
+
+size_t length_of(const char* text) {
+  size_t n = 0;
+  while (text[n] != '\0') ++n;
+  return n;
+}
+
+}  // namespace
+
+bool host_take_file(const char* name) {
+  const uint32_t open_args[3] = {reinterpret_cast<uint32_t>(name), 0 /* "r" */, length_of(name)};
+  const int handle = semihosting(0x01, open_args);  // SYS_OPEN
+  if (handle == -1) return false;
+  const uint32_t close_args[1] = {static_cast<uint32_t>(handle)};
+  semihosting(0x02, close_args);  // SYS_CLOSE
+  const uint32_t remove_args[2] = {reinterpret_cast<uint32_t>(name), length_of(name)};
+  semihosting(0x0E, remove_args);  // SYS_REMOVE
+  return true;
+}
+
+void watchdog_start(uint32_t ticks) {
+  *kWatchdogLock = kWatchdogUnlock;
+  kWatchdog->load = ticks;
+  kWatchdog->ctrl = 0x3;
+  *kWatchdogLock = 0;
+}
+
+void watchdog_kick() {
+  *kWatchdogLock = kWatchdogUnlock;
+  kWatchdog->intclr = 1;
+  *kWatchdogLock = 0;
 }
 
 const FrameBlob* frame_blob() {

@@ -1,7 +1,8 @@
 // The few peripherals of QEMU's mps2-an386 (Cortex-M4F) the virtual board uses: the CMSDK
 // APB UART0 (QEMU's first serial port: `-serial pty` makes it a pseudo-terminal on the host),
 // the CMSDK APB timer0 as an instruction counter, semihosting for text on QEMU's stderr, and
-// the frame blob the host loads into PSRAM with `-device loader` (the camera's pictures).
+// the frame blob the host loads into PSRAM with `-device loader` (the camera's pictures), and
+// the CMSDK APB watchdog, which resets the machine as the nRF52's resets the board.
 #pragma once
 
 #include <stddef.h>
@@ -21,6 +22,14 @@ uint64_t timer_ticks();  // since timer_begin(); call at least every 170 s of vi
 
 // Semihosting SYS_WRITE0: a NUL-terminated string on QEMU's stderr.
 void host_print(const char* text);
+// Semihosting SYS_OPEN/SYS_REMOVE: true when the host had put a file of this name in QEMU's
+// working folder, which is then removed (one request, taken once).
+bool host_take_file(const char* name);
+
+// The watchdog (0x40008000, clocked with timer0's 25 MHz): a warning (NMI) after `ticks`, the
+// machine's reset after `ticks` more unless watchdog_kick() came first. Started once.
+void watchdog_start(uint32_t ticks);
+void watchdog_kick();
 
 // The host's frame blob at 0x21000000: "TMNB", then u32 fields, then the frames in the
 // board camera's format (YUV422, ports.h).

@@ -10,7 +10,8 @@
     .align 2
     .word __stack_top
     .word reset_handler
-    .rept 14                        /* NMI .. SysTick: any of them ends the run */
+    .word nmi_handler               /* the watchdog's warning (a program may wait for its reset) */
+    .rept 13                        /* HardFault .. SysTick: any of them ends the run */
     .word fault_handler
     .endr
 
@@ -48,6 +49,9 @@ reset_handler:
     b 5b
 6:  bl main
     b semihosting_exit              /* exit code in r0 */
+
+    .weak nmi_handler
+    .thumb_set nmi_handler, fault_handler
 
     .thumb_func
 fault_handler:

@@ -21,7 +21,9 @@
 #include <stdio.h>
 
 #include "arduino_link.h"
+#include "board_settings.h"
 #include "core_headers.h"
+#include "mbed_memory_meter.h"
 #include "micros_clock.h"
 #include "ov7675_camera.h"
 #include "ram_stats.h"
@@ -37,17 +39,12 @@ constexpr unsigned long kSerialBaud = 115200;  // ignored by USB CDC
 // At boot, wait this long for a terminal (e.g. `pio device monitor` right after an upload) so
 // that TFLM's own messages from AllocateTensors() are seen; a board without a host goes on.
 constexpr unsigned long kTerminalWaitMs = 2000;
-// The watchdog resets the board when loop() stops coming round: a USB write to a host that holds
-// the port but stopped reading, a hang in a driver. One loop() step is at most one tile (with
-// the frame's context model first): ~110 M instructions, under 2 s at 64 MHz and
-// one instruction per cycle (firmware/reports/device_report.md); 16 s leaves room for the real
-// cycles per instruction. The nRF52 watchdog cannot be stopped once started.
-constexpr uint32_t kWatchdogTimeoutMs = 16000;
 
 tinymirnet::ArduinoSerialLink g_link;
 tinymirnet::Ov7675Camera g_camera;
 tinymirnet::TflmModel g_model;
 tinymirnet::MicrosClock g_clock;
+tinymirnet::MbedMemoryMeter g_memory;
 tinymirnet::Device g_device(g_link, g_camera, g_model, g_clock, TINYMIRNET_FIRMWARE_VERSION);
 
 bool g_terminal_was_connected = false;
@@ -107,8 +104,9 @@ void setup() {
   g_link.begin(kSerialBaud);
   const unsigned long start_ms = millis();
   while (!g_link.connected() && millis() - start_ms < kTerminalWaitMs) delay(10);
+  g_device.set_memory_meter(&g_memory);
   g_device.begin();  // camera (about 1 s) and model; failures are reported, never fatal
-  mbed::Watchdog::get_instance().start(kWatchdogTimeoutMs);
+  mbed::Watchdog::get_instance().start(tinymirnet::kWatchdogTimeoutMs);
 }
 
 void loop() {

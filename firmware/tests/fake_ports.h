@@ -157,4 +157,11 @@ class FakeClock final : public tinymirnet::Clock {
   void advance(uint32_t us) { now_us += us; }
 };
 
+class FakeMemoryMeter final : public tinymirnet::MemoryMeter {
+ public:
+  uint32_t stack = 0, heap = 0;
+  uint32_t stack_high_water_bytes() override { return stack; }
+  uint32_t heap_high_water_bytes() override { return heap; }
+};
+
 }  // namespace fakes

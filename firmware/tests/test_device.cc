@@ -317,14 +317,61 @@ void check_hello_returns_info() {
   CHECK_EQ(reader.u32(), kArenaSize);
   CHECK_EQ(reader.u32(), 12345u);  // FakeModel::arena_used_bytes
   CHECK_EQ(reader.u32(), kModelBytes);
-  // two SHA-256, the camera's pixel format, then the version
-  CHECK_EQ(reader.remaining(), 64u + 1u + strlen("test-1.0"));
+  // two SHA-256, the camera's pixel format, uptime, stack and heap high-water, then the version
+  CHECK_EQ(reader.remaining(), 64u + 1u + 16u + strlen("test-1.0"));
   bool context_sha_is_zero = true;
   for (size_t i = 44 + 32; i < 44 + 64; ++i) context_sha_is_zero &= info.payload[i] == 0;
   CHECK_EQ(context_sha_is_zero, !kFrameContext);
   CHECK_EQ(info.payload[108], kPixelFormatRgb565);  // the fake camera's format
+  PayloadReader tail(info.payload + 109, 12);
+  tail.u32();                 // uptime: the fake clock's
+  CHECK_EQ(tail.u32(), 0u);   // no memory meter: not measured
+  CHECK_EQ(tail.u32(), 0u);
+  CHECK_EQ(tail.u32(), 0u);   // no session token since boot
   CHECK(memcmp(info.payload + kInfoFixedBytes, "test-1.0", 8) == 0);
   CHECK(bench.nothing_more());
+}
+
+// INFO's uptime keeps counting across the Clock's 32-bit wrap, and the memory meter's marks
+// reach the host as they are.
+void check_info_reports_uptime_and_high_water_marks() {
+  Bench& bench = new_bench();
+  fakes::FakeMemoryMeter meter;
+  meter.stack = 5120;
+  meter.heap = 2048;
+  bench.device.set_memory_meter(&meter);
+  bench.clock.now_us = 0xFFFFFFFFu - 500000u;  // half a second before the clock wraps
+  bench.device.begin();
+  bench.clock.advance(2000000);  // wraps
+  bench.device.poll();
+  command(bench, kHello, 7);
+  Message info;
+  if (!expect(bench, kInfo, 7, &info)) return;
+  PayloadReader tail(info.payload + 109, 16);
+  const uint32_t uptime_ms = tail.u32();
+  CHECK(uptime_ms >= 2000 && uptime_ms < 2100);
+  CHECK_EQ(tail.u32(), 5120u);
+  CHECK_EQ(tail.u32(), 2048u);
+  CHECK_EQ(tail.u32(), 0u);
+}
+
+// A HELLO with a session token: INFO echoes it, and keeps it for token-less HELLOs; a device
+// that boots again has forgotten it (the host's sign of a reset).
+void check_hello_session_token() {
+  Bench& bench = started_bench();
+  const uint8_t token[4] = {0x78, 0x56, 0x34, 0x12};
+  command(bench, kHello, 8, token, 4);
+  Message info;
+  if (!expect(bench, kInfo, 8, &info)) return;
+  PayloadReader first(info.payload + 121, 4);
+  CHECK_EQ(first.u32(), 0x12345678u);
+  command(bench, kHello, 9);
+  if (!expect(bench, kInfo, 9, &info)) return;
+  PayloadReader again(info.payload + 121, 4);
+  CHECK_EQ(again.u32(), 0x12345678u);
+  const uint8_t odd[2] = {1, 2};
+  command(bench, kHello, 10, odd, 2);
+  expect_error(bench, 10, kErrorBadLength);
 }
 
 void check_upload_and_run_streams_tiles() {
@@ -777,6 +824,8 @@ void check_buffer_sizes() {
 
 void device_tests() {
   check_hello_returns_info();
+  check_info_reports_uptime_and_high_water_marks();
+  check_hello_session_token();
   check_upload_and_run_streams_tiles();
   check_capture_streams_frame_then_tiles();
   check_capture_raw_only_then_read_frame_and_run_tile();

@@ -1,4 +1,4 @@
-"""Host side of the tinymirnet serial protocol, version 4 (specification: firmware/PROTOCOL.md).
+"""Host side of the tinymirnet serial protocol, version 5 (specification: firmware/PROTOCOL.md).
 
 Three layers:
 
@@ -17,7 +17,8 @@ This module imports only the standard library and numpy (pyserial only in
 
 from __future__ import annotations
 
-from .connection import CaptureResult, Connection, EnhanceResult, LinkStats  # noqa: F401
+from .connection import (LINK_SETTINGS, CaptureResult, Connection, EnhanceResult, LinkStats,  # noqa: F401
+                         PortOpenError, open_error_text)
 from .frames import (CAPTURE_ENHANCE, CAPTURE_SEND_FRAME, FRAMING_BYTES, HEADER_BYTES,  # noqa: F401
                      MAX_PAYLOAD_LIMIT, PIXEL_FORMAT_RGB565, PIXEL_FORMAT_YUV422, STATUS_CAMERA_READY,
                      STATUS_MODEL_READY, SYNC, TRAILER_BYTES, VERSION, DecoderStats, DeviceError,

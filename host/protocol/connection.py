@@ -58,6 +58,33 @@ class LinkStats:
 
 TileCallback = Callable[[Tile], None]
 
+# The link settings, in one place: a board may need seconds per tile; the virtual board answers
+# at once; the QEMU board answers commands at once but computes tiles at (up to) a board's pace.
+LINK_SETTINGS = {
+    "board": dict(timeout=1.0, retries=3, stream_timeout=30.0),
+    "qemu": dict(timeout=1.0, retries=3, stream_timeout=30.0),
+    "sim": dict(timeout=0.5, retries=4, stream_timeout=5.0),
+}
+
+
+class PortOpenError(Exception):
+    """The serial port cannot be opened (missing, held by another program, no permission)."""
+
+
+def open_error_text(path: str, error: Exception) -> str:
+    """What a user reads when PATH cannot be opened: the cause and what to do about it."""
+    text = str(error)
+    errno = getattr(error, "errno", None)
+    if errno == 2 or "No such file" in text:
+        return (f"cannot open {path}: no such port (is the board plugged in? "
+                f"`tinymirnet devices` lists the boards found)")
+    if errno in (11, 16) or "lock" in text.lower() or "busy" in text.lower():
+        return f"cannot open {path}: the port is busy (another program has it open: {text})"
+    if errno == 13 or "Permission denied" in text:
+        return (f"cannot open {path}: permission denied (on Linux, add yourself to the "
+                f"'dialout' group and log in again)")
+    return f"cannot open {path}: {text}"
+
 
 @dataclass
 class _Stream:
@@ -103,13 +130,24 @@ class Connection:
         port.timeout = poll_interval
 
     @classmethod
-    def open(cls, device: str, *, baudrate: int = 115200, **options: Any) -> Connection:
-        """Opens a serial device (e.g. /dev/ttyACM0) and discards stale input."""
+    def open(cls, device: str, kind: str = "board", *, name: str | None = None,
+             wrap: Callable[[Any], Any] | None = None, **overrides: Any) -> Connection:
+        """The one way a serial link is opened: DEVICE (e.g. /dev/ttyACM0, a virtual board's
+        pty) opened exclusively at 115200 baud, stale input discarded, with the settings of
+        LINK_SETTINGS[kind] ("board", "qemu" or "sim") and any `overrides`. `wrap` may wrap the
+        opened port (a byte counter, a fault injector). A port that cannot be opened is one
+        PortOpenError naming it and saying what to do."""
         import serial  # pyserial, only needed for real ports
 
-        port = serial.Serial(device, baudrate=baudrate)
-        port.reset_input_buffer()
-        return cls(port, name=device, **options)
+        try:
+            port = serial.Serial(device, baudrate=115200, exclusive=True)
+            port.reset_input_buffer()
+        except serial.SerialException as e:
+            raise PortOpenError(open_error_text(device, e)) from None
+        except OSError as e:  # a pty that vanished between the check and the open
+            raise PortOpenError(open_error_text(device, e)) from None
+        settings = {**LINK_SETTINGS[kind], **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(wrap(port) if wrap else port, name=name or device, **settings)
 
     def close(self) -> None:
         close = getattr(self.port, "close", None)
@@ -124,9 +162,10 @@ class Connection:
 
     # Commands ---------------------------------------------------------------------------
 
-    def hello(self) -> DeviceInfo:
-        """Starts a session (aborting any job the device is still running); returns INFO."""
-        frame = self._request(Hello(), lambda f: f.type == MessageType.INFO)
+    def hello(self, session_token: int | None = None) -> DeviceInfo:
+        """Starts a session (aborting any job the device is still running); returns INFO. A
+        `session_token` is kept by the device and echoed in every INFO until it boots again."""
+        frame = self._request(Hello(session_token), lambda f: f.type == MessageType.INFO)
         info = DeviceInfo.unpack(frame.payload)
         if info.protocol_version != VERSION:
             raise ProtocolError(f"device on {self.name} speaks protocol version "

@@ -8,12 +8,12 @@ import zlib
 from dataclasses import dataclass
 
 SYNC = b"\xa5\x5a"
-VERSION = 4  # 2: INFO carries the context model's SHA-256; 3: the camera's pixel format; 4: payloads up to
-#               8192 bytes (firmware/PROTOCOL.md)
+VERSION = 5  # 2: INFO carries the context model's SHA-256; 3: the camera's pixel format; 4: payloads up to
+#               8192 bytes; 5: INFO carries the uptime and stack/heap high-water marks (firmware/PROTOCOL.md)
 HEADER_BYTES = 10
 TRAILER_BYTES = 4
 FRAMING_BYTES = HEADER_BYTES + TRAILER_BYTES
-MAX_PAYLOAD_LIMIT = 8192  # no v4 frame is longer; a device announces its own limit in INFO
+MAX_PAYLOAD_LIMIT = 8192  # no v5 frame is longer; a device announces its own limit in INFO
 
 _HEADER = struct.Struct("<2sBBHH")  # sync, version, type, seq, payload length
 _U16 = struct.Struct("<H")

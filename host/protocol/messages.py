@@ -20,14 +20,17 @@ def _require_length(name: str, payload: bytes, expected: int, *, at_least: bool 
 @dataclass(frozen=True)
 class Hello:
     TYPE: ClassVar[MessageType] = MessageType.HELLO
+    session_token: int | None = None  # kept by the device and echoed in INFO until it boots again
 
     def pack(self) -> bytes:
-        return b""
+        return b"" if self.session_token is None else struct.pack("<I", self.session_token)
 
     @classmethod
     def unpack(cls, payload: bytes) -> Hello:
-        _require_length("HELLO", payload, 0)
-        return cls()
+        if not payload:
+            return cls()
+        _require_length("HELLO", payload, 4)
+        return cls(struct.unpack("<I", payload)[0])
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,7 @@ NO_CONTEXT_MODEL = "0" * 64  # INFO's context model SHA-256 on a one-model firmw
 @dataclass(frozen=True)
 class DeviceInfo:
     TYPE: ClassVar[MessageType] = MessageType.INFO
-    _LAYOUT: ClassVar[struct.Struct] = struct.Struct("<BBHHHHHHHfifiIII32s32sB")
+    _LAYOUT: ClassVar[struct.Struct] = struct.Struct("<BBHHHHHHHfifiIII32s32sBIIII")
     protocol_version: int
     status_flags: int
     max_payload: int
@@ -149,6 +152,10 @@ class DeviceInfo:
     model_sha256: str  # 64 hex characters (the tile model)
     context_model_sha256: str  # 64 hex characters; all zeros for a one-model network
     camera_pixel_format: int  # the format of captured frames (PIXEL_FORMAT_*)
+    uptime_ms: int  # since the firmware started: smaller than before means the board reset
+    stack_high_water: int  # bytes; 0: the platform does not measure it
+    heap_high_water: int  # bytes; 0: not measured (or no heap in use)
+    session_token: int  # the host's last HELLO token; 0: none since the device booted
     firmware_version: str
 
     @property
@@ -178,17 +185,19 @@ class DeviceInfo:
         return self.context_model_sha256 != NO_CONTEXT_MODEL
 
     def pack(self) -> bytes:
-        numbers = [getattr(self, f.name) for f in fields(self)][:-4]
+        numbers = [getattr(self, f.name) for f in fields(self)][:-8]
         return (self._LAYOUT.pack(*numbers, bytes.fromhex(self.model_sha256),
-                                  bytes.fromhex(self.context_model_sha256), self.camera_pixel_format)
+                                  bytes.fromhex(self.context_model_sha256), self.camera_pixel_format,
+                                  self.uptime_ms, self.stack_high_water, self.heap_high_water,
+                                  self.session_token)
                 + self.firmware_version.encode())
 
     @classmethod
     def unpack(cls, payload: bytes) -> DeviceInfo:
         _require_length("INFO", payload, cls._LAYOUT.size, at_least=True)
-        *numbers, sha256, context_sha256, camera_pixel_format = cls._LAYOUT.unpack_from(payload)
-        version = payload[cls._LAYOUT.size:].decode("utf-8", errors="replace")
-        return cls(*numbers, sha256.hex(), context_sha256.hex(), camera_pixel_format, version)
+        values = list(cls._LAYOUT.unpack_from(payload))
+        values[16:18] = [values[16].hex(), values[17].hex()]  # the two SHA-256
+        return cls(*values, payload[cls._LAYOUT.size:].decode("utf-8", errors="replace"))
 
 
 @dataclass(frozen=True)

@@ -84,9 +84,18 @@ void Device::begin() {
   camera_ready_ = camera_.begin() == Status::kOk;
   model_ready_ = model_.begin() == Status::kOk;
   last_byte_us_ = clock_.micros();
+  uptime_mark_us_ = last_byte_us_;
+}
+
+uint32_t Device::uptime_ms() {
+  const uint32_t now = clock_.micros();
+  uptime_us_ += static_cast<uint32_t>(now - uptime_mark_us_);
+  uptime_mark_us_ = now;
+  return static_cast<uint32_t>(uptime_us_ / 1000);
 }
 
 void Device::poll() {
+  uptime_ms();  // at least once per clock wrap
   receive();
   step_job();
 }
@@ -149,7 +158,7 @@ void Device::dispatch(const FrameHeader& header, const uint8_t* payload) {
     return;
   }
   switch (header.type) {
-    case protocol::kHello: handle_hello(header); break;
+    case protocol::kHello: handle_hello(header, payload); break;
     case protocol::kCapture: handle_capture(header, payload); break;
     case protocol::kEnhance: handle_enhance(header, payload); break;
     case protocol::kUploadChunk: handle_upload_chunk(header, payload); break;
@@ -209,8 +218,12 @@ bool Device::check_model_ready(uint16_t seq) {
 }
 
 // HELLO starts a session: it aborts a running job and forgets the last command.
-void Device::handle_hello(const FrameHeader& header) {
-  if (!check_length(header, 0)) return;
+void Device::handle_hello(const FrameHeader& header, const uint8_t* payload) {
+  if (header.length != 0 && !check_length(header, 4)) return;
+  if (header.length == 4) {
+    PayloadReader reader(payload, header.length);
+    session_token_ = reader.u32();
+  }
   job_.step = JobStep::kIdle;
   last_command_valid_ = false;
   send_info(header.seq);
@@ -440,6 +453,10 @@ void Device::send_info(uint16_t seq) {
   write_sha256(writer, kModelSha256);
   write_sha256(writer, kContextModelSha256);  // all zero for a one-model network
   writer.u8(static_cast<uint8_t>(camera_.pixel_format()));
+  writer.u32(uptime_ms());
+  writer.u32(memory_meter_ != nullptr ? memory_meter_->stack_high_water_bytes() : 0);
+  writer.u32(memory_meter_ != nullptr ? memory_meter_->heap_high_water_bytes() : 0);
+  writer.u32(session_token_);
   writer.text(firmware_version_);
   send(protocol::kInfo, seq, writer.size());
 }

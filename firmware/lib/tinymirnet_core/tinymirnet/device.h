@@ -51,6 +51,8 @@ class Device {
 
   // Starts the camera and the model. Call once before poll().
   void begin();
+  // The platform's memory meter for INFO's high-water marks (optional; before begin()).
+  void set_memory_meter(MemoryMeter* meter) { memory_meter_ = meter; }
   // One bounded step of work: handles the bytes received so far, then advances a running
   // job by one step (the capture, one frame chunk, one tile, or the final DONE).
   void poll();
@@ -85,7 +87,7 @@ class Device {
   bool check_frame_ready(uint16_t seq);
   bool check_model_ready(uint16_t seq);
 
-  void handle_hello(const protocol::FrameHeader& header);
+  void handle_hello(const protocol::FrameHeader& header, const uint8_t* payload);
   void handle_capture(const protocol::FrameHeader& header, const uint8_t* payload);
   void handle_enhance(const protocol::FrameHeader& header, const uint8_t* payload);
   void handle_upload_chunk(const protocol::FrameHeader& header, const uint8_t* payload);
@@ -120,12 +122,18 @@ class Device {
   uint8_t* frame_bytes() { return reinterpret_cast<uint8_t*>(frame_); }
   // frame_ is complete: measures its exposure gain and builds its input table.
   void frame_ready();
+  // Milliseconds since begin() (the Clock's micros wrap after 71.6 minutes; this does not).
+  uint32_t uptime_ms();
 
   Link& link_;
   Camera& camera_;
   Model& model_;
   Clock& clock_;
   const char* firmware_version_;
+  MemoryMeter* memory_meter_ = nullptr;
+  uint64_t uptime_us_ = 0;  // since begin(), summed over the clock's wraps
+  uint32_t uptime_mark_us_ = 0;
+  uint32_t session_token_ = 0;  // the host's, from its last HELLO with one; 0 since boot
 
   bool camera_ready_ = false;
   bool model_ready_ = false;

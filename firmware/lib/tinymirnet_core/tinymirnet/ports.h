@@ -1,5 +1,6 @@
 // The narrow platform interface of the core. The Arduino sketch, the host unit tests and the
-// host simulator each implement these four ports; the core never touches hardware directly.
+// host simulator each implement these four ports (and, where the platform can measure its
+// memory, the optional MemoryMeter); the core never touches hardware directly.
 // Sizes come from model_settings.h. The destructors are protected and non-virtual: ports are
 // never deleted through these interfaces (and there is no heap to delete them from).
 #pragma once
@@ -73,6 +74,20 @@ class Clock {
 
  protected:
   ~Clock() = default;
+};
+
+// Memory use the platform can measure, for INFO (optional: a Device without one reports 0,
+// "not measured"). High-water marks only grow; a board whose marks grow from frame to frame
+// leaks.
+class MemoryMeter {
+ public:
+  // The deepest the stack has been since boot, in bytes.
+  virtual uint32_t stack_high_water_bytes() = 0;
+  // The most heap taken from the system since boot, in bytes.
+  virtual uint32_t heap_high_water_bytes() = 0;
+
+ protected:
+  ~MemoryMeter() = default;
 };
 
 }  // namespace tinymirnet

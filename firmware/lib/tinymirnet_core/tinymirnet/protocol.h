@@ -1,4 +1,4 @@
-// Serial protocol v4: frame layout, message types, payload helpers and the frame codec.
+// Serial protocol v5: frame layout, message types, payload helpers and the frame codec.
 // Versioning: fields are only appended, receivers ignore trailing bytes, and kVersion changes
 // only for a change an old receiver would misread (firmware/PROTOCOL.md).
 // firmware/PROTOCOL.md is the specification; host/protocol/ is the Python side.
@@ -23,12 +23,14 @@ namespace protocol {
 
 constexpr uint8_t kSync0 = 0xA5;
 constexpr uint8_t kSync1 = 0x5A;
-constexpr uint8_t kVersion = 4;  // 2: INFO carries the context model's SHA-256; 3: and the camera's pixel format;
-                                 // 4: payloads up to 8192 bytes (one 40 px tile's RGB)
+constexpr uint8_t kVersion = 5;  // 2: INFO carries the context model's SHA-256; 3: and the camera's pixel format;
+                                 // 4: payloads up to 8192 bytes (one 40 px tile's RGB);
+                                 // 5: HELLO may carry a session token, INFO echoes it (0 after a
+                                 //    reset) with the uptime and the stack and heap high-water marks
 constexpr size_t kHeaderBytes = 10;
 constexpr size_t kTrailerBytes = 4;
 constexpr size_t kFramingBytes = kHeaderBytes + kTrailerBytes;
-// No v4 frame carries a longer payload; a device announces its own (smaller) limit in INFO.
+// No v5 frame carries a longer payload; a device announces its own (smaller) limit in INFO.
 constexpr size_t kMaxPayloadLimit = 8192;
 
 // Host-to-device commands have the high bit clear, device-to-host messages have it set.
@@ -72,7 +74,7 @@ constexpr uint8_t kPixelFormatRgb565 = 0;
 constexpr uint8_t kPixelFormatYuv422 = 1;
 
 // Fixed payload sizes.
-constexpr size_t kInfoFixedBytes = 109;  // followed by the firmware version text
+constexpr size_t kInfoFixedBytes = 125;  // followed by the firmware version text
 constexpr size_t kTileHeaderBytes = 14;
 constexpr size_t kFrameChunkHeaderBytes = 8;
 constexpr size_t kUploadChunkHeaderBytes = 4;

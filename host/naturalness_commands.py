@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .virtual_board import IMAGE_SUFFIXES
+from tinymirnet.model.data import IMAGE_SUFFIXES
 
 
-def add_parser(sub) -> None:
+def register(sub) -> None:
     p = sub.add_parser("naturalness", help="highlights darkened, lightness-order error and chromaticity shift "
                                            "on real photos (no ground truth), beside gamma and equalization")
     p.add_argument("dirs", nargs="*", type=Path, help="folders (or files) of photographs")
@@ -86,7 +86,7 @@ def int8_against_float(images, enhancer, host) -> dict:
 
 def cmd_naturalness(args) -> int:
     from tinymirnet.model.data import DataError, read_rgb, split_photos
-    from tinymirnet.model.files import atomic_write_json, atomic_write_text
+    from tinymirnet.model.files import write_report
     from tinymirnet.model.naturalness import BASELINES, contact_sheet, evaluate_naturalness
     try:
         paths = photo_paths(args.dirs)
@@ -121,11 +121,11 @@ def cmd_naturalness(args) -> int:
         print(f"error: no photograph left in {', '.join(map(str, args.dirs))} after --split {args.split}"
               + (f" and --darker-than {args.darker_than:g}" if args.darker_than is not None else ""), file=sys.stderr)
         return 1
-    from .model_commands import _load_enhancer
     from tinymirnet.model.data import to_uint8
     from tinymirnet.model.paths import DEFAULT_WEIGHTS
     weights = args.weights or DEFAULT_WEIGHTS
-    enhancer, _, cfg = _load_enhancer(weights)
+    from tinymirnet.model.inference import load_enhancer
+    enhancer = load_enhancer(weights)
     methods = {"network_float": lambda img: to_uint8(enhancer.enhance(img)), **BASELINES}
     from tinymirnet.model.files import provenance, report_path
     meta = {"weights": report_path(weights), "max_side": args.max_side,
@@ -133,13 +133,14 @@ def cmd_naturalness(args) -> int:
                           "darker_than": args.darker_than, "samples": args.samples},
             "provenance": provenance({"weights": weights, "int8": args.int8})}
     if args.int8:
-        from tinymirnet.host.device_cli import HostModel
+        from .host_model import HostModel
         host = HostModel.load(args.int8)
         methods["network_int8_tiled"] = host.finished_frame
         meta["int8"] = {"tflite": report_path(args.int8), "tflm": host.tflm.library}
     link_cm = None
     if args.port:
-        from tinymirnet.host.device_cli import HostModel, check_handshake, open_device
+        from .board_link import check_handshake, open_device
+        from .host_model import HostModel
         from tinymirnet.host.protocol import PIXEL_FORMAT_NAMES, frame_to_rgb888, rgb888_to_frame
         from tinymirnet.model.samples import resize_to
         host = HostModel.load(args.int8)
@@ -171,9 +172,8 @@ def cmd_naturalness(args) -> int:
         meta["int8_vs_float"] = int8_against_float(images, enhancer, host)
     report = {"what": "model/naturalness.py metrics on real photos; lower is better for all three",
               **meta, "images": result.images, "mean": means, "per_image": result.per_image}
-    atomic_write_json(args.report, report)
     sheet = contact_sheet(result, [img for _, img in images], args.report.with_suffix(".png"))
-    atomic_write_text(args.report.with_suffix(".md"), markdown(report))
+    write_report(args.report, report, markdown(report))
     if args.int8:
         a = meta["int8_vs_float"]
         print(f"int8 against float (same tiling, {a['frame'][0]}x{a['frame'][1]} frames): PSNR mean "
