@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import serial
+from serial.tools import list_ports
 
 from tinymirnet.quantize.native_build import NativeBuildError
 
 from .protocol import NO_CONTEXT_MODEL, Connection, DeviceError, DeviceTimeout, PortOpenError, ProtocolError
 from .qemu_board import QemuBoard
 from .virtual_board import VirtualBoard, VirtualBoardError
+
 
 if TYPE_CHECKING:
     from .host_model import HostModel
@@ -81,7 +83,6 @@ class BoardPort:
 
 
 def list_serial_ports() -> list[BoardPort]:
-    from serial.tools import list_ports
     return [BoardPort(p.device, p.vid, p.pid, p.serial_number, p.description or "")
             for p in sorted(list_ports.comports(), key=lambda p: p.device)]
 

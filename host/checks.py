@@ -2,9 +2,11 @@
 costs no wait and is one `error:` line."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from tinymirnet.model.paths import REPO_ROOT
+from tinymirnet.model.paths import REPO_ROOT, config_path_for
+from tinymirnet.quantize.tflm import load_tile_model
 
 
 class UsageError(Exception):
@@ -28,7 +30,6 @@ def default_in_checkout(path: Path, option: str) -> Path:
 def check_output_dir(path: Path, what: str) -> None:
     """A folder the command may create or write into: not an existing file, and a parent that exists
     or can be created and is writable. Checked before any model is loaded."""
-    import os
     if path.exists() and not path.is_dir():
         raise UsageError(f"{what} {path} is an existing file, not a folder")
     parent = path if path.exists() else next((p for p in path.parents if p.exists()), Path("."))
@@ -54,7 +55,6 @@ def _check_weights(path: Path | None, flag: str = "--weights") -> None:
     if path is None:
         return
     _check_input_file(path, flag)
-    from tinymirnet.model.paths import config_path_for
     config = config_path_for(path)
     if not config.is_file():
         raise UsageError(f"{flag} {path}: its network config {config} is missing (the weights alone do not "
@@ -92,7 +92,6 @@ def precheck(args) -> None:
 
 def load_int8(path: Path, tiling):
     """The --int8 tile model on TFLM, checked against the tiling; a bad file is one error line."""
-    from tinymirnet.quantize.tflm import load_tile_model
     try:
         return load_tile_model(path, tiling.tile, tiling.halo)
     except ValueError as e:  # missing, unreadable, not a TFLite model, wrong input size

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tinymirnet.model.data import DataError
+
 from . import device_commands, model_commands, naturalness_commands, quantize_commands
 from .checks import UsageError, precheck
 
@@ -63,7 +65,6 @@ def _error_text(e: BaseException) -> str:
 
 
 def main(argv=None) -> int:
-    from tinymirnet.model.data import DataError
     try:
         args = build_parser().parse_args(argv)
         precheck(args)

@@ -4,6 +4,7 @@ those that need TensorFlow import it when they run, so that `--help` and a mista
 from __future__ import annotations
 
 import platform
+import signal
 import sys
 import time
 from pathlib import Path
@@ -12,12 +13,12 @@ from tinymirnet.model.files import write_report
 from tinymirnet.model.paths import DEFAULT_WEIGHTS
 from tinymirnet.quantize.native_build import NativeBuildError
 
-from .board_link import (CommandError, add_device_options, list_serial_ports, run_guarded,
-                         wanted_ids)
+from .board_link import CommandError, add_device_options, list_serial_ports, run_guarded, wanted_ids
 from .device_report import DeviceReportError, device_report
 from .link_benchmark import TARGET_RATIO, markdown, run_benchmark
 from .qemu_board import BOARD_HZ, QemuBoardError
 from .virtual_board import VirtualBoard
+
 
 # Commands that never load TensorFlow (they start in a fraction of a second).
 NO_TENSORFLOW = {"devices", "sim", "device-report", "bench-link", "soak"}
@@ -45,7 +46,7 @@ def register(sub) -> None:
                                               "the firmware on the emulated Cortex-M4 (QEMU) with the board's TFLM")
     r.add_argument("--report", type=Path, default=Path("device_report.json"),
                    help="JSON report to write, the markdown beside it (default ./device_report.json; the "
-                        "committed one is firmware/reports/device_report.json)")
+                        "committed one is docs/reports/device/device_report.json)")
     r.add_argument("--artifacts", type=Path, default=None,
                    help="price another quantized network: a `tinymirnet quantize --out DIR` folder "
                         "(default: the network the firmware ships)")
@@ -59,7 +60,7 @@ def register(sub) -> None:
 
     k = sub.add_parser("bench-link", help="link efficiency, throughput and time per frame on the virtual board")
     k.add_argument("--report", type=Path, default=Path("link_benchmark.json"),
-                   help="JSON report, the markdown beside it (the committed one: host/reports/link_benchmark.json)")
+                   help="JSON report, the markdown beside it (the committed one: docs/reports/link/link_benchmark.json)")
     k.add_argument("--frames", type=int, default=5, help="frames to measure (medians are reported)")
     k.add_argument("--port", default="sim", help="sim (default) or a board's serial port")
     k.set_defaults(func=cmd_bench_link)
@@ -74,7 +75,7 @@ def register(sub) -> None:
                                                    "(every kind the port can take)")
     w.add_argument("--seed", type=int, default=0, help="seeds the fault plan and the cable's errors")
     w.add_argument("--report", type=Path, default=Path("soak_report.json"),
-                   help="JSON report, the markdown beside it (the committed one: firmware/reports/soak_report.json)")
+                   help="JSON report, the markdown beside it (the committed one: docs/reports/device/soak_report.json)")
     w.add_argument("--board-speed", action="store_true",
                    help="with --port qemu: at about a 64 MHz Cortex-M4's pace (QEMU -icount shift=4,sleep=on)")
     w.set_defaults(func=cmd_soak)
@@ -107,7 +108,6 @@ def cmd_sim(args) -> int:
 def _stop_on_signals() -> None:
     """Ctrl-C (SIGINT) and SIGTERM stop a served board cleanly, even when the parent process
     started it with those signals blocked or ignored (a supervisor, a background job)."""
-    import signal
 
     def stop(signum, frame):
         raise KeyboardInterrupt

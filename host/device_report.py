@@ -26,10 +26,17 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from tinymirnet.model.files import report_path as relative_path
+from tinymirnet.model.files import write_report
 from tinymirnet.model.paths import FIRMWARE_MODEL_DIR, QEMU_BUILD_DIR, QEMU_DIR, REPO_ROOT
+from tinymirnet.quantize.export import (ContextExport, ExportError, ExportInfo, export_info_from_artifacts,
+                                        write_firmware_files)
+from tinymirnet.quantize.flatbuffer import op_names
 from tinymirnet.quantize.native_build import run_make
+from tinymirnet.quantize.tflm import TflmModel, arena_after_one_run
 
 from .qemu_board import ARM_TOOLS, ensure_board_elf
+
 
 INSTRUCTIONS_PER_TICK = 40  # -icount shift=0: 1 ns per instruction, 40 ns per 25 MHz tick
 BOARD_HZ = 64_000_000
@@ -219,7 +226,7 @@ def markdown(report: dict) -> str:
         "",
         f"Measured on {report['machine']} with {report['tflm']}, through the firmware's own "
         f"`firmware/src/tflm_model.cpp` and `tinymirnet::Device` (commit {report['git_commit'][:12]}). "
-        "Regenerate: `tinymirnet device-report --report firmware/reports/device_report.json"
+        "Regenerate: `tinymirnet device-report --report docs/reports/device/device_report.json"
         + "".join(f" {'--compare ' if k == 0 else ''}{r['report']}" for k, r in enumerate(report.get("compared_with", [])))
         + "`.",
         "",
@@ -291,7 +298,6 @@ def build_for_artifacts(artifacts: Path, build_dir: Path) -> Path:
     """Probe and board images for another quantized network (a `tinymirnet quantize --out DIR`
     folder): its firmware files are exported into build_dir, the shipped ones stay untouched.
     This is how a candidate network is priced in instructions before it is shipped."""
-    from tinymirnet.quantize.export import ExportError, export_info_from_artifacts, write_firmware_files
     try:
         info = export_info_from_artifacts(artifacts)
     except ExportError as e:
@@ -311,9 +317,6 @@ def price_on_the_board(flatbuffer: bytes, tiling, build_dir: Path, context_flatb
     (with `context_flatbuffer`, a frame-context tile model and its context model) exported with
     `tiling` into build_dir, the probe built with it and run under QEMU. The budget sweep uses
     it to rank candidates by what the board pays, not by MACs."""
-    from tinymirnet.quantize.export import ContextExport, ExportInfo, write_firmware_files
-    from tinymirnet.quantize.flatbuffer import op_names
-    from tinymirnet.quantize.tflm import TflmModel, arena_after_one_run
     model = TflmModel(flatbuffer)
     if (model.context_index is None) != (context_flatbuffer is None):
         raise DeviceReportError("a frame-context tile model is priced with its context model, a one-model "
@@ -342,7 +345,6 @@ def comparison(report: dict, others: list[Path]) -> list[dict]:
     """This network beside earlier device reports (the networks it replaced, its unpruned self),
     each named by its file: instructions per frame and per tile invoke, the tile model's per-op
     shares."""
-    from tinymirnet.model.files import report_path as relative_path
     rows = []
     for path in others:
         try:
@@ -384,7 +386,6 @@ def comparison_lines(report: dict) -> list[str]:
 
 def device_report(report_path: Path, artifacts: Path | None = None, cycle_model: bool = True,
                   compare: list[Path] = ()) -> dict:
-    from tinymirnet.model.files import report_path as relative_path, write_report
     if artifacts is None:
         probe_elf, board_map = ensure_board_elf("probe"), QEMU_BUILD_DIR / "board.map"
         ensure_board_elf("board")

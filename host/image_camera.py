@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tinymirnet.model.data import IMAGE_SUFFIXES
+from tinymirnet.model.data import IMAGE_SUFFIXES, DataError, read_rgb
+from tinymirnet.model.samples import resize_to, sample_photo, synthesize_low_light
 
 from .protocol import PIXEL_FORMAT_YUV422, rgb888_to_frame
 from .sim_library import VirtualBoardError
-
 
 
 class ImageCamera:
@@ -30,7 +30,6 @@ class ImageCamera:
     def synthetic(cls, width: int, height: int, sample: str = "coffee",
                   seed: int = 0) -> ImageCamera:
         """A low-light frame synthesized from a bundled sample photograph."""
-        from tinymirnet.model.samples import resize_to, sample_photo, synthesize_low_light
         low = synthesize_low_light(resize_to(sample_photo(sample), width, height), seed=seed)
         return cls([low], [f"synthetic low-light '{sample}' (bundled sample, seed {seed})"])
 
@@ -38,8 +37,6 @@ class ImageCamera:
     def from_dir(cls, folder: str | Path, width: int, height: int) -> ImageCamera:
         """Every image file in `folder` (sorted by name), scaled to cover the frame and
         centre-cropped."""
-        from tinymirnet.model.data import DataError, read_rgb
-        from tinymirnet.model.samples import resize_to
         folder = Path(folder)
         if not folder.is_dir():
             raise VirtualBoardError(f"--camera-dir {folder}: no such folder")

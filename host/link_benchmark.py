@@ -21,9 +21,13 @@ import statistics
 import time
 from typing import Any
 
+from tinymirnet.model.samples import resize_to, sample_photo, synthesize_low_light
+
 from .board_link import check_handshake, open_device
 from .host_model import HostModel
-from .protocol import FRAMING_BYTES, Connection, FrameDecoder, MessageType, Tile
+from .protocol import (FRAMING_BYTES, PIXEL_FORMAT_YUV422, Connection, FrameDecoder, MessageType, Tile,
+                       rgb888_to_frame)
+
 
 TARGET_RATIO = 1.2  # end-to-end / pure inference on the virtual board
 
@@ -117,8 +121,6 @@ def run_benchmark(frames: int = 5, port: str = "sim") -> dict:
 
 
 def _measure(link: Connection, counter: CountingPort, info, frames: int) -> dict:
-    from tinymirnet.model.samples import resize_to, sample_photo, synthesize_low_light
-    from .protocol import PIXEL_FORMAT_YUV422, rgb888_to_frame
     link.capture()  # warm-up (first invocations, page faults), not counted
 
     # Tile traffic of one enhancement (RUN of the captured frame), recorded at the host.

@@ -3,11 +3,19 @@ hands enhance to the board: host/board_frames.py)."""
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
+from PIL import Image
+
+from tinymirnet.model.data import DataError, find_pairs, read_rgb, resolve_split, split_train_val
+from tinymirnet.model.files import atomic_save_image, atomic_write, provenance, report_path, unique_stem
 from tinymirnet.model.network_config import DESIGNS, LOSS_NAMES
 from tinymirnet.model.paths import DEFAULT_WEIGHTS
+from tinymirnet.model.samples import SAMPLE_PHOTOS
+from tinymirnet.quantize.export import tiling_for
 
 from .board_link import add_device_options, run_guarded
 from .checks import default_in_checkout, load_int8
@@ -16,7 +24,6 @@ from .checks import default_in_checkout, load_int8
 def cmd_train(args) -> int:
     from tinymirnet.model.network import MirnetConfig
     from tinymirnet.model.train import TrainConfig, TrainConfigError, train
-    from dataclasses import asdict
     cfg = None
     if not args.resume or args.epochs:
         if args.init:
@@ -64,9 +71,8 @@ def _size(text: str) -> tuple[int, int]:
 
 def cmd_publish(args) -> int:
     """Copies a finished run's best weights, config, log and curves into model/weights/."""
-    import shutil
-    from tinymirnet.model.files import atomic_write
     from tinymirnet.model.paths import DEFAULT_WEIGHTS, WEIGHTS_DIR
+
     # Named after the shipped weights (tiny_mirnet_half_resolution.weights.h5 -> *_half_resolution.*).
     suffix = DEFAULT_WEIGHTS.name.removeprefix("tiny_mirnet").removesuffix(".weights.h5")
     files = {"best.weights.h5": DEFAULT_WEIGHTS.name, "best.json": f"tiny_mirnet{suffix}.json",
@@ -96,13 +102,11 @@ def cmd_compare_runs(args) -> int:
 def cmd_eval(args) -> int:
     from tinymirnet.model.evaluate import baseline_methods, evaluate, network_methods
     from tinymirnet.model.network_cost import count_params, macs_per_pixel
-    from tinymirnet.quantize.export import tiling_for
     tiling = tiling_for(args.int8)  # an alternative network's int8 folder may carry another halo
     from tinymirnet.model.inference import load_enhancer
     enhancer = load_enhancer(args.weights)
     model, cfg = enhancer.model, enhancer.cfg
     methods = {**baseline_methods(), **network_methods(enhancer, tiling.tile, tiling.halo)}
-    from tinymirnet.model.files import provenance, report_path
     meta = {"weights": report_path(args.weights), "model": cfg.__dict__, "params": count_params(model),
             "macs_per_pixel": round(macs_per_pixel(cfg), 1), "tile": tiling.tile, "halo": tiling.halo,
             "exposure_target": cfg.exposure_target}
@@ -140,7 +144,6 @@ def cmd_eval(args) -> int:
                                      "int8_context_model": meta.get("int8_context_model")})
     grid = args.grid or args.report.with_suffix(".png")
     pairs = None
-    from tinymirnet.model.data import find_pairs, resolve_split, split_train_val
     if args.split == "val":  # the held-out part of the training pairs: for choosing, never eval15
         training, pairs = split_train_val(find_pairs(resolve_split(args.data, "train")))
         meta["split"] = "LoL validation (10 % of the training pairs, model/data.py split_train_val)"
@@ -164,7 +167,6 @@ def cmd_eval(args) -> int:
 def _training_pairs_beside(data) -> list:
     """The LoL training pairs beside eval15 under `data` (our485 or our450), for the scene groups;
     none when `data` is itself a folder of test pairs or holds no training split."""
-    from tinymirnet.model.data import DataError, find_pairs, resolve_split
     try:
         train, test = resolve_split(data, "train"), resolve_split(data, "eval")
     except DataError:
@@ -175,7 +177,6 @@ def _training_pairs_beside(data) -> list:
 def _output_path(src: Path, out_dir: Path, used: set[str]) -> Path:
     """`<stem>_enhanced.png` (`<stem>_2_enhanced.png` for a second input with that stem): never the
     input's own name, so an input is never overwritten, and never another input's output."""
-    from tinymirnet.model.files import unique_stem
     return out_dir / f"{unique_stem(src.stem, used)}_enhanced.png"
 
 
@@ -204,9 +205,6 @@ def cmd_enhance(args) -> int:
     if getattr(args, "port", None):  # on a board (or a virtual board): host/board_frames.py
         from .board_frames import enhance_on_board
         return run_guarded(enhance_on_board, args)
-    from PIL import Image
-    from tinymirnet.model.data import DataError, read_rgb
-    from tinymirnet.model.files import atomic_save_image
     if not args.images and not args.sample:
         print("error: give IMAGE files or --sample", file=sys.stderr)
         return 2
@@ -336,7 +334,6 @@ def register(sub) -> None:
     n.add_argument("images", nargs="*", type=Path)
     n.add_argument("--out", type=Path, default=Path("enhanced"), help="output folder")
     n.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
-    from tinymirnet.model.samples import SAMPLE_PHOTOS
     n.add_argument("--sample", nargs="?", const="coffee", default=None, choices=SAMPLE_PHOTOS,
                    help="also enhance a low-light frame synthesized from this bundled sample photo "
                         "(the name alone means coffee)")

@@ -14,8 +14,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from tinymirnet.model.data import IMAGE_SUFFIXES
+from tinymirnet.model.data import IMAGE_SUFFIXES, DataError, read_rgb, split_photos, to_float, to_uint8
+from tinymirnet.model.files import provenance, report_path, write_report
+from tinymirnet.model.naturalness import BASELINES, contact_sheet, evaluate_naturalness
+from tinymirnet.model.paths import DEFAULT_WEIGHTS
+from tinymirnet.model.samples import resize_to
 
 
 def register(sub) -> None:
@@ -56,7 +61,6 @@ def photo_paths(items: list[Path]) -> list[Path]:
 
 
 def _downscale(img: np.ndarray, max_side: int) -> np.ndarray:
-    from PIL import Image
     h, w = img.shape[:2]
     if max(h, w) <= max_side:
         return img
@@ -69,10 +73,7 @@ def int8_against_float(images, enhancer, host) -> dict:
     to cover it and centre-cropped), then the int8 network (host TFLM, the board's pipeline)
     against the float network on the same tiling, both finished by the host's lightness-order
     step: PSNR per image, mean and min."""
-    import numpy as np
-    from tinymirnet.model.data import to_float, to_uint8
     from tinymirnet.model.metrics import psnr
-    from tinymirnet.model.samples import resize_to
     t = host.tiling
     rows = []
     for name, img in images:
@@ -85,9 +86,6 @@ def int8_against_float(images, enhancer, host) -> dict:
 
 
 def cmd_naturalness(args) -> int:
-    from tinymirnet.model.data import DataError, read_rgb, split_photos
-    from tinymirnet.model.files import write_report
-    from tinymirnet.model.naturalness import BASELINES, contact_sheet, evaluate_naturalness
     try:
         paths = photo_paths(args.dirs)
     except FileNotFoundError as e:
@@ -121,13 +119,10 @@ def cmd_naturalness(args) -> int:
         print(f"error: no photograph left in {', '.join(map(str, args.dirs))} after --split {args.split}"
               + (f" and --darker-than {args.darker_than:g}" if args.darker_than is not None else ""), file=sys.stderr)
         return 1
-    from tinymirnet.model.data import to_uint8
-    from tinymirnet.model.paths import DEFAULT_WEIGHTS
     weights = args.weights or DEFAULT_WEIGHTS
     from tinymirnet.model.inference import load_enhancer
     enhancer = load_enhancer(weights)
     methods = {"network_float": lambda img: to_uint8(enhancer.enhance(img)), **BASELINES}
-    from tinymirnet.model.files import provenance, report_path
     meta = {"weights": report_path(weights), "max_side": args.max_side,
             "selection": {"dirs": [report_path(d) for d in args.dirs], "split": args.split,
                           "darker_than": args.darker_than, "samples": args.samples},
@@ -139,10 +134,11 @@ def cmd_naturalness(args) -> int:
         meta["int8"] = {"tflite": report_path(args.int8), "tflm": host.tflm.library}
     link_cm = None
     if args.port:
-        from .board_link import check_handshake, open_device
-        from .host_model import HostModel
         from tinymirnet.host.protocol import PIXEL_FORMAT_NAMES, frame_to_rgb888, rgb888_to_frame
         from tinymirnet.model.samples import resize_to
+
+        from .board_link import check_handshake, open_device
+        from .host_model import HostModel
         host = HostModel.load(args.int8)
         link_cm = open_device(args.port)
         link, _ = link_cm.__enter__()

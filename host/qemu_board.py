@@ -44,10 +44,12 @@ from pathlib import Path
 import numpy as np
 
 from tinymirnet.model.paths import FIRMWARE_DIR, QEMU_BUILD_DIR, QEMU_DIR
+from tinymirnet.model.tiling import load_tiling
 from tinymirnet.quantize.native_build import ensure_built, files_under
 
 from .image_camera import ImageCamera
 from .sim_library import VirtualBoardError
+
 
 BOARD_ELF = QEMU_BUILD_DIR / "board.elf"
 ARM_TOOLS = ("make", "arm-none-eabi-g++")  # what `make -C firmware/qemu` needs
@@ -108,7 +110,6 @@ class QemuBoard:
     def start(self) -> QemuBoard:
         if shutil.which("qemu-system-arm") is None:
             raise QemuBoardError("--port qemu needs qemu-system-arm: apt-get install qemu-system-arm")
-        from tinymirnet.model.tiling import load_tiling
         elf = self.elf or ensure_board_elf()
         tiling = load_tiling()
         if self._frames is not None:

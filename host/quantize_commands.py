@@ -2,18 +2,24 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from tinymirnet.model.paths import ARTIFACTS_DIR, DEFAULT_WEIGHTS, FIRMWARE_MODEL_DIR, QEMU_BUILD_DIR, PER_TILE_WEIGHTS
-
+from tinymirnet.model.files import write_report
 from tinymirnet.model.network_config import LOSS_NAMES
+from tinymirnet.model.paths import (ARTIFACTS_DIR, DEFAULT_WEIGHTS, FIRMWARE_MODEL_DIR, PER_TILE_WEIGHTS,
+                                    QEMU_BUILD_DIR)
+from tinymirnet.model.tiling import load_tiling
+from tinymirnet.quantize.budget import BudgetError
+from tinymirnet.quantize.export import ExportError, export_info_from_artifacts, write_firmware_files
+from tinymirnet.quantize.mirnet_graph import NotAMirnet
+from tinymirnet.quantize.quantize_report import record_export
 
 from .checks import default_in_checkout, load_int8
+from .device_report import price_on_the_board
 
 
 def cmd_tiling_study(args) -> int:
-    from dataclasses import replace
-    from tinymirnet.model.tiling import load_tiling
     from tinymirnet.quantize.tiling_study import tiling_study
     tiling = load_tiling()
     tiling = replace(tiling, tile=args.tile or tiling.tile, halo=tiling.halo if args.halo is None else args.halo)
@@ -32,8 +38,6 @@ def cmd_tiling_study(args) -> int:
 
 
 def cmd_quantize(args) -> int:
-    from tinymirnet.quantize.budget import BudgetError
-    from tinymirnet.quantize.mirnet_graph import NotAMirnet
     from tinymirnet.quantize.pipeline import ExposureMismatch, PrunedMismatch, run_quantize
     if args.pruned is not None and not args.pruned.is_file():
         print(f"error: --pruned {args.pruned}: no such weights file (give an earlier quantize run's "
@@ -63,8 +67,6 @@ def cmd_quantize(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from tinymirnet.quantize.export import ExportError, export_info_from_artifacts, write_firmware_files
-    from tinymirnet.quantize.quantize_report import record_export
     try:
         info = export_info_from_artifacts(args.artifacts)
         firmware_dir = args.firmware_dir or default_in_checkout(FIRMWARE_MODEL_DIR, "--firmware-dir")
@@ -84,8 +86,6 @@ def price_candidates(rows: list[dict], tiling) -> None:
     emulated Cortex-M4 with the board's TFLM (the flatbuffers the sweep measured: random or
     trained weights; the kernels' work does not depend on the weights' values), per tile, the
     32-bit arena and the tile model's per-op shares."""
-    from dataclasses import replace
-    from .device_report import price_on_the_board
     for row in rows:
         if not row["fits"]:
             continue
@@ -99,8 +99,6 @@ def price_candidates(rows: list[dict], tiling) -> None:
 
 
 def cmd_budget(args) -> int:
-    from tinymirnet.model.files import write_report
-    from tinymirnet.model.tiling import load_tiling
     from tinymirnet.quantize.candidates import DEFAULT_CANDIDATES, choose, markdown, measure_candidates
     tiling = load_tiling()
     rows = measure_candidates(DEFAULT_CANDIDATES, tiling.frame_width, tiling.frame_height,

@@ -44,13 +44,14 @@ from pathlib import Path
 
 import numpy as np
 
-
 from tinymirnet.model.paths import CONTEXT_INT8_NAME, DEFAULT_INT8_MODEL
+from tinymirnet.quantize.tflm import TflmModel
 
 from .image_camera import ImageCamera
 from .protocol import Connection, DeviceInfo, PortOpenError, ProtocolError
-from .sim_library import (CAPTURE_FN, CLOCK_FN, INVOKE_CONTEXT_FN, INVOKE_FN, READ_FN, SIZE_FN, STATUS_FN, WRITE_FN,
-                          SimPorts, VirtualBoardError, load_sim_library, sim_config)
+from .sim_library import (CAPTURE_FN, CLOCK_FN, INVOKE_CONTEXT_FN, INVOKE_FN, READ_FN, SIZE_FN, STATUS_FN,
+                          WRITE_FN, SimPorts, VirtualBoardError, load_sim_library, sim_config)
+
 
 FIRMWARE_VERSION = "virtual-board (host build of the firmware core)"
 
@@ -207,7 +208,6 @@ class VirtualBoard:
     # Start-up checks ----------------------------------------------------------------------
 
     def _load_model(self, flatbuffer: bytes) -> None:
-        from tinymirnet.quantize.tflm import TflmModel
         try:
             self._model = TflmModel(flatbuffer)
             size = self.config["model_input_size"]
@@ -230,7 +230,6 @@ class VirtualBoard:
     def _load_context_model(self) -> None:
         """A frame-context build: the context model beside the tile model; both take turns
         in one arena on the board, so the arena used is the larger of the two."""
-        from tinymirnet.quantize.tflm import TflmModel
         path = self.model_path.with_name(CONTEXT_INT8_NAME)
         self.context_model_path = path
         if not path.is_file():

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .data import resolve_split
 from .files import write_report
 from .plots import plot_curves
 from .train import _read_log
+
 
 TIE_DB = 0.05  # best-validation differences below this are called a tie
 
@@ -133,7 +135,6 @@ def compare_runs(run_dirs: list[Path], report: Path, data: Path | None = None, l
 
 
 def _benchmark(runs: list[dict], data: Path, log) -> dict:
-    from .data import resolve_split
     from .evaluate import evaluate
     from .inference import FloatEnhancer
     methods = {}

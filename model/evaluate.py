@@ -13,9 +13,11 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .data import find_pairs, load_pair, resolve_split, to_float
-from .files import atomic_write_json
+from .files import atomic_write_json, report_path
 from .metrics import brightness_log_ratio, psnr, psnr_gt_mean, ssim
 from .plots import comparison_grid
+from .scene_overlap import GROUP_TITLES, GROUPS
+
 
 if TYPE_CHECKING:
     from .scene_overlap import TrainingScenes
@@ -98,7 +100,6 @@ def evaluate(data_dir: str | Path, methods: dict[str, Method], report: Path | No
         if scenes:
             r["by_scene"] = _by_scene(r["images"], scenes)
     # Keyed by method; "meta" (the one key that is not a method) says what was measured.
-    from .files import report_path
     dataset = dataset_name or report_path(resolve_split(data_dir, "eval"))
     summary = {**results, "meta": {"dataset": dataset, "images": len(pairs),
                                    **(meta or {})}}
@@ -126,7 +127,6 @@ def evaluate(data_dir: str | Path, methods: dict[str, Method], report: Path | No
 
 
 def _by_scene(images: list[dict], scenes: list[dict]) -> dict:
-    from .scene_overlap import GROUPS
     out = {}
     for group in GROUPS:
         chosen = [i for i, s in zip(images, scenes) if s["group"] == group]
@@ -137,7 +137,6 @@ def _by_scene(images: list[dict], scenes: list[dict]) -> dict:
 
 def format_scene_table(results: dict) -> str:
     """PSNR (and GT-mean PSNR) of each method in each scene group (model/scene_overlap.py)."""
-    from .scene_overlap import GROUP_TITLES, GROUPS
     any_result = next(iter(results.values()))["by_scene"]
     heads = [f"{GROUP_TITLES[g]} ({any_result[g]['images']})" for g in GROUPS]
     lines = [f"{'method':<28}" + "".join(f" {h:>32}" for h in heads) + "   PSNR (GT-mean PSNR), dB",

@@ -2,8 +2,10 @@
 renamed into place, so a crash never leaves a half-written output (or clobbers a good one)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -77,8 +79,6 @@ TOOLS = ("tensorflow", "tf_keras", "tensorflow-model-optimization", "tflite-micr
 def provenance(inputs: dict[str, str | Path] | None = None) -> dict:
     """What a report was computed with: the git commit of the code, the versions of the tools,
     and the SHA-256 of each input file."""
-    import hashlib
-    import subprocess
     from importlib.metadata import PackageNotFoundError, version
     tools = {}
     for name in TOOLS:

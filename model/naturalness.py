@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
+
+from tinymirnet.model.files import atomic_save_image
+
 
 HIGHLIGHT_L = 0.6
 DARKENED_RATIO = 0.9
@@ -139,8 +142,6 @@ LABEL_HEIGHT = 16
 def contact_sheet(result: NaturalnessResult, inputs: list[np.ndarray], path: Path, cell: int = 160) -> Path:
     """A header row naming the columns, then one row per image: the input, then each method's
     output, each fitted into cell x cell."""
-    from PIL import ImageDraw
-    from tinymirnet.model.files import atomic_save_image
     methods = list(result.outputs)
     sheet = Image.new("RGB", (cell * (1 + len(methods)), LABEL_HEIGHT + cell * len(inputs)), (32, 32, 32))
     draw = ImageDraw.Draw(sheet)

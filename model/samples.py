@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .data import read_rgb
+
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 SAMPLE_PHOTOS = ("coffee", "chelsea", "astronaut", "rocket")
@@ -36,7 +38,6 @@ def synthesize_low_light(img: np.ndarray, seed: int = 0, exposure: float = 0.3, 
 
 def resize_to(img: np.ndarray, width: int, height: int) -> np.ndarray:
     """Scales to cover width x height and centre-crops (the rule for frames sent to the board)."""
-    from PIL import Image
     h, w = img.shape[:2]
     scale = max(width / w, height / h)
     nw, nh = max(width, round(w * scale)), max(height, round(h * scale))

@@ -11,15 +11,21 @@ the tile) for comparison.
 """
 from __future__ import annotations
 
+import faulthandler
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 
+from tinymirnet.model import import_tensorflow_quietly
+from tinymirnet.model.data import find_pairs, resolve_split, split_train_val
 from tinymirnet.model.network import MirnetConfig, build_context_model, build_mirnet, build_tile_model
 from tinymirnet.model.network_cost import conv_macs, count_params
 from tinymirnet.model.tiling import tile_grid
 
 from .budget import Measured, budget_violations, tile_payload_violations
 from .convert import convert_int8, random_weights_frame_context_int8, random_weights_int8
-from .tflm import measure_arena
+from .tflm import TflmModel, int8_frame_context_method, int8_method, measure_arena
 
 
 THUMBNAIL = (32, 24)  # the board design's frame context
@@ -130,9 +136,7 @@ def int8_tiled_psnr(c: Candidate, flatbuffers, data_dir, *, exposure_target: int
     """Quality of a trained candidate: its int8 model(s) run tile by tile on TFLM over the LoL
     validation split (the training pairs' held-out 10 %: the sweep chooses with this figure,
     so never on eval15), scored by the same evaluation as `tinymirnet eval`."""
-    from tinymirnet.model.data import find_pairs, resolve_split, split_train_val
     from tinymirnet.model.evaluate import evaluate
-    from .tflm import TflmModel, int8_frame_context_method, int8_method
     tile_fb, context_fb = flatbuffers
     if context_fb:
         method = int8_frame_context_method(TflmModel(context_fb), TflmModel(tile_fb), c.tile, c.halo, THUMBNAIL,
@@ -147,13 +151,12 @@ def int8_tiled_psnr(c: Candidate, flatbuffers, data_dir, *, exposure_target: int
 
 def _measure_in_child(args):
     candidate, frame_w, frame_h, weights, data_dir = args
-    import faulthandler
     faulthandler.enable()
-    from tinymirnet.model import import_tensorflow_quietly
     import_tensorflow_quietly()  # a fresh (spawned) process: TensorFlow's start-up lines again
     if not (weights and data_dir):
         return {**measure_candidate(candidate, frame_w, frame_h), "measured_with": "random weights"}
     from tinymirnet.model.inference import load_model
+
     from .convert import fixed_frame_context_models, fixed_shape_model, representative_tiles
     model, cfg = load_model(weights)
     size = candidate.input_size
@@ -185,9 +188,6 @@ def _run_child(args) -> tuple[dict, int]:
     """Runs one candidate in a fresh spawned process; a child killed by a signal is retried.
     (The `tflite_micro` runtime has been seen to abort() at random, rarely, in a process that
     also ran the TFLite converter; a rerun of the same candidate succeeds.)"""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
     ctx = mp.get_context("spawn")
     for attempt in range(1, CHILD_ATTEMPTS + 1):
         try:

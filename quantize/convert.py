@@ -2,13 +2,16 @@
 a fixed input shape (one tile plus its halo, batch 1)."""
 from __future__ import annotations
 
+import flatbuffers
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
 from tinymirnet.model.data import find_pairs, read_rgb, resolve_split, split_train_val
+from tinymirnet.model.exposure import normalize_exposure
 from tinymirnet.model.network import MirnetConfig, build_context_model, build_mirnet, build_tile_model
 from tinymirnet.model.thumbnail import thumbnail
+
 from .flatbuffer import DEGENERATE_SCALE, degenerate_tensors, tflite_schema
 
 
@@ -48,7 +51,6 @@ def representative_tiles(data_dir, size: int, count: int = 256, seed: int = 0,
     With `scenes` (a folder of real photos, e.g. SICE train/), `scene_fraction` of the crops
     come from the training part of those photos instead (exposure-normalised alike): the
     ranges then cover what the camera sees outside LoL (lamps, skies, bright frames)."""
-    from tinymirnet.model.exposure import normalize_exposure
     train, _ = split_train_val(find_pairs(resolve_split(data_dir, "train")))
     rng = np.random.default_rng(seed)
     photos = []
@@ -124,7 +126,6 @@ def convert_int8(fixed_model, calibration, widen_ranges: bool = True) -> bytes:
 
 
 def _pack(model) -> bytes:
-    import flatbuffers
     builder = flatbuffers.Builder(1 << 16)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())

@@ -20,10 +20,12 @@ from pathlib import Path
 
 from tinymirnet.model.files import atomic_write_text
 from tinymirnet.model.paths import CONTEXT_INT8_NAME, INT8_NAME
-from tinymirnet.model.tiling import TilingConfig
+from tinymirnet.model.tiling import TilingConfig, load_tiling
 
 from .budget import ARENA_MARGIN
-from .tflm import QuantParams
+from .flatbuffer import op_names
+from .tflm import QuantParams, TflmModel
+
 
 # TFLite builtin op name -> tflite::MicroMutableOpResolver method.
 RESOLVER_METHODS = {
@@ -292,7 +294,6 @@ def artifacts_tiling(folder: Path) -> TilingConfig | None:
 
 def tiling_for(int8_model: Path | None) -> TilingConfig:
     """The tiling an int8 model runs with: its quantize folder's, else model/tiling.json's."""
-    from tinymirnet.model.tiling import load_tiling
     return (artifacts_tiling(Path(int8_model).parent) if int8_model else None) or load_tiling()
 
 
@@ -301,8 +302,6 @@ def export_info_from_artifacts(folder: Path) -> ExportInfo:
     files, the report's measured arena and the tiling the models were converted for), for
     `tinymirnet export`: switching the firmware between quantized networks without quantizing
     again. Refuses a folder whose files do not match its report."""
-    from .flatbuffer import op_names
-    from .tflm import TflmModel
     folder = Path(folder)
     try:
         report = json.loads((folder / REPORT_NAME).read_text())

@@ -2,11 +2,12 @@
 check that no activation's quantization range collapsed (TFLM would abort on it)."""
 from __future__ import annotations
 
+from tinymirnet.model import import_tensorflow_quietly
+
 
 def tflite_schema():
     """TFLite's flatbuffer schema (tensorflow.lite.python.schema_py_generated), TensorFlow imported
     quietly (commands that never run TensorFlow still read flatbuffers with it)."""
-    from tinymirnet.model import import_tensorflow_quietly
     import_tensorflow_quietly()
     from tensorflow.lite.python import schema_py_generated
     return schema_py_generated

@@ -20,22 +20,23 @@ from tinymirnet.model.data import (context_crop_dataset, crop_dataset, find_pair
                                    split_train_val)
 from tinymirnet.model.evaluate import evaluate
 from tinymirnet.model.exposure import normalize_exposure
-from tinymirnet.model.files import atomic_save_weights, atomic_write_bytes, atomic_write_text, write_report
+from tinymirnet.model.files import (atomic_save_weights, atomic_write_bytes, atomic_write_text, provenance,
+                                    report_path, write_report)
 from tinymirnet.model.inference import FloatEnhancer, load_model
-from tinymirnet.model.paths import ARTIFACTS_DIR, CONTEXT_INT8_NAME, FIRMWARE_MODEL_DIR, INT8_NAME
 from tinymirnet.model.network import MirnetConfig, build_frame_context_trainer
 from tinymirnet.model.network_cost import conv_macs, count_params
+from tinymirnet.model.paths import ARTIFACTS_DIR, CONTEXT_INT8_NAME, FIRMWARE_MODEL_DIR, INT8_NAME
 from tinymirnet.model.thumbnail import thumbnail
 from tinymirnet.model.tiling import TilingConfig, iter_tiles, load_tiling, tile_grid
 
 from .budget import Measured, budget_violations, check_budgets, firmware_buffers, ram_table
 from .convert import convert_int8, fixed_frame_context_models, fixed_shape_model, representative_tiles
-from .mirnet_graph import check_mirnet
 from .export import ContextExport, ExportInfo, write_firmware_files
+from .flatbuffer import op_names
+from .mirnet_graph import check_mirnet
 from .prune import distilled, finetune, gzip_size, prune, prune_filters, sparsity_report
 from .qat import quantization_aware_finetune
 from .quantize_report import markdown
-from .flatbuffer import op_names
 from .tflm import (ReferenceModel, TflmModel, arena_after_one_run, int8_frame_context_method, int8_method,
                    quantize_pixels, requantize)
 
@@ -123,8 +124,8 @@ class QuantizeRun:
 
 
 # The pruning fraction each design ships with (`tinymirnet quantize` without --sparsity): the
-# half-resolution network loses one filter in 16 (chosen on the validation split,
-# docs/decisions/2026-12-01-speed-and-real-scenes.md); the older designs half their conv weights.
+# half-resolution network loses one filter in 16 (chosen on the validation split, int8: 20.13 dB
+# with 1/16 removed, 20.08 with 1/8, 20.19 unpruned); the older designs half their conv weights.
 DEFAULT_SPARSITY = {"mrb_half_resolution": 0.25, "half_resolution": 0.0625}
 STRUCTURED = ("mrb_half_resolution", "half_resolution")
 OLDER_DESIGNS_SPARSITY = 0.5
@@ -162,7 +163,6 @@ def run_quantize(data_dir, weights: Path, sparsity: float | None = None, finetun
 
 def start_run(data_dir, weights: Path, log) -> QuantizeRun:
     """The float network, checked against model/tiling.json, and the report's first fields."""
-    from tinymirnet.model.files import provenance, report_path
     tiling = load_tiling()
     float_model, cfg = load_model(weights)
     if cfg.exposure_target != tiling.exposure_target:
@@ -261,7 +261,6 @@ def reuse_pruned_stage(run: QuantizeRun, weights: Path) -> None:
     """1'. Instead of pruning: an earlier run's pruned, fine-tuned weights, so that a new tiling
     (model/tiling.json) changes only the conversion (the fine-tunes' crops follow the tile size).
     The earlier run's pruning and fine-tune records come along from its report."""
-    from tinymirnet.model.files import report_path
     run.pruned, run.pruned_cfg = load_model(weights)
     keys = ("design", "channels", "depth", "frame_context", "thumbnail_width", "thumbnail_height", "exposure_target")
     differing = [k for k in keys if getattr(run.pruned_cfg, k) != getattr(run.cfg, k)]
@@ -386,7 +385,7 @@ def budget_stage(run: QuantizeRun) -> None:
         "projection_basis": f"{CMSIS_NN_MACS_PER_CYCLE} MAC/cycle x {NANO_CLOCK_HZ / 1e6:.0f} MHz "
                             "(CMSIS-NN, Lai et al. 2018, arXiv:1801.06601: 12.3 M-MAC CIFAR-10 CNN in "
                             "99.1 ms on a 216 MHz Cortex-M7 = 0.57 MAC/cycle); convolutions only; a projection, "
-                            "not a measurement (firmware/reports/device_report.md counts instructions)"}
+                            "not a measurement (docs/reports/device/device_report.md counts instructions)"}
     check_budgets(measured)
     report["ram"] = ram_table(run.arena, buffers)
 

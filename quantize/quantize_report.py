@@ -93,7 +93,7 @@ def markdown(r: dict) -> str:
           if (f := r.get("qat_finetune")) else []),
         "## TFLM (host, real kernels)", "",
         f"Computed by {r['tflm'].get('library', 'the tflite_micro runtime')}; the arena below is this "
-        "64-bit machine's (the 32-bit board needs less: firmware/reports/device_report.md).", "",
+        "64-bit machine's (the 32-bit board needs less: docs/reports/device/device_report.md).", "",
         f"Arena {r['tflm']['arena_bytes']:,} B (budget 131,072 B); flatbuffer {s['flatbuffer_bytes']:,} B (budget 300,000 B"
         + (", shared with the context model below)." if r.get("frame_context") else ")."),
         f"Ops: {', '.join(r['tflm']['ops'])}.",

@@ -17,10 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from tinymirnet.model.exposure import guard, normalize_exposure
+from tinymirnet.model.lightness_order import finish
 from tinymirnet.model.paths import BOARD_TFLM_LIB, FIRMWARE_DEPS, TFLM_DIR
+from tinymirnet.model.thumbnail import thumbnail
+from tinymirnet.model.tiling import run_tiled
 
 from .flatbuffer import check_not_degenerate, input_roles
 from .native_build import NativeBuildError, ensure_built
+
 
 _ARENA_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
 PROBE_ARENA = 1024 * 1024  # large enough for any model this project builds
@@ -320,8 +325,6 @@ def int8_tiled(model: TflmModel, low_u8: np.ndarray, tile: int, halo: int, *,
     """The board's pipeline on the host: uint8 frame -> exposure gain (model/exposure.py) ->
     int8 tiles -> TFLM -> uint8 frame -> the colour and highlight guards. `exposure_target` has no default: it must be the one
     the board uses (model/tiling.json), so every caller says which."""
-    from tinymirnet.model.exposure import guard, normalize_exposure
-    from tinymirnet.model.tiling import run_tiled
     q_in = quantize_pixels(normalize_exposure(low_u8, exposure_target), model.input_quant)
 
     def infer(batch):
@@ -333,7 +336,6 @@ def int8_tiled(model: TflmModel, low_u8: np.ndarray, tile: int, halo: int, *,
 
 def load_tile_model(tflite_path, tile: int, halo: int) -> TflmModel:
     """The int8 model on TFLM, checked to take one tile plus its halo."""
-    from pathlib import Path
     try:
         model = TflmModel(Path(tflite_path).read_bytes())
     except OSError as e:
@@ -349,7 +351,6 @@ def load_tile_model(tflite_path, tile: int, halo: int) -> TflmModel:
 def int8_method(model: TflmModel, tile: int, halo: int, *, exposure_target: int):
     """An eval method: the int8 model tile by tile in the TFLM runtime, then the host's last
     steps on the stitched frame (model/lightness_order.py `finish`)."""
-    from tinymirnet.model.lightness_order import finish
     return lambda low: finish(low, int8_tiled(model, low, tile, halo, exposure_target=exposure_target)
                               ).astype(np.float32) / 255.0
 
@@ -367,7 +368,6 @@ def frame_context_vector(context_model: TflmModel, tile_model: TflmModel, frame_
                          thumbnail_size: tuple[int, int]) -> np.ndarray:
     """The int8 context vector the tile model gets for an (exposure-normalised) frame: its
     thumbnail -> the context model -> requantized for the tile model's context input."""
-    from tinymirnet.model.thumbnail import thumbnail
     thumb = quantize_pixels(thumbnail(frame_u8, *thumbnail_size), context_model.input_quant)
     return requantize(context_model.invoke(thumb), context_model.output_quant, tile_model.context_quant)
 
@@ -378,8 +378,6 @@ def int8_frame_context(context_model: TflmModel, tile_model: TflmModel, low_u8: 
     """`int8_tiled` for a frame-context network: exposure gain -> thumbnail of the frame ->
     context model -> context vector requantized for the tile model -> every tile with it ->
     the colour and highlight guards."""
-    from tinymirnet.model.exposure import guard, normalize_exposure
-    from tinymirnet.model.tiling import run_tiled
     frame = normalize_exposure(low_u8, exposure_target)
     context = frame_context_vector(context_model, tile_model, frame, thumbnail_size)
 
@@ -394,6 +392,5 @@ def int8_frame_context_method(context_model: TflmModel, tile_model: TflmModel, t
                               thumbnail_size: tuple[int, int], *, exposure_target: int):
     """An eval method: a frame-context network's two int8 models in the TFLM runtime, then the
     host's last steps on the stitched frame (model/lightness_order.py `finish`)."""
-    from tinymirnet.model.lightness_order import finish
     return lambda low: finish(low, int8_frame_context(context_model, tile_model, low, tile, halo, thumbnail_size,
                                                       exposure_target=exposure_target)).astype(np.float32) / 255.0

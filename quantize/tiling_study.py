@@ -24,9 +24,14 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from tinymirnet.model.data import to_float
+from tinymirnet.model.data import find_pairs, resolve_split, split_train_val, to_float
 from tinymirnet.model.evaluate import evaluate
+from tinymirnet.model.exposure import normalize_exposure
+from tinymirnet.model.files import write_report
+from tinymirnet.quantize.tflm import dequantize_pixels, int8_tiled, quantize_pixels
+
 
 CURVE_BINS = 32
 THUMB_WIDTH = 56
@@ -76,7 +81,6 @@ def frame_tone_curve(low: np.ndarray, out: np.ndarray, bins: int = CURVE_BINS,
 
 def thumbnail(img: np.ndarray, width: int = THUMB_WIDTH) -> np.ndarray:
     """The whole frame box-filtered down to `width` px (aspect kept)."""
-    from PIL import Image
     h, w = img.shape[:2]
     size = (width, max(1, round(width * h / w)))
     return np.stack([np.asarray(Image.fromarray(img[..., c].astype(np.float32), "F").resize(size, Image.BOX))
@@ -107,8 +111,6 @@ def int8_thumbnail_methods(tflm_model, tile: int, halo: int, *, exposure_target:
     with its tile means set from a curve fitted on the int8 model's output for a thumbnail
     of the frame (uint8, box-filtered to the model's input width, edge-padded to its square
     input): exactly one extra inference of the shipped model per frame."""
-    from tinymirnet.model.exposure import normalize_exposure
-    from tinymirnet.quantize.tflm import dequantize_pixels, int8_tiled, quantize_pixels
     width = tile + 2 * halo
     tiled = _per_image(lambda lo: int8_tiled(tflm_model, lo, tile, halo, exposure_target=exposure_target).astype(np.float64) / 255.0)
 
@@ -170,7 +172,6 @@ def study_pairs(data: str | Path, split: str, val_percent: float = 10.0):
     """The pairs a study runs on: 'eval15' (the benchmark: report only) or 'val' (the
     deterministic validation split of the training folder, the one training uses; decide on
     this one). Returns (pairs, dataset name for the report)."""
-    from tinymirnet.model.data import find_pairs, resolve_split, split_train_val
     if split == "eval15":
         folder = resolve_split(data, "eval")
         return find_pairs(folder), str(folder)
@@ -215,7 +216,6 @@ def tiling_study(data: str | Path, enhancer, tile: int, halo: int, report: Path,
     if int8_model is not None:
         i8, i8h = result["int8_tiled"]["psnr"], result["int8_tiled_harmonized_model_input_thumbnail_curve"]["psnr"]
         result["meta"]["int8_recovered_by_model_input_thumbnail_curve_db"] = i8h - i8
-    from tinymirnet.model.files import write_report
     write_report(report, result, markdown(result))
     log(markdown(result))
     return result

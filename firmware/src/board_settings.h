@@ -10,7 +10,7 @@ namespace tinymirnet {
 // that holds the port but stopped reading, a hang in a driver, a model invoke that never
 // returns. One loop step is at most one tile (with the frame's context model first): ~110 M
 // instructions, under 2 s at 64 MHz and one instruction per cycle
-// (firmware/reports/device_report.md); 16 s leaves room for the real cycles per instruction.
+// (docs/reports/device/device_report.md); 16 s leaves room for the real cycles per instruction.
 // The nRF52 watchdog cannot be stopped once started.
 constexpr uint32_t kWatchdogTimeoutMs = 16000;
 

@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+import serial
 
-from .frames import (CAPTURE_ENHANCE, CAPTURE_SEND_FRAME, PIXEL_FORMAT_YUV422, VERSION, DeviceError, DeviceTimeout,
-                     ErrorCode, Frame, FrameDecoder, MessageType, ProtocolError)
+from .frames import (CAPTURE_ENHANCE, CAPTURE_SEND_FRAME, PIXEL_FORMAT_YUV422, VERSION, DeviceError,
+                     DeviceTimeout, ErrorCode, Frame, FrameDecoder, MessageType, ProtocolError)
 from .messages import (Capture, DeviceInfo, Done, Enhance, ErrorReply, FrameChunk, Hello, ReadFrame, Run,
                        RunTile, Tile, UploadChunk, encode_message)
-from .pixels import PIXEL_FORMAT_NAMES, check_pixel_format, frame_to_rgb888, rgb888_to_frame, stitch_tiles, wire_bytes
+from .pixels import (PIXEL_FORMAT_NAMES, check_pixel_format, frame_to_rgb888, rgb888_to_frame, stitch_tiles,
+                     wire_bytes)
 
 
 @dataclass
@@ -137,7 +139,6 @@ class Connection:
         LINK_SETTINGS[kind] ("board", "qemu" or "sim") and any `overrides`. `wrap` may wrap the
         opened port (a byte counter, a fault injector). A port that cannot be opened is one
         PortOpenError naming it and saying what to do."""
-        import serial  # pyserial, only needed for real ports
 
         try:
             port = serial.Serial(device, baudrate=115200, exclusive=True)
