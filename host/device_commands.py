@@ -13,6 +13,7 @@ from tinymirnet.model.files import write_report
 from tinymirnet.model.paths import DEFAULT_WEIGHTS
 from tinymirnet.quantize.native_build import NativeBuildError
 
+from . import soak
 from .board_link import CommandError, add_device_options, list_serial_ports, run_guarded, wanted_ids
 from .device_report import DeviceReportError, device_report
 from .link_benchmark import TARGET_RATIO, markdown, run_benchmark
@@ -162,12 +163,16 @@ def cmd_bench_link(args) -> int:
     return run_guarded(_bench_link, args)
 
 
-def _bench_link(args) -> int:
+def _measured(args) -> dict:
+    """When and where a benchmark ran: its report's first keys (after checking --frames)."""
     if args.frames < 1:
         raise CommandError("--frames must be at least 1")
-    report = {"measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
-              "host": f"{platform.machine()}, Python {platform.python_version()}",
-              **run_benchmark(args.frames, args.port)}
+    return {"measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "host": f"{platform.machine()}, Python {platform.python_version()}"}
+
+
+def _bench_link(args) -> int:
+    report = {**_measured(args), **run_benchmark(args.frames, args.port)}
     json_path, md_path = write_report(args.report, report, markdown(report))
     c = report["capture_frame"]
     t = report["tile_traffic"]
@@ -186,10 +191,8 @@ def cmd_soak(args) -> int:
 
 
 def _soak(args) -> int:
-    from .soak import Soak, markdown, parse_faults, targets
-    if args.frames < 1:
-        raise CommandError("--frames must be at least 1")
-    kinds = parse_faults(args.faults, args.port)
+    stamp = _measured(args)
+    kinds = soak.parse_faults(args.faults, args.port)
 
     def progress(record) -> None:
         if record.hit or (record.index + 1) % 25 == 0:
@@ -199,13 +202,11 @@ def _soak(args) -> int:
                   + (", reset noticed" if record.reset_noticed else "")
                   + (f", {record.wrong_tiles} WRONG TILES" if record.wrong_tiles else ""), flush=True)
 
-    report = Soak(args.port, kinds, args.seed, args.board_speed).run(args.frames, progress)
-    report["command"] = (f"tinymirnet soak --port {args.port} --frames {args.frames} --faults {args.faults} "
-                         f"--seed {args.seed}{' --board-speed' if args.board_speed else ''} --report {args.report}")
-    report["measured_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    report["host"] = f"{platform.machine()}, Python {platform.python_version()}"
-    json_path, md_path = write_report(args.report, report, markdown(report))
-    met = targets(report)
+    report = soak.Soak(args.port, kinds, args.seed, args.board_speed).run(args.frames, progress)
+    report.update(stamp, command=f"tinymirnet soak --port {args.port} --frames {args.frames} --faults {args.faults} "
+                                 f"--seed {args.seed}{' --board-speed' if args.board_speed else ''} --report {args.report}")
+    json_path, md_path = write_report(args.report, report, soak.markdown(report))
+    met = soak.targets(report)
     for name, ok in met.items():
         print(f"{'met    ' if ok else 'NOT MET'} {name}")
     print(f"wrote {json_path} and {md_path}")
