@@ -52,3 +52,26 @@ def test_fifty_frames_on_the_qemu_board_with_every_fault(tmp_path, capsys):
     assert report["device_memory"]["constant"], report["device_memory"]
     assert report["device_memory"]["marks"][0]["stack_high_water"] > 0  # the painted stack is measured
     assert (tmp_path / "soak.md").read_text().startswith("# Soak: 50 of 50 frames")
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="needs qemu-system-arm")
+def test_capture_with_the_cable_pulled_mid_frame_is_one_error_line_and_no_output(tmp_path, capsys,
+                                                                                 small_float_weights):
+    """`capture` on a board whose USB cable is pulled in the middle of the frame (the port
+    vanishes, the board loses power): one `error:` line, exit 1, and no output folder."""
+    import threading
+    import time
+
+    from tinymirnet.host.qemu_board import QemuBoard
+    with QemuBoard(board_speed=True) as board:  # 3.8 s a frame: the pull lands inside it
+        pull = threading.Timer(1.5, board.unplug, args=(1.0,))
+        pull.start()
+        started = time.monotonic()
+        code = main(["capture", "--port", board.port, "--out", str(tmp_path / "cap"),
+                     "--weights", str(small_float_weights)])
+        pull.join()
+        took = time.monotonic() - started
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert code == 1 and len(err) == 1 and "lost the serial port" in err[0], err
+    assert not (tmp_path / "cap").exists()
+    assert took < 30  # bounded: the host does not wait for a port that is gone
