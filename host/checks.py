@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tinymirnet.model.data import find_pairs, resolve_split
 from tinymirnet.model.paths import REPO_ROOT, config_path_for
 from tinymirnet.quantize.tflm import load_tile_model
 
@@ -72,7 +73,6 @@ def precheck(args) -> None:
     if getattr(args, "split", None) == "val":  # eval --split val reads the training pairs
         split = "train"
     if split and getattr(args, "data", None) is not None:
-        from tinymirnet.model.data import find_pairs, resolve_split
         find_pairs(resolve_split(args.data, split))  # DataError: no such split, or no pairs in it
     for name in ("weights", "init"):
         if command in ("enhance", "eval", "capture", "quantize", "tiling-study", "naturalness", "train") or name == "init":

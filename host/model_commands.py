@@ -5,17 +5,20 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from PIL import Image
 
+from tinymirnet.host.protocol import PIXEL_FORMAT_NAMES, at_frame_precision
 from tinymirnet.model.data import DataError, find_pairs, read_rgb, resolve_split, split_train_val
 from tinymirnet.model.files import atomic_save_image, atomic_write, provenance, report_path, unique_stem
 from tinymirnet.model.network_config import DESIGNS, LOSS_NAMES
-from tinymirnet.model.paths import DEFAULT_WEIGHTS
-from tinymirnet.model.samples import SAMPLE_PHOTOS
+from tinymirnet.model.paths import CONTEXT_INT8_NAME, DEFAULT_WEIGHTS, WEIGHTS_DIR, config_path_for
+from tinymirnet.model.samples import SAMPLE_PHOTOS, sample_photo, synthesize_low_light
+from tinymirnet.model.scene_overlap import TrainingScenes
 from tinymirnet.quantize.export import tiling_for
+from tinymirnet.quantize.tflm import TflmModel, int8_frame_context_method, int8_method
 
 from .board_link import add_device_options, run_guarded
 from .checks import default_in_checkout, load_int8
@@ -27,14 +30,12 @@ def cmd_train(args) -> int:
     cfg = None
     if not args.resume or args.epochs:
         if args.init:
-            from tinymirnet.model.inference import config_path_for
             model_cfg = MirnetConfig.load(config_path_for(args.init))
         else:
             model_cfg = MirnetConfig(design=args.design, channels=args.channels, depth=args.depth,
                                      mrb_rounds=args.rounds, growth=args.growth, num_rrg=args.rrg,
                                      num_mrb=args.mrb)
         if args.frame_context is not None:
-            from dataclasses import replace
             w, h = args.frame_context
             model_cfg = replace(model_cfg, thumbnail_width=w, thumbnail_height=h)
         cfg = TrainConfig(data=str(args.data), epochs=args.epochs or 200, batch=args.batch,
@@ -71,7 +72,6 @@ def _size(text: str) -> tuple[int, int]:
 
 def cmd_publish(args) -> int:
     """Copies a finished run's best weights, config, log and curves into model/weights/."""
-    from tinymirnet.model.paths import DEFAULT_WEIGHTS, WEIGHTS_DIR
 
     # Named after the shipped weights (tiny_mirnet_half_resolution.weights.h5 -> *_half_resolution.*).
     suffix = DEFAULT_WEIGHTS.name.removeprefix("tiny_mirnet").removesuffix(".weights.h5")
@@ -111,13 +111,10 @@ def cmd_eval(args) -> int:
             "macs_per_pixel": round(macs_per_pixel(cfg), 1), "tile": tiling.tile, "halo": tiling.halo,
             "exposure_target": cfg.exposure_target}
     if args.int8:
-        from tinymirnet.quantize.tflm import int8_frame_context_method, int8_method
         tile_model = load_int8(args.int8, tiling)
         if tile_model.context_index is None:
             method = int8_method(tile_model, tiling.tile, tiling.halo, exposure_target=tiling.exposure_target)
         else:  # a frame-context network: its context model lies beside the tile model
-            from tinymirnet.model.paths import CONTEXT_INT8_NAME
-            from tinymirnet.quantize.tflm import TflmModel
             context_path = args.int8.with_name(CONTEXT_INT8_NAME)
             if not cfg.frame_context:
                 raise SystemExit(f"error: {args.int8} takes a frame context, but {args.weights} is not a "
@@ -135,7 +132,6 @@ def cmd_eval(args) -> int:
         meta["int8_model"] = report_path(args.int8)
         meta["int8_tflm"] = tile_model.library
     if args.frame_format:  # what a board's camera delivers: every method sees that frame
-        from tinymirnet.host.protocol import PIXEL_FORMAT_NAMES, at_frame_precision
         fmt = {name.lower(): code for code, name in PIXEL_FORMAT_NAMES.items()}[args.frame_format]
         methods = {name: (lambda low, m=m: m(at_frame_precision(low, fmt))) for name, m in methods.items()}
         meta["frames"] = (f"each low-light frame at {args.frame_format.upper()} precision, as a board "
@@ -151,7 +147,6 @@ def cmd_eval(args) -> int:
         training = _training_pairs_beside(args.data)
     scenes = None
     if training:
-        from tinymirnet.model.scene_overlap import TrainingScenes
         scenes = TrainingScenes.from_pairs(training)
     else:
         print("no LoL training split beside the test frames: the scene groups are not scored")
@@ -214,7 +209,6 @@ def cmd_enhance(args) -> int:
     used: set[str] = set()
     jobs = [(Path(p), None) for p in args.images]
     if args.sample:
-        from tinymirnet.model.samples import sample_photo, synthesize_low_light
         low = synthesize_low_light(sample_photo(args.sample))
         atomic_save_image(Image.fromarray(low), args.out / f"sample_{args.sample}_low.png")
         jobs.append((args.out / f"sample_{args.sample}_low.png", low))

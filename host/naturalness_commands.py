@@ -16,11 +16,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from tinymirnet.host.protocol import PIXEL_FORMAT_NAMES, frame_to_rgb888, rgb888_to_frame
 from tinymirnet.model.data import IMAGE_SUFFIXES, DataError, read_rgb, split_photos, to_float, to_uint8
 from tinymirnet.model.files import provenance, report_path, write_report
+from tinymirnet.model.lightness_order import finish
 from tinymirnet.model.naturalness import BASELINES, contact_sheet, evaluate_naturalness
 from tinymirnet.model.paths import DEFAULT_WEIGHTS
-from tinymirnet.model.samples import resize_to
+from tinymirnet.model.samples import SAMPLE_PHOTOS, resize_to, sample_photo, synthesize_low_light
+
+from .board_link import check_handshake, open_device
+from .host_model import HostModel
 
 
 def register(sub) -> None:
@@ -99,7 +104,6 @@ def cmd_naturalness(args) -> int:
         return 1
     images = []
     if args.samples:
-        from tinymirnet.model.samples import SAMPLE_PHOTOS, sample_photo, synthesize_low_light
         images += [(f"sample:{name} (low-light, seed {i})", synthesize_low_light(sample_photo(name), seed=i))
                    for i, name in enumerate(SAMPLE_PHOTOS)]
     chosen = 0
@@ -128,17 +132,12 @@ def cmd_naturalness(args) -> int:
                           "darker_than": args.darker_than, "samples": args.samples},
             "provenance": provenance({"weights": weights, "int8": args.int8})}
     if args.int8:
-        from .host_model import HostModel
         host = HostModel.load(args.int8)
         methods["network_int8_tiled"] = host.finished_frame
         meta["int8"] = {"tflite": report_path(args.int8), "tflm": host.tflm.library}
     link_cm = None
     if args.port:
-        from tinymirnet.host.protocol import PIXEL_FORMAT_NAMES, frame_to_rgb888, rgb888_to_frame
-        from tinymirnet.model.samples import resize_to
 
-        from .board_link import check_handshake, open_device
-        from .host_model import HostModel
         host = HostModel.load(args.int8)
         link_cm = open_device(args.port)
         link, _ = link_cm.__enter__()
@@ -154,7 +153,6 @@ def cmd_naturalness(args) -> int:
             frame = rgb888_to_frame(resize_to(img, w, h), fmt)
             images[k] = (n, frame_to_rgb888(frame, fmt, w, h))
             board_frames[images[k][1].tobytes()] = frame
-        from tinymirnet.model.lightness_order import finish
         methods["board_int8"] = lambda img: finish(img, link.enhance(board_frames[img.tobytes()], pixel_format=fmt).image)
         meta["board"] = {"port": args.port, "firmware": info.firmware_version, "frame": [w, h],
                          "pixel_format": PIXEL_FORMAT_NAMES.get(fmt, str(fmt))}

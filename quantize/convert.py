@@ -7,7 +7,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tinymirnet.model.data import find_pairs, read_rgb, resolve_split, split_train_val
+from tinymirnet.model.data import (find_pairs, find_photos, read_rgb, resolve_split, split_photos,
+                                   split_train_val)
 from tinymirnet.model.exposure import normalize_exposure
 from tinymirnet.model.network import MirnetConfig, build_context_model, build_mirnet, build_tile_model
 from tinymirnet.model.thumbnail import thumbnail
@@ -55,7 +56,6 @@ def representative_tiles(data_dir, size: int, count: int = 256, seed: int = 0,
     rng = np.random.default_rng(seed)
     photos = []
     if scenes:
-        from tinymirnet.model.data import find_photos, split_photos
         photos, _ = split_photos(find_photos(scenes))
         photos = [photos[i] for i in rng.choice(len(photos), size=min(round(count * scene_fraction), len(photos)),
                                                 replace=False)]

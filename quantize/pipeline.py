@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tinymirnet.model.data import (context_crop_dataset, crop_dataset, find_pairs, load_pairs, resolve_split,
-                                   split_train_val)
+from tinymirnet.model.data import (context_crop_dataset, crop_dataset, find_pairs, find_photos, load_pairs,
+                                   read_rgb, resolve_split, scene_crop_dataset, split_photos, split_train_val)
 from tinymirnet.model.evaluate import evaluate
 from tinymirnet.model.exposure import normalize_exposure
 from tinymirnet.model.files import (atomic_save_weights, atomic_write_bytes, atomic_write_text, provenance,
@@ -207,7 +207,6 @@ def prune_stage(run: QuantizeRun, sparsity, steps, batch, crop, lr, loss, schedu
 
     scene_crops = None
     if run.scenes and run.scene_weight and run.context:
-        from tinymirnet.model.data import find_photos, read_rgb, scene_crop_dataset, split_photos
         photos, _ = split_photos(find_photos(run.scenes))
         raws = [read_rgb(p) for p in photos]
         prepared = [normalize_exposure(r, tiling.exposure_target) for r in raws]
