@@ -194,13 +194,18 @@ def _soak(args) -> int:
     stamp = _measured(args)
     kinds = soak.parse_faults(args.faults, args.port)
 
+    walls: list[float] = []
+
     def progress(record) -> None:
-        if record.hit or (record.index + 1) % 25 == 0:
+        walls.append(record.wall_s)
+        slow = record.wall_s > 1.5 * sorted(walls)[len(walls) // 2]
+        if record.hit or slow or (record.index + 1) % 25 == 0:
             print(f"frame {record.index + 1}/{args.frames}: {record.wall_s:.2f} s"
                   + (f", {record.fault}" if record.fault else "")
                   + (f", {record.attempts} attempts" if record.attempts > 1 else "")
                   + (", reset noticed" if record.reset_noticed else "")
-                  + (f", {record.wrong_tiles} WRONG TILES" if record.wrong_tiles else ""), flush=True)
+                  + (f", {record.wrong_tiles} WRONG TILES" if record.wrong_tiles else "")
+                  + (f", link: {record.repairs}" if record.repairs else ""), flush=True)
 
     report = soak.Soak(args.port, kinds, args.seed, args.board_speed).run(args.frames, progress)
     report.update(stamp, command=f"tinymirnet soak --port {args.port} --frames {args.frames} --faults {args.faults} "

@@ -49,7 +49,7 @@ RECOVERY_S = 90.0  # a stalled board comes back after its watchdog (16 s of boar
 MAX_ATTEMPTS = 6
 STREAM_TIMEOUT_S = 5.0  # a tile takes under 1 s on the board: a silent stream means a fault
 RECOVERABLE = (ProtocolError, PortOpenError, serial.SerialException, OSError)
-REPAIRS = ("retransmissions", "naks", "repaired_tiles", "repaired_frame_chunks")
+REPAIRS = ("retransmissions", "naks", "timeouts", "stale_frames", "repaired_tiles", "repaired_frame_chunks")
 
 
 class SoakError(CommandError):
@@ -107,6 +107,7 @@ class FrameRecord:
     link_faults: int  # cable faults injected while it ran
     wrong_tiles: int
     reset_noticed: bool
+    repairs: dict  # what the link did for it: retransmissions, timeouts, repaired tiles, ...
 
     @property
     def hit(self) -> bool:
@@ -156,6 +157,7 @@ class Soak:
     def _frame(self, index: int) -> FrameRecord:
         fault = self.plan.get(index)
         cable_before = self._cable_faults()
+        repairs_before = self._repairs_so_far()
         started = time.monotonic()
         attempts, noticed = 0, False
         if fault == "stall":
@@ -176,7 +178,9 @@ class Soak:
         wrong = sum(1 for tile in result.enhanced.tiles if not np.array_equal(
             result.enhanced.image[tile.y:tile.y + tile.height, tile.x:tile.x + tile.width],
             expected[tile.y:tile.y + tile.height, tile.x:tile.x + tile.width]))
-        return FrameRecord(index, wall, attempts, fault, self._cable_faults() - cable_before, wrong, noticed)
+        repairs = {k: v - repairs_before[k] for k, v in self._repairs_so_far().items() if v != repairs_before[k]}
+        return FrameRecord(index, wall, attempts, fault, self._cable_faults() - cable_before, wrong, noticed,
+                           repairs)
 
     def _button(self, fault: str, index: int):
         """A tile callback that presses the button when a chosen tile arrives: mid-frame."""
@@ -221,6 +225,9 @@ class Soak:
             return reset
         self.hangs += 1
         raise SoakError(f"the board on {self.port} did not answer within {RECOVERY_S:.0f} s of a fault ({last})")
+
+    def _repairs_so_far(self) -> dict:
+        return {name: self.repairs[name] + getattr(self.link.stats, name) for name in REPAIRS}
 
     def _close_link(self) -> None:
         for name in REPAIRS:
@@ -288,6 +295,11 @@ class Soak:
                       if self.cable else None),
             "link_repairs": dict(self.repairs),
             "fault_plan": {str(k): v for k, v in self.plan.items()},
+            # every frame a fault hit or that took over 1.5 x the median: what happened to it
+            "frames_of_note": [{"frame": r.index, "wall_s": round(r.wall_s, 3), "attempts": r.attempts,
+                                "fault": r.fault, "cable_faults": r.link_faults, "link": r.repairs,
+                                "reset_noticed": r.reset_noticed, "wrong_tiles": r.wrong_tiles}
+                               for r in self.records if r.hit or r.wall_s > 1.5 * _summary(walls)["median"]],
             "firmware_version": self.info.firmware_version,
         }
 
