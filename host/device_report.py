@@ -226,9 +226,7 @@ def markdown(report: dict) -> str:
         "",
         f"Measured on {report['machine']} with {report['tflm']}, through the firmware's own "
         f"`firmware/src/tflm_model.cpp` and `tinymirnet::Device` (commit {report['git_commit'][:12]}). "
-        "Regenerate: `tinymirnet device-report --report docs/reports/device/device_report.json"
-        + "".join(f" {'--compare ' if k == 0 else ''}{r['report']}" for k, r in enumerate(report.get("compared_with", [])))
-        + "`.",
+        f"Regenerate: `{report.get('command', 'tinymirnet device-report')}`.",
         "",
         "**Instructions are not cycles**: a Cortex-M4 spends more than one cycle on loads, taken branches "
         "and multiplies, so the times at 64 MHz and one instruction per cycle below are lower bounds, not "
@@ -398,5 +396,9 @@ def device_report(report_path: Path, artifacts: Path | None = None, cycle_model:
     report["network"] = relative_path(artifacts) if artifacts else "shipped (firmware/lib/tinymirnet_model)"
     if compare:
         report["compared_with"] = comparison(report, list(compare))
+    report["command"] = ("tinymirnet device-report" + (f" --artifacts {relative_path(artifacts)}" if artifacts else "")
+                         + f" --report {relative_path(report_path)}"
+                         + "".join(f" {'--compare ' if k == 0 else ''}{relative_path(c)}" for k, c in enumerate(compare))
+                         + ("" if cycle_model else " --no-cycle-model"))
     write_report(report_path, report, markdown(report))
     return report
