@@ -267,7 +267,7 @@ def add_device_options(parser: argparse.ArgumentParser, *, port_required: bool) 
                              "machine)")
     parser.add_argument("--board-speed", action="store_true",
                         help="with --port qemu: run at about a 64 MHz Cortex-M4's pace (QEMU "
-                             "-icount shift=4,sleep=on) instead of as fast as this machine can")
+                             "-icount shift=4,align=on,sleep=on) instead of as fast as this machine can")
     parser.add_argument("--int8", type=Path, default=None,
                         help="the int8 .tflite the board should run (default: the shipped "
                              "quantize/artifacts/tiny_mirnet_int8.tflite)")

@@ -78,7 +78,7 @@ def register(sub) -> None:
     w.add_argument("--report", type=Path, default=Path("soak_report.json"),
                    help="JSON report, the markdown beside it (the committed one: docs/reports/device/soak_report.json)")
     w.add_argument("--board-speed", action="store_true",
-                   help="with --port qemu: at about a 64 MHz Cortex-M4's pace (QEMU -icount shift=4,sleep=on)")
+                   help="with --port qemu: at about a 64 MHz Cortex-M4's pace (QEMU -icount shift=4,align=on,sleep=on)")
     w.set_defaults(func=cmd_soak)
 
 

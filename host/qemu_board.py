@@ -10,7 +10,7 @@ or the images of ``camera_dir``. The board's clock reports the board's microseco
 and one instruction per cycle (a real Cortex-M4 needs more cycles than instructions).
 
 Speeds: ``board_speed=False`` (default) runs ``-icount shift=0`` as fast as this machine can
-(one frame in a few seconds); ``board_speed=True`` runs ``-icount shift=4,sleep=on``, about
+(a frame in under a second); ``board_speed=True`` runs ``-icount shift=4,align=on,sleep=on``,
 62.5 M instructions per second of real time, close to a 64 MHz Cortex-M4.
 
 The USB cable: the host opens a pseudo-terminal of this module's that carries the bytes to and
