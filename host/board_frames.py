@@ -117,7 +117,8 @@ def write_outputs(out_dir: Path, images: dict, report: dict) -> list[Path]:
 
 
 def _device_section(info, link, port: str) -> dict:
-    return {"port": port, "firmware_version": info.firmware_version,
+    """The board a frame came from (--port auto: the port it found)."""
+    return {"port": port if port != "auto" else link.name, "firmware_version": info.firmware_version,
             "model_sha256": info.model_sha256, "frame_context": info.frame_context,
             "context_model_sha256": info.context_model_sha256 if info.frame_context else None,
             "frame": [info.frame_width, info.frame_height],
@@ -126,6 +127,11 @@ def _device_section(info, link, port: str) -> dict:
             "tile": info.tile_size, "halo": info.halo, "tile_count": info.tile_count,
             "arena_size": info.arena_size, "arena_used_bytes": info.arena_used_bytes,
             "model_bytes": info.model_bytes}
+
+
+def _host_section(host: HostModel, weights: Path) -> dict:
+    return {"tflite": report_path(host.tflite), "sha256": host.sha256, "tflm": host.tflm.library,
+            "weights": report_path(weights)}
 
 
 def _print_summary(report: dict, out_dir: Path) -> None:
@@ -193,12 +199,10 @@ def capture(args) -> int:
         wall_s = time.perf_counter() - started
         progress.close()
         link_report = _link_section(link, wall_s)
-        device = _device_section(info, link, args.port if args.port != "auto" else link.name)
+        device = _device_section(info, link, args.port)
     raw888 = result.raw_rgb888
     images, report = score_frame(raw888, result.enhanced, host, load_enhancer(weights))
-    report = {"command": "capture", "device": device,
-              "host_model": {"tflite": report_path(host.tflite), "sha256": host.sha256,
-                             "tflm": host.tflm.library, "weights": report_path(weights)},
+    report = {"command": "capture", "device": device, "host_model": _host_section(host, weights),
               "link": link_report, **report}
     out_dir = Path(args.out) if args.out else _default_capture_dir()
     write_outputs(out_dir, images, report)
@@ -225,7 +229,6 @@ def enhance_on_board(args) -> int:
         jobs.append((f"sample_{args.sample}_low", None,
                      synthesize_low_light(sample_photo(args.sample))))
     failures = 0
-    enhancer = None
     used_names: set[str] = set()
     with open_device(args.port, stream_timeout=args.timeout,
                      board_speed=args.board_speed) as (link, board):
@@ -256,9 +259,7 @@ def enhance_on_board(args) -> int:
             wall_s = time.perf_counter() - started
             progress.close()
             raw888 = frame_to_rgb888(frame, pixel_format, width, height)
-            if enhancer is None:
-                enhancer = load_enhancer(weights)
-            images, scored = score_frame(raw888, result, host, enhancer)
+            images, scored = score_frame(raw888, result, host, load_enhancer(weights))  # built once
             name = unique_stem(stem, used_names)
             report = {
                 "command": "enhance", "source": str(src) if src else stem,
@@ -266,10 +267,8 @@ def enhance_on_board(args) -> int:
                 "resize_rule": f"scale to cover {width}x{height} (bilinear), centre crop, "
                                f"then the camera's {PIXEL_FORMAT_NAMES[pixel_format]} "
                                f"(model.samples.resize_to, protocol.rgb888_to_frame)",
-                "device": _device_section(info, link, args.port if args.port != "auto"
-                                          else link.name),
-                "host_model": {"tflite": report_path(host.tflite), "sha256": host.sha256,
-                               "tflm": host.tflm.library, "weights": report_path(weights)},
+                "device": _device_section(info, link, args.port),
+                "host_model": _host_section(host, weights),
                 "link": _link_section(link, wall_s), **scored}
             out_dir = Path(args.out) / name
             write_outputs(out_dir, images, report)

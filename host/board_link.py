@@ -128,14 +128,22 @@ def open_device(port: str, *, stream_timeout: float | None = None,
             board = VirtualBoard(camera_dir=camera_dir).start()
         elif port == "qemu":
             board = QemuBoard(camera_dir=camera_dir, board_speed=board_speed).start()
-        path = board.port if board is not None else auto_port() if port == "auto" else port
-        kind = port if port in VIRTUAL_PORTS else "board"
-        name = f"{port} board {path}" if board is not None else path
-        with Connection.open(path, kind, name=name, wrap=wrap, stream_timeout=stream_timeout) as link:
+        with connect(port, board, wrap=wrap, stream_timeout=stream_timeout) as link:
             yield link, board
     finally:
         if board is not None:
             board.stop()
+
+
+def connect(port: str, board=None, *, wrap: Callable[[Any], Any] | None = None,
+            stream_timeout: float | None = None) -> Connection:
+    """The link to --port PATH|auto|sim|qemu, its virtual board (if any) already started: the
+    path, the link settings and the link's name follow from the port. Called again after a board
+    came back on another port (a replugged cable)."""
+    path = board.port if board is not None else auto_port() if port == "auto" else port
+    kind = port if port in VIRTUAL_PORTS else "board"
+    name = f"{port} board {path}" if board is not None else path
+    return Connection.open(path, kind, name=name, wrap=wrap, stream_timeout=stream_timeout)
 
 
 def run_guarded(command, args) -> int:

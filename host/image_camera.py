@@ -27,6 +27,17 @@ class ImageCamera:
         self.last_index: int | None = None
 
     @classmethod
+    def for_board(cls, frames: list[np.ndarray] | None, camera_dir: str | Path | None, width: int,
+                  height: int) -> ImageCamera:
+        """A virtual board's camera: RGB888 `frames` if given, else the images of `camera_dir`,
+        else the synthetic low-light frame."""
+        if frames is not None:
+            return cls([np.asarray(f, np.uint8) for f in frames], [f"frame {i}" for i in range(len(frames))])
+        if camera_dir is not None:
+            return cls.from_dir(camera_dir, width, height)
+        return cls.synthetic(width, height)
+
+    @classmethod
     def synthetic(cls, width: int, height: int, sample: str = "coffee",
                   seed: int = 0) -> ImageCamera:
         """A low-light frame synthesized from a bundled sample photograph."""

@@ -105,20 +105,13 @@ class QemuBoard:
         self._stop = threading.Event()
         self._qmp: socket.socket | None = None
         self._qmp_lock = threading.Lock()
-        self.resets = 0  # reset() calls, unplugs included
 
     def start(self) -> QemuBoard:
         if shutil.which("qemu-system-arm") is None:
             raise QemuBoardError("--port qemu needs qemu-system-arm: apt-get install qemu-system-arm")
         elf = self.elf or ensure_board_elf()
         tiling = load_tiling()
-        if self._frames is not None:
-            self.camera = ImageCamera([np.asarray(f, np.uint8) for f in self._frames],
-                                      [f"frame {i}" for i in range(len(self._frames))])
-        elif self.camera_dir is not None:
-            self.camera = ImageCamera.from_dir(self.camera_dir, tiling.frame_width, tiling.frame_height)
-        else:
-            self.camera = ImageCamera.synthetic(tiling.frame_width, tiling.frame_height)
+        self.camera = ImageCamera.for_board(self._frames, self.camera_dir, tiling.frame_width, tiling.frame_height)
         self._tmp = tempfile.mkdtemp(prefix="tinymirnet-qemu-")
         blob = Path(self._tmp) / "frames.bin"
         blob.write_bytes(frame_blob(self.camera.frames, self.board_speed))
@@ -234,14 +227,12 @@ class QemuBoard:
 
     def reset(self) -> None:
         """The reset button: the machine restarts the firmware; the port stays."""
-        self.resets += 1
         self._qmp_command("system_reset")
 
     def unplug(self, seconds: float = 1.0) -> str:
         """Pulls the USB cable for `seconds` (the port vanishes and the board loses power), then
         plugs it back: returns the new port's name (a new pty, as a board may come back as
         another /dev/ttyACM)."""
-        self.resets += 1
         self._replugged.clear()
         self._unplug_for = seconds
         if not self._replugged.wait(seconds + 10):

@@ -29,12 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import serial
 
-from .board_link import VIRTUAL_PORTS, CommandError, auto_port, check_handshake, open_device
+from .board_link import CommandError, check_handshake, connect, open_device
 from .host_model import HostModel
 from .link_faults import Faults, FaultyLink
-from .protocol import Connection, PortOpenError, ProtocolError
+from .protocol import PortOpenError, ProtocolError
 
 FAULT_KINDS = ("link", "reset", "unplug", "stall")
 BUTTON_KINDS = ("reset", "unplug", "stall")  # the QEMU board's only
@@ -48,7 +47,8 @@ UNPLUG_S = 1.0
 RECOVERY_S = 90.0  # a stalled board comes back after its watchdog (16 s of board time) and a boot
 MAX_ATTEMPTS = 6
 STREAM_TIMEOUT_S = 5.0  # a tile takes under 1 s on the board: a silent stream means a fault
-RECOVERABLE = (ProtocolError, PortOpenError, serial.SerialException, OSError)
+PORT_LOST = (OSError, PortOpenError)  # pyserial's SerialException is an OSError
+RECOVERABLE = (ProtocolError, *PORT_LOST)
 REPAIRS = ("retransmissions", "naks", "timeouts", "stale_frames", "repaired_tiles", "repaired_frame_chunks")
 
 
@@ -203,18 +203,17 @@ class Soak:
         """Until RECOVERY_S: the port opened again if it vanished, HELLO, the handshake. True
         when the board had reset (it forgot the session token)."""
         deadline = time.monotonic() + RECOVERY_S
-        reopen = isinstance(error, (serial.SerialException, OSError, PortOpenError))
+        reopen = isinstance(error, PORT_LOST)
         last = error
         while time.monotonic() < deadline:
             try:
                 if reopen:
                     self._close_link()
-                    self.link = Connection.open(self._path(), self._kind(), wrap=self._wrap,
-                                                stream_timeout=STREAM_TIMEOUT_S)
+                    self.link = connect(self.port, self.board, wrap=self._wrap, stream_timeout=STREAM_TIMEOUT_S)
                     reopen = False
                 info = self.link.hello()
             except RECOVERABLE as e:
-                last, reopen = e, reopen or isinstance(e, (serial.SerialException, OSError, PortOpenError))
+                last, reopen = e, reopen or isinstance(e, PORT_LOST)
                 time.sleep(0.5)
                 continue
             reset = info.session_token != self.token
@@ -239,14 +238,6 @@ class Soak:
         check_handshake(info, self.host, self.link.name)
         self.info = info
 
-    def _path(self) -> str:
-        if self.board is not None:
-            return self.board.port  # a replugged QEMU board comes back on a new pty
-        return auto_port() if self.port == "auto" else self.port
-
-    def _kind(self) -> str:
-        return self.port if self.port in VIRTUAL_PORTS else "board"
-
     def _wrap(self, port):
         if "link" not in self.kinds:
             return port
@@ -270,6 +261,7 @@ class Soak:
 
     def report(self, frames: int, elapsed_s: float) -> dict:
         walls = [r.wall_s for r in self.records]
+        slow = 1.5 * _summary(walls)["median"]
         calm = [r.wall_s for r in self.records if not r.hit]
         faults = {kind: sum(1 for r in self.records if r.fault == kind) for kind in self.kinds if kind != "link"}
         recovered = {kind: sum(1 for r in self.records if r.fault == kind and r.reset_noticed)
@@ -299,7 +291,7 @@ class Soak:
             "frames_of_note": [{"frame": r.index, "wall_s": round(r.wall_s, 3), "attempts": r.attempts,
                                 "fault": r.fault, "cable_faults": r.link_faults, "link": r.repairs,
                                 "reset_noticed": r.reset_noticed, "wrong_tiles": r.wrong_tiles}
-                               for r in self.records if r.hit or r.wall_s > 1.5 * _summary(walls)["median"]],
+                               for r in self.records if r.hit or r.wall_s > slow],
             "firmware_version": self.info.firmware_version,
         }
 

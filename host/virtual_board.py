@@ -126,13 +126,7 @@ class VirtualBoard:
         self._lib = load_sim_library(self.sim_library)
         self.config = sim_config(self._lib)
         width, height = self.config["frame_width"], self.config["frame_height"]
-        if self._frames is not None:
-            self.camera = ImageCamera([np.asarray(f, np.uint8) for f in self._frames],
-                                      [f"frame {i}" for i in range(len(self._frames))])
-        elif self.camera_dir is not None:
-            self.camera = ImageCamera.from_dir(self.camera_dir, width, height)
-        else:
-            self.camera = ImageCamera.synthetic(width, height)
+        self.camera = ImageCamera.for_board(self._frames, self.camera_dir, width, height)
         flatbuffer = self.model_path.read_bytes()
         self.model_sha256 = hashlib.sha256(flatbuffer).hexdigest()
         self._load_model(flatbuffer)
