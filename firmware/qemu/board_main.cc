@@ -65,14 +65,24 @@ class BlobCamera final : public tinymirnet::Camera {
   uint32_t next_ = 0;
 };
 
+// The board's time: timer0 ticks -> instructions (the host's -icount, in the frame blob) -> the
+// board's clock at one instruction per cycle.
+struct BoardTime {
+  uint64_t instructions_per_kilotick;
+  uint64_t cpu_hz;
+};
+
+BoardTime board_time() {
+  const mps2::FrameBlob* blob = mps2::frame_blob();
+  return {blob ? blob->instructions_per_kilotick : 40000, blob && blob->cpu_hz ? blob->cpu_hz : 64000000};
+}
+
 class BoardClock final : public tinymirnet::Clock {
  public:
   uint32_t micros() override {
-    const mps2::FrameBlob* blob = mps2::frame_blob();
-    const uint64_t ipk = blob ? blob->instructions_per_kilotick : 40000;
-    const uint64_t hz = blob && blob->cpu_hz ? blob->cpu_hz : 64000000;
-    const uint64_t instructions = mps2::timer_ticks() * ipk / 1000;
-    return static_cast<uint32_t>(instructions * 1000000 / hz);
+    const BoardTime time = board_time();
+    const uint64_t instructions = mps2::timer_ticks() * time.instructions_per_kilotick / 1000;
+    return static_cast<uint32_t>(instructions * 1000000 / time.cpu_hz);
   }
 };
 
@@ -122,10 +132,9 @@ class StallableModel final : public tinymirnet::Model {
 
 // The watchdog's timeout in timer ticks, in the board's time as the Clock port counts it.
 uint32_t watchdog_half_period_ticks() {
-  const mps2::FrameBlob* blob = mps2::frame_blob();
-  const uint64_t ipk = blob ? blob->instructions_per_kilotick : 40000;
-  const uint64_t hz = blob && blob->cpu_hz ? blob->cpu_hz : 64000000;
-  return static_cast<uint32_t>(uint64_t{tinymirnet::kWatchdogTimeoutMs} * hz / ipk / 2);
+  const BoardTime time = board_time();
+  return static_cast<uint32_t>(uint64_t{tinymirnet::kWatchdogTimeoutMs} * time.cpu_hz /
+                               time.instructions_per_kilotick / 2);
 }
 
 UartLink g_link;

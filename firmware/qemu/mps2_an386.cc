@@ -1,5 +1,8 @@
 #include "mps2_an386.h"
 
+// startup.S: BKPT 0xAB with the operation in r0 and its argument block in r1.
+extern "C" int semihosting_call(int operation, const void* argument);
+
 namespace mps2 {
 namespace {
 
@@ -75,20 +78,9 @@ uint64_t timer_ticks() {
   return g_ticks;
 }
 
-void host_print(const char* text) {
-  register int operation __asm__("r0") = 0x04;  // SYS_WRITE0
-  register const char* argument __asm__("r1") = text;
-  __asm__ volatile("bkpt 0xAB" : "+r"(operation) : "r"(argument) : "memory");
-}
+void host_print(const char* text) { semihosting_call(0x04, text); }  // SYS_WRITE0
 
 namespace {
-
-int semihosting(int operation, const void* argument) {
-  register int r0 __asm__("r0") = operation;
-  register const void* r1 __asm__("r1") = argument;
-  __asm__ volatile("bkpt 0xAB" : "+r"(r0) : "r"(r1) : "memory");
-  return r0;
-}
 
 size_t length_of(const char* text) {
   size_t n = 0;
@@ -100,12 +92,12 @@ size_t length_of(const char* text) {
 
 bool host_take_file(const char* name) {
   const uint32_t open_args[3] = {reinterpret_cast<uint32_t>(name), 0 /* "r" */, length_of(name)};
-  const int handle = semihosting(0x01, open_args);  // SYS_OPEN
+  const int handle = semihosting_call(0x01, open_args);  // SYS_OPEN
   if (handle == -1) return false;
   const uint32_t close_args[1] = {static_cast<uint32_t>(handle)};
-  semihosting(0x02, close_args);  // SYS_CLOSE
+  semihosting_call(0x02, close_args);  // SYS_CLOSE
   const uint32_t remove_args[2] = {reinterpret_cast<uint32_t>(name), length_of(name)};
-  semihosting(0x0E, remove_args);  // SYS_REMOVE
+  semihosting_call(0x0E, remove_args);  // SYS_REMOVE
   return true;
 }
 

@@ -71,7 +71,7 @@ semihosting_exit:
     bkpt 0xAB
     b .
 
-/* int semihosting_call(int operation, void* argument) */
+/* int semihosting_call(int operation, const void* argument): the result in r0 */
     .thumb_func
     .global semihosting_call
 semihosting_call:
