@@ -49,7 +49,7 @@ def cmd_train(args) -> int:
                                            else args.exposure),
                           scenes=str(args.scenes or ""), scene_weight=args.scene_weight,
                           scene_crop=args.scene_crop, teacher=str(args.teacher or ""),
-                          teacher_weight=args.teacher_weight,
+                          teacher_weight=args.teacher_weight, context_jitter=args.context_jitter,
                           **({} if args.order_weight is None else {"order_weight": args.order_weight}))
     try:
         train(args.out, cfg, resume=args.resume)
@@ -272,9 +272,14 @@ def register(sub) -> None:
                         "model/weights/tiny_mirnet_frame_context.weights.h5) instead of the ground truth alone")
     t.add_argument("--teacher-weight", type=float, default=1.0,
                    help="with --teacher: target = w x teacher + (1 - w) x ground truth (default 1)")
+    t.add_argument("--context-jitter", type=float, default=0.0, metavar="F",
+                   help="frame context: take each training crop's thumbnail from a random window keeping "
+                        "1 - F to all of each side of its frame, so that the attention cannot recognise a "
+                        "training frame by its thumbnail (default 0: the whole frame, as the board)")
     t.add_argument("--val-tiled", action="store_true", help="validate tile by tile (model/tiling.json)")
     t.add_argument("--loss", choices=LOSS_NAMES, default="charbonnier",
-                   help="training loss: Charbonnier (MIRNet's) or MSE (what PSNR measures)")
+                   help="training loss: Charbonnier (MIRNet's), MSE (what PSNR measures) or MSE + 0.02 x "
+                        "(1 - SSIM) (mse_ssim: also the structure SSIM scores)")
     t.add_argument("--exposure", type=int, default=None,
                    help="normalise every low-light frame to this mean (8-bit units) before cropping, "
                         "as the board does (model/tiling.json: exposure_target); 0: off "

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .thumbnail import thumbnail
+
 TRAIN_FOLDERS = ("our485", "our450")
 # What a folder of photos is read for (`find_photos`, `tinymirnet naturalness`, the virtual board).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -189,20 +191,50 @@ def random_crop_with_context(rng: np.random.Generator, low: np.ndarray, high: np
     return thumb, lo, hi
 
 
-def context_crop_dataset(lows, highs, thumbs, crop: int, batch: int, steps: int, seed: int):
+# A context-jitter thumbnail is cut from this much finer thumbnail of the frame.
+JITTER_FINENESS = 4
+
+
+def fine_thumbnail(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The thumbnail `jittered_thumbnail` cuts its windows from: `JITTER_FINENESS` times finer
+    than width x height, or the frame itself where the frame is smaller than that."""
+    h, w = frame.shape[:2]
+    return thumbnail(frame, min(w, width * JITTER_FINENESS), min(h, height * JITTER_FINENESS))
+
+
+def jittered_thumbnail(rng: np.random.Generator, fine: np.ndarray, width: int, height: int,
+                       jitter: float) -> np.ndarray:
+    """The width x height thumbnail of a random window of the frame, given the frame's
+    `fine_thumbnail`: the window keeps between 1 - jitter and all of
+    each side. A training augmentation: the attention must come from what the frame shows,
+    not from where it shows it (no frame's context repeats exactly)."""
+    h, w = fine.shape[:2]
+    win_w = max(width, int(round(w * rng.uniform(1.0 - jitter, 1.0))))
+    win_h = max(height, int(round(h * rng.uniform(1.0 - jitter, 1.0))))
+    x, y = rng.integers(0, w - win_w + 1), rng.integers(0, h - win_h + 1)
+    return thumbnail(fine[y:y + win_h, x:x + win_w], width, height)
+
+
+def context_crop_dataset(lows, highs, thumbs, crop: int, batch: int, steps: int, seed: int,
+                         jitter: float = 0.0, thumb_size: tuple[int, int] | None = None):
     """Like `crop_dataset`, for a frame-context network: batches of ((thumbnail, low crop),
-    high crop), the thumbnail of the whole low frame each crop was cut from."""
+    high crop), the thumbnail of the whole low frame each crop was cut from. With a `jitter`,
+    `thumbs` are the frames' `fine_thumbnail`s and each crop gets the `thumb_size` (w, h)
+    thumbnail of a random window of its frame (`jittered_thumbnail`)."""
     import tensorflow as tf
+
+    def context(rng, i):
+        return jittered_thumbnail(rng, thumbs[i], *thumb_size, jitter) if jitter else thumbs[i]
 
     def generate():
         rng = np.random.default_rng(seed)
         for _ in range(steps):
             idx = rng.integers(0, len(lows), size=batch)
-            items = [random_crop_with_context(rng, lows[i], highs[i], thumbs[i], crop) for i in idx]
+            items = [random_crop_with_context(rng, lows[i], highs[i], context(rng, i), crop) for i in idx]
             th, lo, hi = (np.stack([it[k] for it in items]).astype(np.float32) / 255.0 for k in range(3))
             yield (th, lo), hi
 
-    th_h, th_w = thumbs[0].shape[:2]
+    th_w, th_h = thumb_size if jitter else thumbs[0].shape[1::-1]
     spec = tf.TensorSpec((batch, crop, crop, 3), tf.float32)
     thumb_spec = tf.TensorSpec((batch, th_h, th_w, 3), tf.float32)
     return tf.data.Dataset.from_generator(generate, output_signature=((thumb_spec, spec), spec)).prefetch(4)

@@ -15,8 +15,9 @@ SIZE_MULTIPLE = 2 ** (NUM_STREAMS - 1)
 # resolution with MIRNet-v2's light blocks, `Builder.half_resolution_mirnet`); "half_resolution",
 # the alternative without streams (`Builder.half_resolution_network`).
 DESIGNS = ("mrb", "mrb_half_resolution", "half_resolution")
-# The training losses by name (model/metrics.py LOSSES holds them): Charbonnier as in MIRNet, or MSE.
-LOSS_NAMES = ("charbonnier", "mse")
+# The training losses by name (model/metrics.py LOSSES holds them): Charbonnier as in MIRNet, MSE,
+# or MSE plus an SSIM term.
+LOSS_NAMES = ("charbonnier", "mse", "mse_ssim")
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from .exposure import normalize_exposure
-from .data import (context_crop_dataset, crop_dataset, find_pairs, find_photos, load_pairs, read_rgb, resolve_split,
-                   scene_crop_dataset, split_photos, split_train_val, to_float)
+from .data import (context_crop_dataset, crop_dataset, fine_thumbnail, find_pairs, find_photos, load_pairs,
+                   read_rgb, resolve_split, scene_crop_dataset, split_photos, split_train_val, to_float)
 from .files import atomic_save_weights, atomic_write_json, atomic_write_text
 from .inference import FloatEnhancer
 from .metrics import LOSSES, ORDER_WEIGHT, charbonnier_loss, psnr, scene_loss
@@ -83,6 +83,10 @@ class TrainConfig:
     # the ground truth. "" = the ground truth alone. Validation stays on the ground truth.
     teacher: str = ""
     teacher_weight: float = 1.0
+    # Frame context: each training crop's thumbnail is taken from a random window keeping
+    # between 1 - context_jitter and all of each side of its frame (data.jittered_thumbnail);
+    # 0 = the whole frame's, as the board computes it. Validation always uses the whole frame.
+    context_jitter: float = 0.0
 
 
 class LearningRate:
@@ -236,6 +240,10 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
     if cfg.loss not in LOSSES:
         raise TrainConfigError(f"unknown loss {cfg.loss!r} (one of {', '.join(LOSSES)})")
     model_cfg = replace(MirnetConfig.from_dict(cfg.model), exposure_target=cfg.exposure_target)
+    if not 0.0 <= cfg.context_jitter < 1.0:
+        raise TrainConfigError(f"--context-jitter {cfg.context_jitter:g}: give a fraction in [0, 1)")
+    if cfg.context_jitter and not model_cfg.frame_context:
+        raise TrainConfigError("--context-jitter jitters the frame context's thumbnail (give --frame-context)")
     for name, size in (("--crop", cfg.crop), ("--scene-crop", cfg.scene_crop)):
         if size % model_cfg.size_multiple:
             raise TrainConfigError(f"{name} {size}: the {model_cfg.design} network's input must be a multiple of "
@@ -260,7 +268,10 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
     if model_cfg.frame_context:
         size = (model_cfg.thumbnail_width, model_cfg.thumbnail_height)
         log(f"frame context: attention computed on a {size[0]}x{size[1]} thumbnail of each frame")
-        train_thumbs = [thumbnail(im, *size) for im in train_low]
+        if cfg.context_jitter:
+            log(f"context jitter: each crop's thumbnail from a window keeping {1 - cfg.context_jitter:.0%} "
+                f"to all of each side of its frame")
+        train_thumbs = [(fine_thumbnail if cfg.context_jitter else thumbnail)(im, *size) for im in train_low]
 
     scene_raw = scene_prepared = scene_thumbs = None
     if cfg.scenes:
@@ -328,7 +339,8 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
         lr = schedule.for_epoch(epoch)
         optimizer.learning_rate.assign(lr)
         seed = cfg.seed * 100003 + epoch
-        data = (context_crop_dataset(train_low, train_high, train_thumbs, cfg.crop, cfg.batch, steps, seed)
+        data = (context_crop_dataset(train_low, train_high, train_thumbs, cfg.crop, cfg.batch, steps, seed,
+                                     cfg.context_jitter, (model_cfg.thumbnail_width, model_cfg.thumbnail_height))
                 if train_thumbs else crop_dataset(train_low, train_high, cfg.crop, cfg.batch, steps, seed))
         if scene_raw is not None:
             data = tf.data.Dataset.zip((data, scene_crop_dataset(scene_raw, scene_prepared, scene_thumbs, scene_size,

@@ -74,3 +74,33 @@ def test_random_crop_keeps_pairs_aligned():
     for _ in range(10):
         lo, hi = random_crop_pair(rng, low, low.copy(), 8)
         assert lo.shape == (8, 8, 3) and np.array_equal(lo, hi)
+
+
+def test_context_jitter_takes_each_crops_thumbnail_from_a_window_of_its_frame():
+    """With a jitter, a crop's thumbnail is the board's box-mean thumbnail of a random window
+    of the frame (cut from a 4x finer thumbnail), so no training frame's context repeats."""
+    from tinymirnet.model.data import context_crop_dataset, fine_thumbnail, jittered_thumbnail
+    from tinymirnet.model.thumbnail import thumbnail
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    fine = fine_thumbnail(frame, 32, 24)
+    assert fine.shape == (96, 128, 3)
+    whole = jittered_thumbnail(rng, fine, 32, 24, 1e-9)
+    assert np.array_equal(whole, thumbnail(fine, 32, 24))
+    # the whole frame's box means again, but for the fine thumbnail's rounding and its boxes
+    assert np.abs(whole.astype(int) - thumbnail(frame, 32, 24)).max() <= 40
+    assert np.abs(whole.astype(int) - thumbnail(frame, 32, 24)).mean() < 8
+    seen = {jittered_thumbnail(rng, fine, 32, 24, 0.2).tobytes() for _ in range(8)}
+    assert len(seen) == 8 and all(len(s) == 24 * 32 * 3 for s in seen)
+    # A window keeps at least 80 % of each side: a frame of two halves, dark left and bright
+    # right, keeps both halves in every jittered thumbnail.
+    halves = np.zeros_like(fine)
+    halves[:, fine.shape[1] // 2:] = 200
+    for _ in range(20):
+        th = jittered_thumbnail(rng, halves, 32, 24, 0.2)
+        assert th[:, 0].max() == 0 and th[:, -1].min() == 200
+    low = rng.integers(0, 60, (64, 80, 3), dtype=np.uint8)
+    batches = context_crop_dataset([low], [low], [fine_thumbnail(low, 32, 24)], 32, 2, 1, 0, 0.2, (32, 24))
+    assert fine_thumbnail(low, 32, 24).shape == (64, 80, 3)  # a frame smaller than 128x96: itself
+    (th, lo), hi = next(iter(batches))
+    assert th.shape == (2, 24, 32, 3) and lo.shape == hi.shape == (2, 32, 32, 3)

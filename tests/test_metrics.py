@@ -46,6 +46,16 @@ def test_mse_loss_matches_hand_computation():
     assert float(mse_loss(y_true, y_pred)) == pytest.approx((0.09 + 0.16) / 2, rel=1e-6)
 
 
+def test_mse_ssim_loss_is_mse_plus_the_weighted_ssim_deficit():
+    from tinymirnet.model.metrics import SSIM_WEIGHT, mse_loss, mse_ssim_loss
+    rng = np.random.default_rng(2)
+    clean = rng.uniform(0.2, 0.8, (1, 24, 24, 3)).astype(np.float32)
+    grainy = np.clip(clean + rng.normal(0, 0.05, clean.shape), 0, 1).astype(np.float32)
+    assert float(mse_ssim_loss(clean, clean)) == pytest.approx(0.0, abs=1e-6)
+    expected = float(mse_loss(clean, grainy)) + SSIM_WEIGHT * (1 - ssim(grainy[0], clean[0]))
+    assert float(mse_ssim_loss(clean, grainy)) == pytest.approx(expected, rel=1e-4)
+
+
 def test_brightness_log_ratio_is_the_exposure_error():
     from tinymirnet.model.metrics import brightness_log_ratio
     ref = np.random.default_rng(1).uniform(0.1, 0.5, (8, 8, 3))

@@ -94,7 +94,9 @@ def test_frame_context_training_through_the_cli_and_the_float_pipeline(lol_root,
     run = tmp_path / "framed"
     assert main(["train", "--data", str(lol_root), "--out", str(run), "--epochs", "1", "--steps", "2",
                  "--batch", "2", "--crop", "32", "--channels", "4", "--val-percent", "30",
-                 "--frame-context", "32x24", "--loss-margin", "4", "--val-tiled"]) == 0
+                 "--frame-context", "32x24", "--loss-margin", "4", "--val-tiled", "--context-jitter", "0.2",
+                 "--loss", "mse_ssim"]) == 0
+    assert json.loads((run / "config.json").read_text())["context_jitter"] == 0.2
     saved = json.loads((run / "best.json").read_text())
     assert (saved["thumbnail_width"], saved["thumbnail_height"]) == (32, 24)
     enhancer = FloatEnhancer.load(run / "best.weights.h5")
@@ -105,6 +107,9 @@ def test_frame_context_training_through_the_cli_and_the_float_pipeline(lol_root,
     with pytest.raises(ValueError, match="needs the context of the frame"):
         enhancer(np.zeros((1, 32, 32, 3), np.float32))
     assert main(["train", "--data", str(lol_root), "--frame-context", "32"]) == 1  # one error line
+    # The jitter moves the thumbnail's window: without a frame context, one line and no run.
+    assert main(["train", "--data", str(lol_root), "--out", str(tmp_path / "plain"), "--context-jitter", "0.2"]) == 1
+    assert not (tmp_path / "plain").exists()
     # The tiny MIRNet's input is a multiple of 8 (three 2x down-samplings): another crop is one line.
     assert main(["train", "--data", str(lol_root), "--out", str(tmp_path / "odd"), "--crop", "28"]) == 1
     assert not (tmp_path / "odd").exists()
