@@ -136,8 +136,9 @@ def register(sub) -> None:
     q.add_argument("--data", type=Path, required=True, help="LoL root (training split for fine-tuning/calibration, eval15 for the report)")
     q.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     q.add_argument("--sparsity", type=float, default=None,
-                   help="half_resolution network: the fraction of filters removed from every layer (structured; "
-                        "default 0.0625, one in 16); older designs: the fraction of conv weights zeroed (default 0.5)")
+                   help="the fraction of filters removed (structured): from each DAU's first convolution for "
+                        "the tiny MIRNet (default 0.125), from every layer for the half_resolution network "
+                        "(default 0.0625, one in 16); older designs: the fraction of conv weights zeroed (default 0.5)")
     q.add_argument("--scenes", type=Path, default=None,
                    help="folder of real photos (SICE train/): half the int8 calibration frames come from it, "
                         "and the fine-tunes add --scene-weight x the naturalness loss on them (default: LoL only)")
@@ -148,9 +149,9 @@ def register(sub) -> None:
     q.add_argument("--schedule", choices=["constant", "cosine"], default="cosine",
                    help="pruning fine-tune rate schedule: constant, or cosine (constant while the "
                         "sparsity ramps up, then decayed to 1e-5 over the recovery half)")
-    q.add_argument("--loss", choices=LOSS_NAMES, default="mse",
-                   help="pruning fine-tune loss: the one the weights were trained with (the shipped "
-                        "weights' last stage: mse)")
+    q.add_argument("--loss", choices=LOSS_NAMES, default="mse_ssim",
+                   help="pruning fine-tune loss: the one the weights were trained with (default: the shipped "
+                        "weights', mse_ssim; the half-resolution network's: mse)")
     q.add_argument("--distill", action="store_true",
                    help="fine-tune the pruned model towards the unpruned model's outputs instead of the ground truth")
     q.add_argument("--qat-steps", type=int, default=600,

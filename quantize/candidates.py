@@ -84,6 +84,7 @@ DEFAULT_CANDIDATES = [
     Candidate(10, 1.0, 40, 4, "mrb_half_resolution", 2),
     # The half-resolution network's 16 channels in the top stream, each stream below half as wide.
     Candidate(16, 0.5, 40, 4, "mrb_half_resolution", 1),
+    Candidate(16, 0.75, 40, 4, "mrb_half_resolution", 1),
     # The board design: the halo is the network's reach (8 px at depth 2, 6 at depth 1, 10 at 3).
     # Tiles of 60 px would cost less still, but their RGB does not fit one TILE payload.
     Candidate(16, 1.0, 40, 8, "half_resolution", 2),

@@ -267,8 +267,8 @@ def test_quantize_the_tiny_mirnet_thins_its_daus_and_checks_its_graph(lol_root, 
     report = run_quantize(lol_root, weights, finetune_steps=2, finetune_batch=4, out_dir=out, firmware_dir=None,
                           log=lambda *_: None)
     pruning = report["structured_pruning"]
-    assert pruning["fraction_removed"] == 0.25  # the design's default
-    assert pruning["widths_before"] == [8] * 6 and pruning["widths_after"] == [6] * 6
+    assert pruning["fraction_removed"] == 0.125  # the design's default
+    assert pruning["widths_before"] == [8] * 6 and pruning["widths_after"] == [7] * 6
     assert report["sizes"]["flatbuffer_bytes"] < report["sizes"]["dense_flatbuffer_bytes"]
     size = load_tiling().model_input
     parts = report["mirnet_parts"]["tile"]

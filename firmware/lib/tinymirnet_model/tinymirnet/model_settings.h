@@ -36,30 +36,30 @@ constexpr int kOutputZeroPoint = -128;
 constexpr bool kFrameContext = true;
 constexpr int kThumbnailWidth = 32;
 constexpr int kThumbnailHeight = 24;
-constexpr int kContextValues = 112;       // the context vector's length
+constexpr int kContextValues = 76;       // the context vector's length
 // The context model's thumbnail input and its output, and the tile model's context input
 // (the device requantizes the output to it with a 256-entry table, thumbnail.h).
 constexpr float kContextInputScale = 0.00392156886f;
 constexpr int kContextInputZeroPoint = -128;
 constexpr float kContextOutputScale = 0.00390625f;
 constexpr int kContextOutputZeroPoint = -128;
-constexpr float kTileContextScale = 0.00333067402f;
+constexpr float kTileContextScale = 0.0031103401f;
 constexpr int kTileContextZeroPoint = -128;
 // The tile model's inputs: which one takes the tile and which the context.
 constexpr int kTileImageInput = 1;
 constexpr int kTileContextInput = 0;
-constexpr size_t kContextModelBytes = 49488;
+constexpr size_t kContextModelBytes = 32376;
 constexpr char kContextModelSha256[] =
-    "c4392e8c7ae929871e2bc8f8d41b70de75c61d1ab5f84553e2c2d444a780782f";
+    "ef13f8a58a76c4d2c76d39631670fef7415ea0eeedf4a80275267c6220d1e46f";
 
 // Memory.
-constexpr size_t kArenaMeasuredBytes = 58688;   // TFLM arena measured on the host (the larger model's: they take turns in one arena)
-constexpr size_t kArenaSize = 62784;       // measured + 4096 B margin, 16-aligned
-constexpr size_t kModelBytes = 39000;           // flatbuffer length
+constexpr size_t kArenaMeasuredBytes = 68064;   // TFLM arena measured on the host (the larger model's: they take turns in one arena)
+constexpr size_t kArenaSize = 72160;       // measured + 4096 B margin, 16-aligned
+constexpr size_t kModelBytes = 32088;           // flatbuffer length
 
 // Identity of the model (sha256 of the .tflite flatbuffer, hex).
 constexpr char kModelSha256[] =
-    "a908c8eb83e2a4a7d718bee94f15e80517016f78d1da4d080bf0fbbf062aa313";
+    "3a09a2555ba108a260be4c34e14a761c4b464996faac77d4f89438c9094075d3";
 
 // The builtin ops the models use (both together); model_ops.h registers exactly these.
 constexpr int kModelOpCount = 12;
