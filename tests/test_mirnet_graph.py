@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tinymirnet.model.network_config import MirnetConfig
 from tinymirnet.model.paths import ARTIFACTS_DIR as ARTIFACTS
 from tinymirnet.quantize.mirnet_graph import NotAMirnet, check_mirnet
 
@@ -21,12 +22,15 @@ def test_the_shipped_models_are_a_tiny_mirnet():
     size = load_tiling().model_input
     tile = parts["tile"]
     assert tile["input"] == size and tile["stream_resolutions"] == [size // 2, size // 4, size // 8]
+    rounds = MirnetConfig.load(ARTIFACTS / "tiny_mirnet_pruned.json").mrb_rounds
+    assert rounds >= 1
     for s in tile["stream_resolutions"]:
-        # Two rounds: two DAUs on every stream, each with both attentions and their concat.
-        assert tile["spatial_attention"][s] == tile["channel_attention"][s] == tile["dau_concat"][s] == 2
+        # A DAU on every stream in every round, each with both attentions and their concat.
+        assert tile["spatial_attention"][s] == tile["channel_attention"][s] == tile["dau_concat"][s] == rounds
     # The exchange (bottom into middle) and the final fusion (middle into top), once per round.
-    assert tile["skff"][size // 4] == 2 and tile["skff"][size // 2] == 2
-    assert parts["context"]["softmax"] == 4 and parts["context"]["logistic"] == 6
+    assert tile["skff"][size // 4] == rounds and tile["skff"][size // 2] == rounds
+    # Per round: two SKFF softmaxes; three channel attentions (a sigmoid each).
+    assert parts["context"]["softmax"] == 2 * rounds and parts["context"]["logistic"] == 3 * rounds
 
 
 def test_the_half_resolution_alternative_is_not():

@@ -264,11 +264,11 @@ def test_quantize_the_tiny_mirnet_thins_its_daus_and_checks_its_graph(lol_root, 
     weights = save_untrained(Cfg(design="mrb_half_resolution", channels=8, thumbnail_width=32, thumbnail_height=24,
                                  exposure_target=load_tiling().exposure_target), tmp_path / "mirnet.weights.h5")
     out = tmp_path / "artifacts"
-    report = run_quantize(lol_root, weights, finetune_steps=2, finetune_batch=4, out_dir=out, firmware_dir=None,
-                          log=lambda *_: None)
+    report = run_quantize(lol_root, weights, sparsity=0.25, finetune_steps=2, finetune_batch=4, out_dir=out,
+                          firmware_dir=None, log=lambda *_: None)
     pruning = report["structured_pruning"]
-    assert pruning["fraction_removed"] == 0.125  # the design's default
-    assert pruning["widths_before"] == [8] * 6 and pruning["widths_after"] == [7] * 6
+    assert pruning["fraction_removed"] == 0.25
+    assert pruning["widths_before"] == [8] * 6 and pruning["widths_after"] == [6] * 6
     assert report["sizes"]["flatbuffer_bytes"] < report["sizes"]["dense_flatbuffer_bytes"]
     size = load_tiling().model_input
     parts = report["mirnet_parts"]["tile"]
