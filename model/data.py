@@ -205,9 +205,9 @@ def fine_thumbnail(frame: np.ndarray, width: int, height: int) -> np.ndarray:
 def jittered_thumbnail(rng: np.random.Generator, fine: np.ndarray, width: int, height: int,
                        jitter: float) -> np.ndarray:
     """The width x height thumbnail of a random window of the frame, given the frame's
-    `fine_thumbnail`: the window keeps between 1 - jitter and all of
-    each side. A training augmentation: the attention must come from what the frame shows,
-    not from where it shows it (no frame's context repeats exactly)."""
+    `fine_thumbnail`: the window keeps between 1 - jitter and all of each side. A training
+    augmentation: the attention must come from what the frame shows, not from where it shows
+    it (no frame's context repeats exactly)."""
     h, w = fine.shape[:2]
     win_w = max(width, int(round(w * rng.uniform(1.0 - jitter, 1.0))))
     win_h = max(height, int(round(h * rng.uniform(1.0 - jitter, 1.0))))
