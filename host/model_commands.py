@@ -50,6 +50,7 @@ def cmd_train(args) -> int:
                           scenes=str(args.scenes or ""), scene_weight=args.scene_weight,
                           scene_crop=args.scene_crop, teacher=str(args.teacher or ""),
                           teacher_weight=args.teacher_weight, context_jitter=args.context_jitter,
+                          teacher_photos=args.teacher_photos,
                           **({} if args.order_weight is None else {"order_weight": args.order_weight}))
     try:
         train(args.out, cfg, resume=args.resume)
@@ -272,6 +273,10 @@ def register(sub) -> None:
                         "model/weights/tiny_mirnet_frame_context.weights.h5) instead of the ground truth alone")
     t.add_argument("--teacher-weight", type=float, default=1.0,
                    help="with --teacher: target = w x teacher + (1 - w) x ground truth (default 1)")
+    t.add_argument("--teacher-photos", type=int, default=0, metavar="N",
+                   help="with --teacher and --scenes: N photos of --scenes (training split, evenly spaced) join "
+                        "the training frames with the teacher's output as their target, so that its choices on "
+                        "scenes LoL lacks are learnt too (default 0)")
     t.add_argument("--context-jitter", type=float, default=0.0, metavar="F",
                    help="frame context: take each training crop's thumbnail from a random window keeping "
                         "1 - F to all of each side of its frame, so that the attention cannot recognise a "

@@ -87,6 +87,10 @@ class TrainConfig:
     # between 1 - context_jitter and all of each side of its frame (data.jittered_thumbnail);
     # 0 = the whole frame's, as the board computes it. Validation always uses the whole frame.
     context_jitter: float = 0.0
+    # With a teacher and scenes: this many photos of the scenes' training split (evenly spaced)
+    # join the training frames, each with the teacher's output as its target. The teacher's
+    # choices on scenes LoL never shows (brightness above all) become targets too; 0 = LoL only.
+    teacher_photos: int = 0
 
 
 class LearningRate:
@@ -167,6 +171,16 @@ def teacher_targets(teacher: str | Path, weight: float, lows: list[np.ndarray], 
     return targets
 
 
+def teacher_photo_pairs(teacher: str | Path, scenes: str | Path, count: int,
+                        val_percent: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """`count` photos of the training split of `scenes`, evenly spaced, and the teacher's output
+    on each as its target: pairs for scenes that have no ground truth."""
+    photos, _ = split_photos(find_photos(scenes), val_percent)
+    picked = [photos[round(k * len(photos) / count)] for k in range(count)]
+    raws = [read_rgb(p) for p in picked]
+    return raws, teacher_targets(teacher, 1.0, raws, raws)
+
+
 def center_crop(images: list[np.ndarray], size: tuple[int, int]) -> list[np.ndarray]:
     out = []
     for im in images:
@@ -244,6 +258,14 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
         raise TrainConfigError(f"--context-jitter {cfg.context_jitter:g}: give a fraction in [0, 1)")
     if cfg.context_jitter and not model_cfg.frame_context:
         raise TrainConfigError("--context-jitter jitters the frame context's thumbnail (give --frame-context)")
+    if cfg.teacher_photos < 0 or (cfg.teacher_photos and not (cfg.teacher and cfg.scenes)):
+        raise TrainConfigError(f"--teacher-photos {cfg.teacher_photos}: give a count of photos, with --teacher "
+                               f"and --scenes (the teacher labels photos of --scenes)")
+    if cfg.teacher_photos and not resume:
+        available = len(split_photos(find_photos(cfg.scenes), cfg.val_percent)[0])
+        if cfg.teacher_photos > available:
+            raise TrainConfigError(f"--teacher-photos {cfg.teacher_photos}: {cfg.scenes} has {available} "
+                                   f"training photos")
     for name, size in (("--crop", cfg.crop), ("--scene-crop", cfg.scene_crop)):
         if size % model_cfg.size_multiple:
             raise TrainConfigError(f"{name} {size}: the {model_cfg.design} network's input must be a multiple of "
@@ -259,6 +281,11 @@ def train(run_dir: str | Path, cfg: TrainConfig | None = None, resume: bool = Fa
     if cfg.teacher:
         train_high = teacher_targets(cfg.teacher, cfg.teacher_weight, train_low, train_high)
         log(f"targets: {cfg.teacher_weight:g} x the output of {cfg.teacher} + {1 - cfg.teacher_weight:g} x the ground truth")
+    if cfg.teacher_photos:
+        photo_low, photo_high = teacher_photo_pairs(cfg.teacher, cfg.scenes, cfg.teacher_photos, cfg.val_percent)
+        train_low, train_high = train_low + photo_low, train_high + photo_high
+        log(f"teacher photos: {cfg.teacher_photos} photos of {cfg.scenes} join the training frames, "
+            f"the teacher's output as their target")
     if cfg.exposure_target:
         log(f"exposure: every low-light frame normalised to mean {cfg.exposure_target}")
         train_low = [normalize_exposure(im, cfg.exposure_target) for im in train_low]

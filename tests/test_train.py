@@ -169,3 +169,37 @@ def test_teacher_targets_blend_the_teachers_output_with_the_ground_truth(small_f
                 ["--teacher", str(small_float_weights), "--teacher-weight", "1.5"]):
         assert main(["train", "--data", str(lol_root), "--out", str(tmp_path / "refused"), *bad]) == 1
         assert not (tmp_path / "refused").exists()  # refused before anything is written
+
+
+def test_teacher_photos_join_the_training_frames_with_the_teachers_output(small_float_weights, lol_root, tmp_path):
+    """`--teacher-photos N`: N photos of --scenes' training split, evenly spaced, become training
+    pairs whose target is the teacher's output; without --scenes, or asking for more photos than
+    the split holds, one line and nothing written."""
+    from PIL import Image
+    from tinymirnet.host.cli import main
+    from tinymirnet.model.data import find_photos, read_rgb, split_photos, to_uint8
+    from tinymirnet.model.inference import FloatEnhancer
+    from tinymirnet.model.train import teacher_photo_pairs
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(5)
+    for k in range(6):
+        Image.fromarray(rng.integers(0, 120, (32, 40, 3), dtype=np.uint8)).save(photos / f"{k}.png")
+    train_split, _ = split_photos(find_photos(photos), 30)
+    lows, targets = teacher_photo_pairs(small_float_weights, photos, 2, 30)
+    teacher = FloatEnhancer.load(small_float_weights, keep_order=False)
+    assert [lo.shape for lo in lows] == [(32, 40, 3)] * 2
+    assert np.array_equal(lows[0], read_rgb(train_split[0]))
+    assert np.array_equal(lows[1], read_rgb(train_split[round(len(train_split) / 2)]))
+    assert all(np.array_equal(t, to_uint8(teacher.enhance(lo))) for lo, t in zip(lows, targets))
+    run = tmp_path / "photo_distilled"
+    common = ["train", "--data", str(lol_root), "--epochs", "1", "--steps", "2", "--batch", "2", "--crop", "24",
+              "--design", "half_resolution", "--channels", "4", "--val-percent", "30", "--frame-context", "32x24",
+              "--exposure", "120", "--teacher", str(small_float_weights)]
+    assert main([*common, "--out", str(run), "--scenes", str(photos), "--scene-weight", "0.1",
+                 "--teacher-photos", "2"]) == 0
+    assert json.loads((run / "config.json").read_text())["teacher_photos"] == 2
+    for bad in (["--teacher-photos", "2"], ["--scenes", str(photos), "--teacher-photos", str(len(train_split) + 1)],
+                ["--scenes", str(photos), "--teacher-photos", "-1"]):
+        assert main([*common, "--out", str(tmp_path / "refused"), *bad]) == 1
+        assert not (tmp_path / "refused").exists()
