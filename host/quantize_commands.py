@@ -137,14 +137,15 @@ def register(sub) -> None:
     q.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     q.add_argument("--sparsity", type=float, default=None,
                    help="the fraction of filters removed (structured): from each DAU's first convolution for "
-                        "the tiny MIRNet (default 0.125), from every layer for the half_resolution network "
+                        "the tiny MIRNet (default 0.25), from every layer for the half_resolution network "
                         "(default 0.0625, one in 16); older designs: the fraction of conv weights zeroed (default 0.5)")
     q.add_argument("--scenes", type=Path, default=None,
                    help="folder of real photos (SICE train/): half the int8 calibration frames come from it, "
-                        "and the fine-tunes add --scene-weight x the naturalness loss on them (default: LoL only)")
-    q.add_argument("--scene-weight", type=float, default=0.1,
-                   help="weight of the naturalness loss in the fine-tunes, with --scenes (default 0.1)")
-    q.add_argument("--steps", type=int, default=1200, help="pruning fine-tune steps (batches of 32 tiles)")
+                        "and with --scene-weight the fine-tunes add the naturalness loss on them (default: LoL only)")
+    q.add_argument("--scene-weight", type=float, default=0.0,
+                   help="weight of the naturalness loss in the fine-tunes, with --scenes (default 0: with "
+                        "--distill it pulls the pruned network away from its unpruned teacher on real photos)")
+    q.add_argument("--steps", type=int, default=3000, help="pruning fine-tune steps (batches of 32 tiles; default 3000)")
     q.add_argument("--lr", type=float, default=1e-3, help="pruning fine-tune rate")
     q.add_argument("--schedule", choices=["constant", "cosine"], default="cosine",
                    help="pruning fine-tune rate schedule: constant, or cosine (constant while the "
