@@ -189,9 +189,9 @@ def fit(fitted, dataset, steps: int, rate, loss_fn, scenes=None, scene_weight: f
     also adds scene_weight x metrics.scene_loss, as training does: a fine-tune towards LoL's
     ground truth alone would undo what the weights learnt about real scenes. Towards the unpruned
     network's outputs (`distilled`) it does harm: on the tiny MIRNet (1/8 pruned, 3,000 steps)
-    x 0.1 left the int8 network 30.2 dB from its float twin on a SICE night scene and 20.92 dB
-    on eval15; without it 41.9 dB and 21.11 dB (ad hoc runs; the committed quantize report is
-    the latter)."""
+    x 0.1 left the int8 network 30.2 dB from its float twin on a SICE night scene and 19.97 dB
+    on the validation split; without it 41.9 dB and 20.10 dB (the decision page's pruning table,
+    docs/decisions/2026-12-06-tiny-mirnet-on-the-board.md)."""
     if scenes is None:
         fitted.compile(optimizer=keras.optimizers.Adam(rate), loss=loss_fn)
         fitted.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=2)
